@@ -1,0 +1,1 @@
+"""The HTTP layer: routes, wire schemas, rendering. Nothing below it imports it."""

@@ -1,0 +1,55 @@
+"""create_app(settings): routers, middleware, error handlers, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from openbailian import __version__
+from openbailian.api.completion.router import router as completion_router
+from openbailian.api.deps import KeyCache
+from openbailian.api.errors import install_error_handlers
+from openbailian.api.manage.router import router as manage_router
+from openbailian.api.middleware import RequestIdMiddleware
+from openbailian.api.ratelimit import RateLimiter
+from openbailian.config import Settings
+from openbailian.runtime import Runtime
+from openbailian.services.admin import admin_token
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    settings = settings or (runtime.settings if runtime else Settings())
+    owned = runtime is None
+    runtime = runtime or Runtime.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.migrate()
+        yield
+        if owned:
+            await runtime.aclose()
+
+    app = FastAPI(
+        title="openbailian",
+        version=__version__,
+        description="Self-hosted, DashScope-compatible Bailian agent applications",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.admin_token = admin_token(settings)
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    app.include_router(completion_router)
+    app.include_router(manage_router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,1 @@
+"""POST /api/v1/apps/{app_id}/completion."""

@@ -1,0 +1,154 @@
+"""Thin: read and check the body, prepare the run, render JSON or SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from openbailian.api.completion.protocol import CompletionRequest
+from openbailian.api.completion.render import KEEPALIVE, StreamRenderer, collect_response
+from openbailian.api.deps import CurrentCaller, RuntimeDep
+from openbailian.api.errors import error_status_and_code, request_id_of
+from openbailian.engine.events import Event
+from openbailian.engine.run import PreparedRun, RunRequest
+from openbailian.errors import InvalidParameter, RequestTooLarge
+
+__all__ = ["router", "read_json_body"]
+
+router = APIRouter()
+
+NOT_YET_SUPPORTED = {
+    ("input", "memory_id"): "long-term memory (memory_id)",
+    ("input", "image_list"): "image_list",
+    ("input", "file_list"): "file_list",
+    ("parameters", "rag_options"): "knowledge retrieval (rag_options)",
+}
+
+
+async def read_json_body(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"The request body is larger than the {limit}-byte limit")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestTooLarge(f"The request body is larger than the {limit}-byte limit")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidParameter(f"The request body is not valid JSON: {error}") from None
+
+
+def parse_completion(data: Any) -> CompletionRequest:
+    if not isinstance(data, dict):
+        raise InvalidParameter("The request body must be a JSON object")
+    try:
+        parsed = CompletionRequest.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidParameter(f"{where}: {first['msg']}") from None
+    for (section, field), feature in NOT_YET_SUPPORTED.items():
+        if getattr(getattr(parsed, section), field):
+            raise InvalidParameter(f"{section}.{field}: {feature} is not supported by this server yet")
+    return parsed
+
+
+def to_run_request(
+    body: CompletionRequest, *, app_id: str, workspace_id: str, request_id: str
+) -> RunRequest:
+    params = body.parameters
+    biz = body.input.biz_params
+    return RunRequest(
+        app_id=app_id,
+        workspace_id=workspace_id,
+        request_id=request_id,
+        prompt=body.input.prompt,
+        messages=(
+            [m.model_dump() for m in body.input.messages] if body.input.messages is not None else None
+        ),
+        session_id=body.input.session_id,
+        prompt_params=dict(biz.user_prompt_params) if biz else {},
+        enable_thinking=params.enable_thinking,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        top_k=params.top_k,
+        seed=params.seed,
+        max_tokens=params.max_tokens,
+    )
+
+
+def wants_stream(request: Request) -> bool:
+    sse = request.headers.get("x-dashscope-sse", "").lower() == "enable"
+    return sse or "text/event-stream" in request.headers.get("accept", "")
+
+
+@router.post("/api/v1/apps/{app_id}/completion")
+async def completion(app_id: str, request: Request, caller: CurrentCaller, runtime: RuntimeDep):
+    request_id = request_id_of(request)
+    body = parse_completion(await read_json_body(request, runtime.settings.max_body_bytes))
+    run = await runtime.engine.prepare(
+        to_run_request(body, app_id=app_id, workspace_id=caller.workspace_id, request_id=request_id)
+    )
+    has_thoughts = body.parameters.has_thoughts
+    if not wants_stream(request):
+        payload = await collect_response(run.events(), request_id=request_id, has_thoughts=has_thoughts)
+        return JSONResponse(payload)
+    renderer = StreamRenderer(
+        request_id=request_id,
+        session_id=run.session_id,
+        incremental=body.parameters.incremental_output,
+        has_thoughts=has_thoughts,
+    )
+    return StreamingResponse(
+        _sse(run, renderer, runtime.settings.sse_keepalive_seconds),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _sse(run: PreparedRun, renderer: StreamRenderer, keepalive: float) -> AsyncIterator[bytes]:
+    try:
+        async for item in _with_keepalive(run.events(), keepalive):
+            if item is None:
+                yield KEEPALIVE
+                continue
+            block = renderer.render(item)
+            if block is not None:
+                yield block
+    except Exception as error:  # reported in-stream: the 200 status line is already sent
+        status, code, message = error_status_and_code(error)
+        yield renderer.error(status, code, message)
+
+
+async def _with_keepalive(events: AsyncIterator[Event], interval: float) -> AsyncIterator[Event | None]:
+    """The events, with a None whenever ``interval`` seconds pass without one."""
+    iterator = aiter(events)
+    pending: asyncio.Task[Event] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({pending}, timeout=interval)
+            if not done:
+                yield None
+                continue
+            try:
+                event = pending.result()
+            except StopAsyncIteration:
+                return
+            finally:
+                pending = None
+            yield event
+    finally:
+        if pending is not None:
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+        await iterator.aclose()

@@ -1,0 +1,101 @@
+"""One table from domain errors to (HTTP status, DashScope code), and the handlers.
+
+Every error leaves the server as ``{"code", "message", "request_id"}``.
+``docs/errors.md`` documents this table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from openbailian import errors
+from openbailian.providers.base import ModelError, ModelTimeout, ModelUnavailable
+
+__all__ = ["ERROR_TABLE", "error_status_and_code", "error_body", "install_error_handlers"]
+
+logger = logging.getLogger("openbailian.api")
+
+# Most specific first: the first matching class wins.
+ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
+    (errors.ModelNotFound, 400, "InvalidParameter.Model"),
+    (errors.InvalidParameter, 400, "InvalidParameter"),
+    (errors.InvalidApiKey, 401, "InvalidApiKey"),
+    (errors.WorkspaceAccessDenied, 403, "Workspace.AccessDenied"),
+    (errors.AccessDenied, 403, "AccessDenied"),
+    (errors.AppNotFound, 404, "AppNotFound"),
+    (errors.SessionNotFound, 404, "SessionNotFound"),
+    (errors.WorkspaceNotFound, 404, "WorkspaceNotFound"),
+    (errors.NotFound, 404, "NotFound"),
+    (errors.AppNotPublished, 400, "AppNotPublished"),
+    (errors.Conflict, 409, "Conflict"),
+    (errors.RequestTooLarge, 413, "RequestTooLarge"),
+    (errors.RateLimited, 429, "Throttling.RateQuota"),
+    (ModelTimeout, 504, "ModelServiceTimeout"),
+    (ModelUnavailable, 503, "ModelServiceUnavailable"),
+    (ModelError, 500, "ModelServiceError"),
+]
+
+
+def error_status_and_code(error: BaseException) -> tuple[int, str, str]:
+    """(HTTP status, code, message) for any exception; unknown ones are InternalError."""
+    for error_type, status, code in ERROR_TABLE:
+        if isinstance(error, error_type):
+            return status, code, str(getattr(error, "message", None) or error)
+    return 500, "InternalError", "An internal error occurred; see the server log for this request_id"
+
+
+def error_body(code: str, message: str, request_id: str) -> dict[str, str]:
+    return {"code": code, "message": message, "request_id": request_id}
+
+
+def request_id_of(request: Request) -> str:
+    return getattr(request.state, "request_id", "")
+
+
+def error_response(request: Request, error: BaseException) -> JSONResponse:
+    status, code, message = error_status_and_code(error)
+    if status >= 500:
+        logger.error("request %s failed: %r", request_id_of(request), error, exc_info=error)
+    headers = {}
+    if isinstance(error, errors.RateLimited):
+        headers["Retry-After"] = str(error.retry_after)
+    return JSONResponse(
+        error_body(code, message, request_id_of(request)), status_code=status, headers=headers
+    )
+
+
+def _validation_message(error: RequestValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"] if p != "body")
+    return f"{first['msg']}: {where}" if where else first["msg"]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.OpenBailianError)
+    async def _domain(request: Request, error: errors.OpenBailianError) -> JSONResponse:
+        return error_response(request, error)
+
+    @app.exception_handler(ModelError)
+    async def _model(request: Request, error: ModelError) -> JSONResponse:
+        return error_response(request, error)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        return error_response(request, errors.InvalidParameter(_validation_message(error)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "NotFound", 405: "MethodNotAllowed"}.get(error.status_code, "InvalidRequest")
+        return JSONResponse(
+            error_body(code, str(error.detail), request_id_of(request)),
+            status_code=error.status_code,
+        )
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, error: Exception) -> JSONResponse:
+        return error_response(request, error)

@@ -1,0 +1,1 @@
+"""The management API under /manage/v1: workspaces and keys (administrator), apps (workspace keys)."""

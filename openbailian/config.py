@@ -1,0 +1,84 @@
+"""All configuration, in one typed object.
+
+Every field is read from an environment variable named ``OPENBAILIAN_<FIELD>``
+(case-insensitive); ``docs/configuration.md`` lists them all.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ModelSpec", "Settings", "BUILTIN_MODELS"]
+
+
+class ModelSpec(BaseModel):
+    """How to reach one named model. Apps refer to models by these names."""
+
+    provider: Literal["local", "openai", "echo"]
+    # local: a GGUF file; empty means the bundled Qwen2.5-Coder-0.5B-Instruct.
+    path: str | None = None
+    n_ctx: int = 4096
+    n_parallel: int = 4
+    n_threads: int | None = None
+    # openai: any OpenAI-compatible chat server.
+    base_url: str | None = None
+    api_key: str | None = None
+    model: str | None = None
+    context_length: int = 32768
+    timeout: float = 60.0
+    max_retries: int = 2
+    # echo: seconds to wait between streamed pieces (tests of slow streams).
+    delay: float = 0.0
+    # What usage.models[].model_id reports; defaults to the model's name.
+    model_id: str | None = None
+
+
+BUILTIN_MODELS: dict[str, ModelSpec] = {
+    "local": ModelSpec(provider="local"),
+    "echo": ModelSpec(provider="echo"),
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENBAILIAN_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".openbailian")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Models: the built-in "local" and "echo", plus any named here as JSON,
+    # e.g. {"qwen-plus": {"provider": "openai", "base_url": "...", "model": "qwen-plus"}}.
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
+    default_model: str = "local"
+
+    max_body_bytes: int = 4 * 1024 * 1024
+    rate_limit_per_minute: int = 600
+    max_history_turns: int = 50
+    max_output_tokens: int = 1024
+    sse_keepalive_seconds: float = 15.0
+    model_timeout_seconds: float = 300.0
+    api_key_cache_seconds: float = 5.0
+    admin_token: str | None = None
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @cached_property
+    def all_models(self) -> dict[str, ModelSpec]:
+        return {**BUILTIN_MODELS, **self.models}
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'openbailian.db'}"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.home / "models"

@@ -1,0 +1,222 @@
+"""Running an app: validate a request, then stream its events.
+
+``Engine.prepare`` does every check that can fail a request before anything is
+sent, so those failures become plain HTTP errors. ``PreparedRun.events`` then
+takes the session's lock, loads and trims history, streams the model, and
+stores the turn: whole when the model finished, marked as cut when the
+consumer went away mid-answer, not at all when the model failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+
+import anyio
+
+from openbailian.engine.app_config import AppConfig
+from openbailian.engine.context import fill_variables, system_message, trim_history
+from openbailian.engine.events import Event, Finished, ModelUsage, ReasoningDelta, TextDelta
+from openbailian.engine.sessions import SessionLocks, SessionStore, new_session_id
+from openbailian.errors import InvalidParameter
+from openbailian.providers.base import ChatMessage, GenerationOptions, ModelProvider
+from openbailian.providers.registry import ModelRegistry
+
+__all__ = ["Engine", "RunRequest", "PreparedRun", "AppLoader"]
+
+CHAT_ROLES = {"system", "user", "assistant"}
+
+
+@dataclass(slots=True)
+class RunRequest:
+    app_id: str
+    workspace_id: str
+    request_id: str
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+    session_id: str | None = None
+    prompt_params: dict[str, object] = field(default_factory=dict)
+    enable_thinking: bool | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    max_tokens: int | None = None
+
+
+class AppLoader:
+    """Finds the published config of an app the caller's workspace may call."""
+
+    async def published(self, app_id: str, workspace_id: str) -> AppConfig:  # pragma: no cover
+        raise NotImplementedError
+
+
+@dataclass(slots=True)
+class PreparedRun:
+    request: RunRequest
+    config: AppConfig
+    provider: ModelProvider
+    system: list[ChatMessage]
+    history: list[ChatMessage] | None  # None: load from the stored session
+    current: list[ChatMessage]  # messages this call adds to the conversation
+    session_id: str
+    options: GenerationOptions
+    max_history_turns: int
+    _engine: Engine
+
+    def events(self) -> AsyncIterator[Event]:
+        return self._engine._events(self)
+
+
+class Engine:
+    def __init__(
+        self,
+        apps: AppLoader,
+        sessions: SessionStore,
+        models: ModelRegistry,
+        *,
+        max_history_turns: int = 50,
+        max_output_tokens: int = 1024,
+    ) -> None:
+        self._apps = apps
+        self._sessions = sessions
+        self._models = models
+        self._locks = SessionLocks()
+        self._max_history_turns = max_history_turns
+        self._max_output_tokens = max_output_tokens
+
+    async def prepare(self, request: RunRequest) -> PreparedRun:
+        config = await self._apps.published(request.app_id, request.workspace_id)
+        caller_system, history, current = _conversation(request)
+        instructions = fill_variables(config, request.prompt_params)
+        session_id = new_session_id()
+        if request.messages is None and request.session_id:
+            await self._sessions.check(request.session_id, request.app_id)
+            session_id = request.session_id
+            history = None
+        provider = await self._models.get(config.model)
+        options = self._options(config, request, provider)
+        system = system_message(instructions, caller_system)
+        prepared = PreparedRun(
+            request=request,
+            config=config,
+            provider=provider,
+            system=system,
+            history=history,
+            current=current,
+            session_id=session_id,
+            options=options,
+            max_history_turns=(
+                config.max_history_turns
+                if config.max_history_turns is not None
+                else self._max_history_turns
+            ),
+            _engine=self,
+        )
+        # Fail now, not mid-stream, when even the new turn alone cannot fit.
+        await trim_history(
+            provider, system, [], current, max_turns=0, reserve_tokens=options.max_tokens or 0
+        )
+        return prepared
+
+    def _options(
+        self, config: AppConfig, request: RunRequest, provider: ModelProvider
+    ) -> GenerationOptions:
+        defaults = config.parameters
+        max_tokens = request.max_tokens or defaults.max_tokens or self._max_output_tokens
+        max_tokens = min(max_tokens, max(1, provider.context_length // 2))
+        return GenerationOptions(
+            temperature=_first(request.temperature, defaults.temperature),
+            top_p=_first(request.top_p, defaults.top_p),
+            top_k=_first(request.top_k, defaults.top_k),
+            seed=_first(request.seed, defaults.seed),
+            max_tokens=max_tokens,
+            enable_thinking=_first(request.enable_thinking, config.enable_thinking) or False,
+        )
+
+    async def _events(self, run: PreparedRun) -> AsyncIterator[Event]:
+        async with self._locks.hold(run.session_id):
+            history = run.history
+            if history is None:
+                history = await self._sessions.history(run.session_id)
+            messages = await trim_history(
+                run.provider,
+                run.system,
+                history,
+                run.current,
+                max_turns=run.max_history_turns,
+                reserve_tokens=run.options.max_tokens or 0,
+            )
+            stored = run.current if run.history is None else [*history, *run.current]
+            async for event in self._generate(run, messages, stored):
+                yield event
+
+    async def _generate(
+        self, run: PreparedRun, messages: list[ChatMessage], to_store: list[ChatMessage]
+    ) -> AsyncIterator[Event]:
+        answer: list[str] = []
+        finish_reason, input_tokens, output_tokens = "stop", 0, 0
+        try:
+            async with aclosing(run.provider.stream(messages, run.options)) as chunks:
+                async for chunk in chunks:
+                    if chunk.reasoning:
+                        yield ReasoningDelta(chunk.reasoning)
+                    if chunk.text:
+                        answer.append(chunk.text)
+                        yield TextDelta(chunk.text)
+                    if chunk.finish_reason:
+                        finish_reason = chunk.finish_reason
+                        input_tokens = chunk.input_tokens or 0
+                        output_tokens = chunk.output_tokens or 0
+        except (anyio.get_cancelled_exc_class(), GeneratorExit):
+            # The consumer went away: keep what was said, marked as cut.
+            await self._store(run, to_store, "".join(answer), cut=True)
+            raise
+        await self._store(run, to_store, "".join(answer), cut=False)
+        usage = ModelUsage(run.provider.model_id, input_tokens, output_tokens)
+        yield Finished(finish_reason, run.session_id, [usage])
+
+    async def _store(
+        self, run: PreparedRun, messages: list[ChatMessage], answer: str, *, cut: bool
+    ) -> None:
+        # Shielded: a client that disconnects while we write must not leave half a turn.
+        with anyio.CancelScope(shield=True):
+            await self._sessions.append(
+                session_id=run.session_id,
+                app_id=run.request.app_id,
+                workspace_id=run.request.workspace_id,
+                messages=[m for m in messages if m["role"] != "system"],
+                answer=answer,
+                cut=cut,
+                request_id=run.request.request_id,
+            )
+
+
+def _first(*values):  # type: ignore[no-untyped-def]
+    return next((v for v in values if v is not None), None)
+
+
+def _conversation(
+    request: RunRequest,
+) -> tuple[list[str], list[ChatMessage], list[ChatMessage]]:
+    """Split the caller's input into (system texts, history, this turn's messages)."""
+    if request.messages is None:
+        if not request.prompt:
+            raise InvalidParameter("input.prompt or input.messages is required")
+        return [], [], [{"role": "user", "content": request.prompt}]
+    messages = list(request.messages)
+    if request.prompt:
+        messages.append({"role": "user", "content": request.prompt})
+    if not messages:
+        raise InvalidParameter("input.messages must not be empty")
+    for index, message in enumerate(messages):
+        if message.get("role") not in CHAT_ROLES:
+            raise InvalidParameter(
+                f"input.messages[{index}].role must be one of system, user, assistant"
+            )
+    if messages[-1]["role"] != "user":
+        raise InvalidParameter("The last message must be a user message (or pass prompt)")
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    chat = [m for m in messages if m["role"] != "system"]
+    return system, chat[:-1], chat[-1:]

@@ -1,0 +1,109 @@
+"""Conversation sessions: stored turns, and one writer per session at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import func, select
+
+from openbailian.errors import SessionNotFound
+from openbailian.providers.base import ChatMessage
+from openbailian.storage.db import Database
+from openbailian.storage.models import ChatSession, SessionMessage, utcnow
+
+__all__ = ["SessionStore", "SessionLocks", "new_session_id"]
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex
+
+
+class SessionLocks:
+    """Serialises runs on one session within this process.
+
+    Two requests on one session would otherwise both read N turns and both
+    append turn N+1; the (session_id, seq) unique constraint turns any race
+    that still slips through (another process) into an error, never a mix.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def hold(self, session_id: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(session_id, asyncio.Lock())
+        self._users[session_id] = self._users.get(session_id, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[session_id] -= 1
+            if not self._users[session_id]:
+                del self._users[session_id]
+                del self._locks[session_id]
+
+
+class SessionStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def check(self, session_id: str, app_id: str) -> None:
+        async with self._db.session() as session:
+            found = await session.get(ChatSession, session_id)
+        if found is None or found.app_id != app_id:
+            raise SessionNotFound(
+                f"Session '{session_id}' does not exist for this app "
+                "(it may have been deleted); start a new one by omitting session_id"
+            )
+
+    async def history(self, session_id: str) -> list[ChatMessage]:
+        async with self._db.session() as session:
+            rows = await session.scalars(
+                select(SessionMessage)
+                .where(SessionMessage.session_id == session_id)
+                .order_by(SessionMessage.seq)
+            )
+            return [{"role": row.role, "content": row.content} for row in rows]
+
+    async def append(
+        self,
+        *,
+        session_id: str,
+        app_id: str,
+        workspace_id: str,
+        messages: list[ChatMessage],
+        answer: str,
+        cut: bool,
+        request_id: str,
+    ) -> None:
+        """Store a finished (or cut) turn, creating the session on its first turn."""
+        async with self._db.transaction() as session:
+            existing = await session.get(ChatSession, session_id)
+            if existing is None:
+                session.add(ChatSession(id=session_id, app_id=app_id, workspace_id=workspace_id))
+                await session.flush()
+                next_seq = 0
+            else:
+                existing.updated_at = utcnow()
+                last = await session.scalar(
+                    select(func.max(SessionMessage.seq)).where(
+                        SessionMessage.session_id == session_id
+                    )
+                )
+                next_seq = (last + 1) if last is not None else 0
+            stored = [*messages, {"role": "assistant", "content": answer}]
+            for offset, message in enumerate(stored):
+                session.add(
+                    SessionMessage(
+                        session_id=session_id,
+                        seq=next_seq + offset,
+                        role=message["role"],
+                        content=message["content"],
+                        cut=cut and offset == len(stored) - 1,
+                        request_id=request_id,
+                    )
+                )

@@ -1,0 +1,81 @@
+"""The domain error tree. ``api/errors.py`` maps each class to an HTTP status
+and a DashScope error code, in one table; nothing else needs to know them."""
+
+from __future__ import annotations
+
+__all__ = [
+    "OpenBailianError",
+    "InvalidParameter",
+    "InvalidApiKey",
+    "AccessDenied",
+    "WorkspaceAccessDenied",
+    "NotFound",
+    "AppNotFound",
+    "AppNotPublished",
+    "SessionNotFound",
+    "WorkspaceNotFound",
+    "ModelNotFound",
+    "RequestTooLarge",
+    "RateLimited",
+    "Conflict",
+]
+
+
+class OpenBailianError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidParameter(OpenBailianError):
+    """The request is malformed or a value is wrong."""
+
+
+class InvalidApiKey(OpenBailianError):
+    """The API key is missing, unknown or revoked."""
+
+
+class AccessDenied(OpenBailianError):
+    """The caller may not do this."""
+
+
+class WorkspaceAccessDenied(AccessDenied):
+    """The resource belongs to another workspace than the caller's."""
+
+
+class NotFound(OpenBailianError):
+    pass
+
+
+class AppNotFound(NotFound):
+    pass
+
+
+class AppNotPublished(OpenBailianError):
+    pass
+
+
+class SessionNotFound(NotFound):
+    pass
+
+
+class WorkspaceNotFound(NotFound):
+    pass
+
+
+class ModelNotFound(InvalidParameter):
+    """An app names a model that is not configured."""
+
+
+class RequestTooLarge(OpenBailianError):
+    pass
+
+
+class RateLimited(OpenBailianError):
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Conflict(OpenBailianError):
+    pass

@@ -1,0 +1,90 @@
+"""The protocol every model provider implements.
+
+A provider turns a list of chat messages into a stream of :class:`ModelChunk`.
+Closing the async iterator early (``aclose()``, or the task being cancelled)
+must stop generation for real: the local model stops decoding, the HTTP client
+closes its connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+__all__ = [
+    "ChatMessage",
+    "GenerationOptions",
+    "ModelChunk",
+    "ModelProvider",
+    "ModelUnavailable",
+    "ModelTimeout",
+    "ModelError",
+]
+
+ChatMessage = dict[str, str]
+"""``{"role": "system"|"user"|"assistant", "content": str}``."""
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationOptions:
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    max_tokens: int | None = None
+    enable_thinking: bool = False
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class ModelChunk:
+    """One piece of a streamed model answer.
+
+    ``text`` is new answer text, ``reasoning`` new thinking text (never mixed
+    into ``text``). The last chunk carries ``finish_reason`` ("stop" or
+    "length") and the token counts from the model's own tokenizer.
+    """
+
+    text: str = ""
+    reasoning: str = ""
+    finish_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@runtime_checkable
+class ModelProvider(Protocol):
+    """A chat model. ``model_id`` is what ``usage.models[].model_id`` reports."""
+
+    model_id: str
+    context_length: int
+
+    def stream(
+        self, messages: list[ChatMessage], options: GenerationOptions
+    ) -> AsyncIterator[ModelChunk]: ...
+
+    async def count_tokens(self, messages: list[ChatMessage]) -> int:
+        """Tokens these messages take in the model's prompt (used to trim history)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class ModelError(Exception):
+    """The model backend failed; ``message`` is safe to show to a caller."""
+
+    message: str
+    details: dict[str, object] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ModelUnavailable(ModelError):
+    """The backend cannot be reached or refused service (connection error, 5xx, 429)."""
+
+
+class ModelTimeout(ModelError):
+    """The backend did not answer in time."""

@@ -1,0 +1,1 @@
+"""Use cases shared by the management API and the CLI: workspaces, keys, apps."""
