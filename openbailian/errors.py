@@ -79,3 +79,11 @@ class RateLimited(OpenBailianError):
 
 class Conflict(OpenBailianError):
     pass
+
+
+class MemoryNotFound(NotFound):
+    """A memory_id that does not exist."""
+
+
+class PluginNotFound(NotFound):
+    """A plugin (tool_id) that does not exist."""

@@ -1,18 +1,34 @@
-"""The composition root: settings → database, models, engine. Shared by the server and the CLI."""
+"""The composition root: settings → database, models, engine, features.
+
+Shared by the server and the CLI. Each feature plugs in here: a context
+source (knowledge, session files, memory), a turn observer (memory
+extraction), the tool runner (plugins), and background workers (ingestion,
+expiry) that the server starts and stops.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from openbailian.config import Settings
+from openbailian.engine.augment import ContextSource, ToolRunner, TurnObserver
 from openbailian.engine.run import Engine
 from openbailian.engine.sessions import SessionStore
 from openbailian.providers.registry import ModelRegistry
 from openbailian.services.apps import DatabaseAppLoader
 from openbailian.storage.db import Database, migrate
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "BackgroundWorker"]
+
+
+class BackgroundWorker(Protocol):
+    """Work the server runs beside requests (ingestion queue, expiry sweeper)."""
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass
@@ -21,24 +37,44 @@ class Runtime:
     db: Database
     models: ModelRegistry
     engine: Engine
+    workers: list[BackgroundWorker] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         settings.home.mkdir(parents=True, exist_ok=True)
         db = Database(settings.resolved_database_url)
         models = ModelRegistry(settings)
+        context_sources: list[ContextSource] = []
+        observers: list[TurnObserver] = []
+        tool_runner: ToolRunner | None = None
+        workers: list[BackgroundWorker] = []
+        # Features register their context sources, observers, tools and workers here.
         engine = Engine(
             DatabaseAppLoader(db),
             SessionStore(db),
             models,
+            context_sources=context_sources,
+            observers=observers,
+            tool_runner=tool_runner,
             max_history_turns=settings.max_history_turns,
             max_output_tokens=settings.max_output_tokens,
         )
-        return cls(settings=settings, db=db, models=models, engine=engine)
+        return cls(settings=settings, db=db, models=models, engine=engine, workers=workers)
 
     async def migrate(self) -> None:
         await asyncio.to_thread(migrate, self.settings.resolved_database_url)
 
+    async def start(self) -> None:
+        """What the server does before it takes requests."""
+        await self.migrate()
+        for name in self.settings.preload_models:
+            await self.models.get(name)
+        for worker in self.workers:
+            await worker.start()
+
     async def aclose(self) -> None:
+        for worker in reversed(self.workers):
+            await worker.aclose()
+        await self.engine.drain()
         await self.models.aclose()
         await self.db.dispose()

@@ -22,15 +22,16 @@ __all__ = ["create_app"]
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """The ASGI app; its lifespan starts ``runtime`` (built from settings when not given) and closes it."""
     settings = settings or (runtime.settings if runtime else Settings())
-    owned = runtime is None
     runtime = runtime or Runtime.build(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await runtime.migrate()
-        yield
-        if owned:
+        await runtime.start()
+        try:
+            yield
+        finally:
             await runtime.aclose()
 
     app = FastAPI(

@@ -30,6 +30,8 @@ ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
     (errors.AppNotFound, 404, "AppNotFound"),
     (errors.SessionNotFound, 404, "SessionNotFound"),
     (errors.WorkspaceNotFound, 404, "WorkspaceNotFound"),
+    (errors.MemoryNotFound, 404, "MemoryNotFound"),
+    (errors.PluginNotFound, 404, "PluginNotFound"),
     (errors.NotFound, 404, "NotFound"),
     (errors.AppNotPublished, 400, "AppNotPublished"),
     (errors.Conflict, 409, "Conflict"),

@@ -40,6 +40,17 @@ class AppConfig(BaseModel):
     parameters: GenerationDefaults = Field(default_factory=GenerationDefaults)
     enable_thinking: bool = False
     max_history_turns: int | None = Field(default=None, ge=0)
+    # Knowledge bases (issue: knowledge): search these on every call unless
+    # rag_options.pipeline_ids names others; show_sources fills doc_references.
+    knowledge_enabled: bool = False
+    knowledge_base_ids: list[str] = Field(default_factory=list)
+    show_sources: bool = False
+    # Session files: rag_options.session_file_ids are only used with this switch.
+    file_parsing: bool = False
+    # Long-term memory: memory_id is only used with this switch.
+    memory_enabled: bool = False
+    # Plugins (tool ids) the model may call.
+    plugin_ids: list[str] = Field(default_factory=list)
 
     @field_validator("variables")
     @classmethod

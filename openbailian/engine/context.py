@@ -6,7 +6,7 @@ model's context window measured by the model's own token count.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from openbailian.engine.app_config import VARIABLE_PATTERN, AppConfig
 from openbailian.errors import InvalidParameter
@@ -46,9 +46,11 @@ def _variable_text(name: str, value: object) -> str:
     return str(value)
 
 
-def system_message(instructions: str, caller_system: list[str]) -> list[ChatMessage]:
-    """One system message: the app's instructions, then any the caller sent."""
-    parts = [p for p in [instructions, *caller_system] if p.strip()]
+def system_message(
+    instructions: str, caller_system: list[str], context_blocks: Sequence[str] = ()
+) -> list[ChatMessage]:
+    """One system message: the app's instructions, any the caller sent, then retrieved data."""
+    parts = [p for p in [instructions, *caller_system, *context_blocks] if p.strip()]
     return [{"role": "system", "content": "\n\n".join(parts)}] if parts else []
 
 

@@ -9,23 +9,44 @@ consumer went away mid-answer, not at all when the model failed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
 from openbailian.engine.app_config import AppConfig
 from openbailian.engine.context import fill_variables, system_message, trim_history
-from openbailian.engine.events import Event, Finished, ModelUsage, ReasoningDelta, TextDelta
+from openbailian.engine.augment import (
+    Augmentation,
+    CallContext,
+    ContextSource,
+    ToolRunner,
+    ToolSpec,
+    TurnObserver,
+)
+from openbailian.engine.events import (
+    Event,
+    Finished,
+    ModelUsage,
+    ReasoningDelta,
+    References,
+    TextDelta,
+    Thought,
+)
 from openbailian.engine.sessions import SessionLocks, SessionStore, new_session_id
 from openbailian.errors import InvalidParameter
-from openbailian.providers.base import ChatMessage, GenerationOptions, ModelProvider
+from openbailian.providers.base import ChatMessage, GenerationOptions, ModelChunk, ModelProvider
 from openbailian.providers.registry import ModelRegistry
 
 __all__ = ["Engine", "RunRequest", "PreparedRun", "AppLoader"]
 
 CHAT_ROLES = {"system", "user", "assistant"}
+
+logger = logging.getLogger("openbailian.engine")
 
 
 @dataclass(slots=True)
@@ -43,6 +64,11 @@ class RunRequest:
     top_k: int | None = None
     seed: int | None = None
     max_tokens: int | None = None
+    memory_id: str | None = None
+    rag_options: dict[str, Any] | None = None
+    doc_reference_type: str = "simple"
+    user_defined_params: dict[str, Any] = field(default_factory=dict)
+    user_defined_tokens: dict[str, Any] = field(default_factory=dict)
 
 
 class AppLoader:
@@ -63,6 +89,8 @@ class PreparedRun:
     session_id: str
     options: GenerationOptions
     max_history_turns: int
+    call: CallContext
+    augmentation: Augmentation
     _engine: Engine
 
     def events(self) -> AsyncIterator[Event]:
@@ -76,17 +104,27 @@ class Engine:
         sessions: SessionStore,
         models: ModelRegistry,
         *,
+        context_sources: Sequence[ContextSource] = (),
+        observers: Sequence[TurnObserver] = (),
+        tool_runner: ToolRunner | None = None,
         max_history_turns: int = 50,
         max_output_tokens: int = 1024,
+        max_tool_rounds: int = 5,
     ) -> None:
         self._apps = apps
         self._sessions = sessions
         self._models = models
         self._locks = SessionLocks()
+        self.context_sources = list(context_sources)
+        self.observers = list(observers)
+        self.tool_runner = tool_runner
         self._max_history_turns = max_history_turns
         self._max_output_tokens = max_output_tokens
+        self._max_tool_rounds = max_tool_rounds
+        self._background: set[asyncio.Task[None]] = set()
 
     async def prepare(self, request: RunRequest) -> PreparedRun:
+        """Every check that can fail the call, done before anything is streamed."""
         config = await self._apps.published(request.app_id, request.workspace_id)
         caller_system, history, current = _conversation(request)
         instructions = fill_variables(config, request.prompt_params)
@@ -96,8 +134,11 @@ class Engine:
             session_id = request.session_id
             history = None
         provider = await self._models.get(config.model)
-        options = self._options(config, request, provider)
-        system = system_message(instructions, caller_system)
+        call = _call_context(request, config, session_id, current)
+        augmentation = await self._augment(call)
+        tools = await self.tool_runner.tools_for(call) if self.tool_runner else []
+        options = self._options(config, request, provider, tools)
+        system = system_message(instructions, caller_system, augmentation.context_blocks)
         prepared = PreparedRun(
             request=request,
             config=config,
@@ -112,6 +153,8 @@ class Engine:
                 if config.max_history_turns is not None
                 else self._max_history_turns
             ),
+            call=call,
+            augmentation=augmentation,
             _engine=self,
         )
         # Fail now, not mid-stream, when even the new turn alone cannot fit.
@@ -120,8 +163,21 @@ class Engine:
         )
         return prepared
 
+    async def _augment(self, call: CallContext) -> Augmentation:
+        merged = Augmentation()
+        for source in self.context_sources:
+            found = await source.gather(call)
+            merged.context_blocks += found.context_blocks
+            merged.thoughts += found.thoughts
+            merged.references += found.references
+        return merged
+
     def _options(
-        self, config: AppConfig, request: RunRequest, provider: ModelProvider
+        self,
+        config: AppConfig,
+        request: RunRequest,
+        provider: ModelProvider,
+        tools: Sequence[ToolSpec],
     ) -> GenerationOptions:
         defaults = config.parameters
         max_tokens = request.max_tokens or defaults.max_tokens or self._max_output_tokens
@@ -133,9 +189,17 @@ class Engine:
             seed=_first(request.seed, defaults.seed),
             max_tokens=max_tokens,
             enable_thinking=_first(request.enable_thinking, config.enable_thinking) or False,
+            tools=tuple(
+                {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+                for t in tools
+            ),
         )
 
     async def _events(self, run: PreparedRun) -> AsyncIterator[Event]:
+        for thought in run.augmentation.thoughts:
+            yield thought
+        if run.augmentation.references and run.config.show_sources:
+            yield References(list(run.augmentation.references))
         async with self._locks.hold(run.session_id):
             history = run.history
             if history is None:
@@ -152,14 +216,33 @@ class Engine:
             async for event in self._generate(run, messages, stored):
                 yield event
 
+    def _model_stream(
+        self, run: PreparedRun, messages: list[ChatMessage]
+    ) -> AsyncIterator[ModelChunk | Thought]:
+        if run.options.tools and self.tool_runner is not None:
+            from openbailian.engine.tool_loop import run_with_tools
+
+            return run_with_tools(
+                run.provider,
+                messages,
+                run.options,
+                self.tool_runner,
+                run.call,
+                max_rounds=self._max_tool_rounds,
+            )
+        return run.provider.stream(messages, run.options)
+
     async def _generate(
         self, run: PreparedRun, messages: list[ChatMessage], to_store: list[ChatMessage]
     ) -> AsyncIterator[Event]:
         answer: list[str] = []
         finish_reason, input_tokens, output_tokens = "stop", 0, 0
         try:
-            async with aclosing(run.provider.stream(messages, run.options)) as chunks:
+            async with aclosing(self._model_stream(run, messages)) as chunks:
                 async for chunk in chunks:
+                    if isinstance(chunk, Thought):
+                        yield chunk
+                        continue
                     if chunk.reasoning:
                         yield ReasoningDelta(chunk.reasoning)
                     if chunk.text:
@@ -174,8 +257,26 @@ class Engine:
             await self._store(run, to_store, "".join(answer), cut=True)
             raise
         await self._store(run, to_store, "".join(answer), cut=False)
+        self._observe(run, "".join(answer))
         usage = ModelUsage(run.provider.model_id, input_tokens, output_tokens)
         yield Finished(finish_reason, run.session_id, [usage])
+
+    def _observe(self, run: PreparedRun, answer: str) -> None:
+        """Tell observers (memory extraction) in the background: the reply never waits."""
+        for observer in self.observers:
+            task = asyncio.create_task(observer.turn_finished(run.call, run.call.query, answer))
+            self._background.add(task)
+            task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("background work after a turn failed", exc_info=task.exception())
+
+    async def drain(self) -> None:
+        """Wait for background work started by finished turns (shutdown, tests)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def _store(
         self, run: PreparedRun, messages: list[ChatMessage], answer: str, *, cut: bool
@@ -191,6 +292,24 @@ class Engine:
                 cut=cut,
                 request_id=run.request.request_id,
             )
+
+
+def _call_context(
+    request: RunRequest, config: AppConfig, session_id: str, current: list[ChatMessage]
+) -> CallContext:
+    return CallContext(
+        app_id=request.app_id,
+        workspace_id=request.workspace_id,
+        request_id=request.request_id,
+        config=config,
+        query=current[-1]["content"],
+        session_id=session_id,
+        memory_id=request.memory_id,
+        rag_options=dict(request.rag_options or {}),
+        doc_reference_type=request.doc_reference_type,
+        user_defined_params=dict(request.user_defined_params),
+        user_defined_tokens=dict(request.user_defined_tokens),
+    )
 
 
 def _first(*values):  # type: ignore[no-untyped-def]

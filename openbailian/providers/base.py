@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "ChatMessage",
@@ -22,8 +22,10 @@ __all__ = [
     "ModelError",
 ]
 
-ChatMessage = dict[str, str]
-"""``{"role": "system"|"user"|"assistant", "content": str}``."""
+ChatMessage = dict[str, Any]
+"""``{"role": "system"|"user"|"assistant"|"tool", "content": str}``; an assistant
+message that calls tools also has OpenAI-style ``tool_calls``, a tool message
+has ``tool_call_id``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,8 @@ class GenerationOptions:
     max_tokens: int | None = None
     enable_thinking: bool = False
     stop: tuple[str, ...] = ()
+    # OpenAI-style function specs: {"type": "function", "function": {name, description, parameters}}.
+    tools: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(slots=True)
@@ -51,6 +55,8 @@ class ModelChunk:
     finish_reason: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    # Complete tool calls the model made: {"id", "name", "arguments": dict}.
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 @runtime_checkable

@@ -61,7 +61,8 @@ def migrate(url: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
-    command.upgrade(config, "head")
+    # "heads": features develop their tables on branches of the migration tree.
+    command.upgrade(config, "heads")
 
 
 class Database:

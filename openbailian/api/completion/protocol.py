@@ -1,8 +1,8 @@
 """The request body of the application call, as the dashscope SDK sends it.
 
 Types are strict: ``"temperature": "0.5"`` is an error, not a coercion.
-Fields of later features are accepted by the schema and refused with a clear
-message by the router until they are implemented.
+Fields this server does not implement (``image_list``, ``file_list``) are
+refused with a clear message rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "Message",
     "BizParams",
+    "RagOptions",
     "CompletionInput",
     "CompletionParameters",
     "CompletionRequest",
@@ -37,12 +38,25 @@ class BizParams(_Strict):
     user_defined_tokens: dict[str, Any] = Field(default_factory=dict)
 
 
+class RagOptions(_Strict):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    pipeline_ids: list[str] | None = None
+    file_ids: list[str] | None = None
+    tags: list[str] | None = None
+    metadata_filter: dict[str, Any] | None = None
+    structured_filter: dict[str, Any] | None = None
+    session_file_ids: list[str] | None = None
+
+
 class CompletionInput(_Strict):
     prompt: str | None = None
     messages: list[Message] | None = None
     session_id: str | None = Field(default=None, max_length=128)
-    memory_id: str | None = None
+    memory_id: str | None = Field(default=None, max_length=128)
     biz_params: BizParams | None = None
+    doc_reference_type: Literal["simple", "indexed"] | None = None
+    doc_tag_codes: list[str] | None = None
     image_list: list[str] | None = None
     file_list: list[str] | None = None
 
@@ -56,7 +70,7 @@ class CompletionParameters(_Strict):
     top_k: int | None = Field(default=None, ge=0)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     max_tokens: int | None = Field(default=None, ge=1)
-    rag_options: dict[str, Any] | None = None
+    rag_options: RagOptions | None = None
 
 
 class CompletionRequest(_Strict):

@@ -24,10 +24,8 @@ __all__ = ["router", "read_json_body"]
 router = APIRouter()
 
 NOT_YET_SUPPORTED = {
-    ("input", "memory_id"): "long-term memory (memory_id)",
-    ("input", "image_list"): "image_list",
-    ("input", "file_list"): "file_list",
-    ("parameters", "rag_options"): "knowledge retrieval (rag_options)",
+    ("input", "image_list"): "image_list (use session files: rag_options.session_file_ids)",
+    ("input", "file_list"): "file_list (use session files: rag_options.session_file_ids)",
 }
 
 
@@ -82,6 +80,13 @@ def to_run_request(
         top_k=params.top_k,
         seed=params.seed,
         max_tokens=params.max_tokens,
+        memory_id=body.input.memory_id,
+        rag_options=(
+            params.rag_options.model_dump(exclude_none=True) if params.rag_options else None
+        ),
+        doc_reference_type=body.input.doc_reference_type or "simple",
+        user_defined_params=dict(biz.user_defined_params) if biz else {},
+        user_defined_tokens=dict(biz.user_defined_tokens) if biz else {},
     )
 
 

@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+import openbailian.storage.tables  # noqa: F401  (registers every table)
 from openbailian.storage.models import Base
 
 config = context.config

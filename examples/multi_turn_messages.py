@@ -1,0 +1,24 @@
+# 自行管理 (caller-managed history): not printed in the seed for Python, written in its style.
+import os
+from http import HTTPStatus
+from dashscope import Application
+
+messages = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "你是谁？"},
+    {"role": "assistant", "content": "我是阿里云开发的大规模语言模型，我叫通义千问。"},
+]
+response = Application.call(
+    # 若没有配置环境变量，可用百炼API Key将下行替换为：api_key="sk-xxx"。但不建议在生产环境中直接将API Key硬编码到代码中，以减少API Key泄露风险。
+    api_key=os.getenv("DASHSCOPE_API_KEY"),
+    app_id='YOUR_APP_ID',  # 替换为实际的应用 ID
+    messages=messages,
+    prompt='你有什么技能?')
+
+if response.status_code != HTTPStatus.OK:
+    print(f'request_id={response.request_id}')
+    print(f'code={response.status_code}')
+    print(f'message={response.message}')
+    print(f'请参考文档：https://help.aliyun.com/zh/model-studio/developer-reference/error-code')
+else:
+    print('%s\n session_id=%s\n' % (response.output.text, response.output.session_id))

@@ -1,0 +1,29 @@
+"""The ``openbailian`` command: serve, manage keys and apps, chat.
+
+Feature commands live in their own modules and are added below with
+``app.add_typer``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from openbailian.cli import chat, core, serve
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="openbailian",
+    help="Self-hosted, DashScope-compatible Bailian agent applications.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("serve")(serve.serve)
+app.command("chat")(chat.chat)
+app.add_typer(core.keys_app, name="keys")
+app.add_typer(core.apps_app, name="apps")
+app.add_typer(core.models_app, name="models")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,252 @@
+"""``openbailian keys …``, ``openbailian apps …``, ``openbailian models …``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.table import Table
+
+from openbailian.cli._common import JsonOption, WorkspaceOption, console, emit, fail, run_with_runtime
+from openbailian.runtime import Runtime
+from openbailian.services import apps as app_service
+from openbailian.services import keys as key_service
+
+__all__ = ["keys_app", "apps_app", "models_app"]
+
+keys_app = typer.Typer(help="API keys (sk-…): shown once, stored hashed.", no_args_is_help=True)
+apps_app = typer.Typer(help="Agent applications: draft, publish, list.", no_args_is_help=True)
+models_app = typer.Typer(help="The models apps can name.", no_args_is_help=True)
+
+
+@keys_app.command("create")
+def create_key(
+    workspace: str = WorkspaceOption,
+    name: str = typer.Option("", help="A label for the key."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Create an API key for a workspace (the workspace is created when new)."""
+
+    async def work(runtime: Runtime) -> key_service.CreatedKey:
+        async with runtime.db.transaction() as session:
+            return await key_service.create_key(session, workspace, name)
+
+    created = run_with_runtime(work)
+    data = {"api_key": created.api_key, "workspace": created.workspace_id, "key_id": created.id}
+    emit(data, as_json, lambda: console.print(
+        f"API key for workspace [bold]{created.workspace_id}[/bold] (shown once):\n{created.api_key}"
+    ))
+
+
+@keys_app.command("list")
+def list_keys(workspace: str | None = typer.Option(None, "--workspace", "-w"), as_json: bool = JsonOption) -> None:
+    async def work(runtime: Runtime) -> list[dict[str, Any]]:
+        async with runtime.db.session() as session:
+            rows = await key_service.list_keys(session, workspace)
+        return [
+            {"key_id": k.id, "workspace": k.workspace_id, "display": k.display, "name": k.name,
+             "revoked": k.revoked_at is not None}
+            for k in rows
+        ]
+
+    rows = run_with_runtime(work)
+    emit({"keys": rows}, as_json, lambda: _table(rows, ["key_id", "workspace", "display", "name", "revoked"]))
+
+
+@keys_app.command("revoke")
+def revoke_key(key_id: str, as_json: bool = JsonOption) -> None:
+    async def work(runtime: Runtime) -> None:
+        async with runtime.db.transaction() as session:
+            await key_service.revoke_key(session, key_id)
+
+    run_with_runtime(work)
+    emit({"key_id": key_id, "revoked": True}, as_json, lambda: console.print(f"Revoked {key_id}"))
+
+
+def _config_from_options(
+    file: Path | None, overrides: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]]:
+    data: dict[str, Any] = {}
+    if file is not None:
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as error:
+            fail(f"Cannot read {file}: {error}", code="InvalidParameter")
+        if not isinstance(loaded, dict):
+            fail(f"{file} must hold a mapping of app settings", code="InvalidParameter")
+        data = loaded
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    name = data.pop("name", None)
+    return name, data
+
+
+def _variables(values: list[str] | None) -> list[dict[str, Any]] | None:
+    """``--var city`` (required) or ``--var city=北京`` (with a default)."""
+    if not values:
+        return None
+    result = []
+    for value in values:
+        name, sep, default = value.partition("=")
+        result.append({"name": name, "default": default if sep else None})
+    return result
+
+
+@apps_app.command("create")
+def create_app(
+    name: str | None = typer.Option(None, "--name", help="The app's name."),
+    model: str | None = typer.Option(None, "--model", help="A configured model name (see `models list`)."),
+    instructions: str | None = typer.Option(None, "--instructions", help="System prompt; may use {{variables}}."),
+    workspace: str = WorkspaceOption,
+    thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Deep thinking by default."),
+    var: list[str] | None = typer.Option(None, "--var", help="Prompt variable: NAME or NAME=DEFAULT."),
+    knowledge: list[str] | None = typer.Option(None, "--knowledge", help="Knowledge base id to search."),
+    show_sources: bool | None = typer.Option(None, "--show-sources/--hide-sources"),
+    file_parsing: bool | None = typer.Option(None, "--file-parsing/--no-file-parsing"),
+    memory: bool | None = typer.Option(None, "--memory/--no-memory", help="Long-term memory."),
+    plugin: list[str] | None = typer.Option(None, "--plugin", help="Plugin (tool) id the model may call."),
+    file: Path | None = typer.Option(None, "--file", help="YAML with the app's settings."),
+    draft: bool = typer.Option(False, "--draft", help="Create without publishing."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Create an app; it is published and callable at once unless --draft."""
+    app_name, data = _config_from_options(file, _overrides(
+        model=model, instructions=instructions, thinking=thinking, var=var, knowledge=knowledge,
+        show_sources=show_sources, file_parsing=file_parsing, memory=memory, plugin=plugin,
+    ))
+    app_name = name or app_name
+    if not app_name:
+        fail("--name is required (or a name in --file)", code="InvalidParameter")
+    data.setdefault("model", "local")
+
+    async def work(runtime: Runtime) -> dict[str, Any]:
+        config = app_service.parse_config(data)
+        async with runtime.db.transaction() as session:
+            row = await app_service.create_app(
+                session, workspace_id=workspace, name=app_name, config=config,
+                models=runtime.models, publish=not draft,
+            )
+            return app_service.app_view(row)
+
+    view = run_with_runtime(work)
+    emit({"app_id": view["app_id"], "workspace": view["workspace"], "name": view["name"]}, as_json,
+         lambda: console.print(f"Created app [bold]{view['app_id']}[/bold] in workspace {view['workspace']}"))
+
+
+def _overrides(**options: Any) -> dict[str, Any]:
+    return {
+        "model": options["model"],
+        "instructions": options["instructions"],
+        "enable_thinking": options["thinking"],
+        "variables": _variables(options["var"]),
+        "knowledge_base_ids": options["knowledge"] or None,
+        "knowledge_enabled": True if options["knowledge"] else None,
+        "show_sources": options["show_sources"],
+        "file_parsing": options["file_parsing"],
+        "memory_enabled": options["memory"],
+        "plugin_ids": options["plugin"] or None,
+    }
+
+
+@apps_app.command("update")
+def update_app(
+    app_id: str,
+    name: str | None = typer.Option(None, "--name"),
+    model: str | None = typer.Option(None, "--model"),
+    instructions: str | None = typer.Option(None, "--instructions"),
+    thinking: bool | None = typer.Option(None, "--thinking/--no-thinking"),
+    var: list[str] | None = typer.Option(None, "--var"),
+    knowledge: list[str] | None = typer.Option(None, "--knowledge"),
+    show_sources: bool | None = typer.Option(None, "--show-sources/--hide-sources"),
+    file_parsing: bool | None = typer.Option(None, "--file-parsing/--no-file-parsing"),
+    memory: bool | None = typer.Option(None, "--memory/--no-memory"),
+    plugin: list[str] | None = typer.Option(None, "--plugin"),
+    file: Path | None = typer.Option(None, "--file", help="YAML with settings to change."),
+    publish: bool = typer.Option(False, "--publish", help="Publish the draft after the change."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Change an app's draft (calls keep the published version until `apps publish`)."""
+    file_name, changes = _config_from_options(file, _overrides(
+        model=model, instructions=instructions, thinking=thinking, var=var, knowledge=knowledge,
+        show_sources=show_sources, file_parsing=file_parsing, memory=memory, plugin=plugin,
+    ))
+
+    async def work(runtime: Runtime) -> dict[str, Any]:
+        async with runtime.db.transaction() as session:
+            row = await app_service.get_app(session, app_id)
+            await app_service.update_app(session, row, changes, runtime.models, name=name or file_name)
+            if publish:
+                await app_service.publish_app(session, row)
+            return app_service.app_view(row)
+
+    view = run_with_runtime(work)
+    emit(view, as_json, lambda: console.print(f"Updated app {app_id}" + (" and published" if publish else "")))
+
+
+@apps_app.command("publish")
+def publish_app(app_id: str, as_json: bool = JsonOption) -> None:
+    """Make the draft the version that calls use."""
+
+    async def work(runtime: Runtime) -> dict[str, Any]:
+        async with runtime.db.transaction() as session:
+            row = await app_service.get_app(session, app_id)
+            await app_service.publish_app(session, row)
+            return app_service.app_view(row)
+
+    view = run_with_runtime(work)
+    emit({"app_id": app_id, "published_version": view["published_version"]}, as_json,
+         lambda: console.print(f"Published {app_id} (version {view['published_version']})"))
+
+
+@apps_app.command("show")
+def show_app(app_id: str, as_json: bool = JsonOption) -> None:
+    async def work(runtime: Runtime) -> dict[str, Any]:
+        async with runtime.db.session() as session:
+            return app_service.app_view(await app_service.get_app(session, app_id))
+
+    emit(run_with_runtime(work), True if as_json else False)
+
+
+@apps_app.command("list")
+def list_apps(workspace: str | None = typer.Option(None, "--workspace", "-w"), as_json: bool = JsonOption) -> None:
+    async def work(runtime: Runtime) -> list[dict[str, Any]]:
+        async with runtime.db.session() as session:
+            return [app_service.app_view(a) for a in await app_service.list_apps(session, workspace)]
+
+    views = run_with_runtime(work)
+    rows = [
+        {"app_id": v["app_id"], "name": v["name"], "workspace": v["workspace"],
+         "model": (v["published"] or v["draft"])["model"], "published_version": v["published_version"]}
+        for v in views
+    ]
+    emit({"apps": rows}, as_json, lambda: _table(rows, ["app_id", "name", "workspace", "model", "published_version"]))
+
+
+@apps_app.command("delete")
+def delete_app(app_id: str, as_json: bool = JsonOption) -> None:
+    async def work(runtime: Runtime) -> None:
+        async with runtime.db.transaction() as session:
+            await app_service.delete_app(session, await app_service.get_app(session, app_id))
+
+    run_with_runtime(work)
+    emit({"app_id": app_id, "deleted": True}, as_json, lambda: console.print(f"Deleted {app_id}"))
+
+
+@models_app.command("list")
+def list_models(as_json: bool = JsonOption) -> None:
+    from openbailian.config import Settings
+
+    settings = Settings()
+    rows = [
+        {"name": name, "provider": spec.provider, "model": spec.model or spec.path or ""}
+        for name, spec in sorted(settings.all_models.items())
+    ]
+    emit({"models": rows}, as_json, lambda: _table(rows, ["name", "provider", "model"]))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in columns))
+    console.print(table)

@@ -1,0 +1,97 @@
+"""``openbailian serve``: the HTTP server, optionally with a ready demo app and key."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+import uvicorn
+
+from openbailian.cli._common import console, run_with_runtime
+from openbailian.config import Settings
+from openbailian.errors import NotFound
+from openbailian.runtime import Runtime
+from openbailian.services import apps as app_service
+from openbailian.services import keys as key_service
+
+__all__ = ["serve", "ensure_demo"]
+
+DEMO_WORKSPACE = "default"
+DEMO_INSTRUCTIONS = "You are a helpful assistant. Answer in the language the user writes in."
+
+
+def serve(
+    host: str | None = typer.Option(None, help="Address to listen on (default OPENBAILIAN_HOST)."),
+    port: int | None = typer.Option(None, help="Port (default OPENBAILIAN_PORT)."),
+    demo: bool = typer.Option(False, "--demo", help="Create (once) a demo app and key and print how to call them."),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+) -> None:
+    """Serve the DashScope-compatible API (data under OPENBAILIAN_HOME)."""
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**overrides)
+    if demo:
+        demo_info = run_with_runtime(lambda runtime: ensure_demo(runtime))
+        settings = Settings(**overrides, preload_models=[demo_info["model"]])
+        _print_demo(settings, demo_info)
+    from openbailian.api.app import create_app
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+
+
+async def ensure_demo(runtime: Runtime) -> dict[str, str]:
+    """The demo app and key from ``$OPENBAILIAN_HOME/demo.json``, made when missing or stale."""
+    path: Path = runtime.settings.home / "demo.json"
+    model = runtime.settings.default_model
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if await _still_valid(runtime, saved) and saved.get("model") == model:
+            return saved
+    async with runtime.db.transaction() as session:
+        config = app_service.parse_config({"model": model, "instructions": DEMO_INSTRUCTIONS})
+        app = await app_service.create_app(
+            session, workspace_id=DEMO_WORKSPACE, name="demo", config=config, models=runtime.models
+        )
+        key = await key_service.create_key(session, DEMO_WORKSPACE, "demo")
+    saved = {"app_id": app.id, "api_key": key.api_key, "workspace": DEMO_WORKSPACE, "model": model}
+    # The demo key is kept in clear text on purpose, readable by the owner only, so
+    # that `make serve` prints the same working key every time.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(saved, handle)
+    return saved
+
+
+async def _still_valid(runtime: Runtime, saved: dict[str, str]) -> bool:
+    try:
+        async with runtime.db.session() as session:
+            await app_service.get_app(session, saved["app_id"])
+            await key_service.resolve_key(session, saved["api_key"])
+    except (NotFound, KeyError, Exception):  # any doubt: make a fresh demo
+        return False
+    return True
+
+
+def _print_demo(settings: Settings, demo: dict[str, str]) -> None:
+    base = f"http://{settings.host}:{settings.port}/api/v1/"
+    console.rule("[bold]openbailian demo")
+    console.print(f"app id  : [bold]{demo['app_id']}[/bold]  (model: {demo['model']})")
+    console.print(f"api key : [bold]{demo['api_key']}[/bold]")
+    console.print("\n[bold]Python SDK[/bold] (pip install dashscope):")
+    console.print(
+        f"export DASHSCOPE_HTTP_BASE_URL={base}\nexport DASHSCOPE_API_KEY={demo['api_key']}\n"
+        "python - <<'PY'\nimport os\nfrom dashscope import Application\n"
+        f"r = Application.call(api_key=os.getenv('DASHSCOPE_API_KEY'), app_id='{demo['app_id']}', prompt='你是谁？')\n"
+        "print(r.status_code, r.output.text if r.output else r.message)\nPY",
+        markup=False, highlight=False,
+    )
+    console.print("\n[bold]curl[/bold]:")
+    console.print(
+        f"curl -s {base}apps/{demo['app_id']}/completion \\\n"
+        f"  -H 'Authorization: Bearer {demo['api_key']}' -H 'Content-Type: application/json' \\\n"
+        "  -d '{\"input\": {\"prompt\": \"你是谁？\"}, \"parameters\": {}}'",
+        markup=False, highlight=False,
+    )
+    console.rule()
