@@ -1,73 +1,14 @@
-"""Shared fixtures: settings in a temporary home, and a live server on a free port.
-
-Set ``OPENBAILIAN_TEST_POSTGRES_URL`` (e.g. ``postgresql://postgres@127.0.0.1:5432/postgres``)
-to run every server-backed test against PostgreSQL: each test then gets a
-database of its own, created and dropped around it.
-"""
+"""Shared fixtures; the helpers behind them are in ``tests/support.py``."""
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 
-from openbailian.api.app import create_app
 from openbailian.config import Settings
-from openbailian.runtime import Runtime
-
-POSTGRES_URL = os.environ.get("OPENBAILIAN_TEST_POSTGRES_URL")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class _PostgresDatabase:
-    """A throwaway database on the test PostgreSQL server."""
-
-    def __init__(self, server_url: str) -> None:
-        from sqlalchemy.engine import make_url
-
-        self._server = make_url(server_url)
-        self.name = f"ob_test_{uuid.uuid4().hex[:12]}"
-        self.url = self._server.set(database=self.name).render_as_string(hide_password=False)
-
-    def _admin(self, sql: str) -> None:
-        import psycopg
-
-        url = self._server.set(drivername="postgresql")
-        with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as conn:
-            conn.execute(sql)
-
-    def create(self) -> str:
-        self._admin(f'CREATE DATABASE "{self.name}"')
-        return self.url
-
-    def drop(self) -> None:
-        self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-
-def make_settings(home: Path, database_url: str | None = None, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "home": home,
-        "database_url": database_url,
-        "default_model": "echo",
-        "admin_token": "ob-admin-test",
-        "rate_limit_per_minute": 100_000,
-    }
-    values.update(overrides)
-    return Settings(**values)
+from tests.support import POSTGRES_URL, LiveServer, PostgresDatabase, make_settings
 
 
 @pytest.fixture
@@ -76,7 +17,7 @@ def database_url() -> Iterator[str | None]:
     if not POSTGRES_URL:
         yield None
         return
-    database = _PostgresDatabase(POSTGRES_URL)
+    database = PostgresDatabase(POSTGRES_URL)
     yield database.create()
     database.drop()
 
@@ -84,74 +25,6 @@ def database_url() -> Iterator[str | None]:
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str | None) -> Settings:
     return make_settings(tmp_path / "home", database_url)
-
-
-class LiveServer:
-    """uvicorn serving ``create_app(settings)`` in a thread, on a free loopback port."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.runtime = Runtime.build(settings)
-        self.admin_token = settings.admin_token or ""
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.base_http_api_url = f"{self.url}/api/v1/"
-        config = uvicorn.Config(
-            create_app(settings, runtime=self.runtime),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="on",
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._keys: dict[str, str] = {}
-        self.http = httpx.Client(base_url=self.url, timeout=60.0)
-
-    def start(self) -> LiveServer:
-        self._thread.start()
-        deadline = time.monotonic() + 60
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.http.close()
-        self._server.should_exit = True
-        self._thread.join(timeout=30)  # the app's lifespan closes the runtime
-
-    def key(self, workspace: str = "ws1") -> str:
-        """An API key of ``workspace`` (created once per workspace)."""
-        if workspace not in self._keys:
-            response = self.http.post(
-                f"/manage/v1/workspaces/{workspace}/keys",
-                json={"name": "test"},
-                headers={"Authorization": f"Bearer {self.admin_token}"},
-            )
-            response.raise_for_status()
-            self._keys[workspace] = response.json()["api_key"]
-        return self._keys[workspace]
-
-    def app(self, workspace: str = "ws1", name: str = "test", model: str = "echo", **config: Any) -> str:
-        """Create and publish an app; returns its id."""
-        response = self.http.post(
-            "/manage/v1/apps",
-            json={"name": name, "model": model, **config},
-            headers=self.auth(workspace),
-        )
-        assert response.status_code == 201, response.text
-        return response.json()["app_id"]
-
-    def auth(self, workspace: str = "ws1") -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key(workspace)}"}
-
-    def call(self, app_id: str, body: dict[str, Any], workspace: str = "ws1", **kwargs: Any) -> httpx.Response:
-        """POST a completion as raw HTTP (JSON, not streamed)."""
-        return self.http.post(
-            f"/api/v1/apps/{app_id}/completion", json=body, headers=self.auth(workspace), **kwargs
-        )
 
 
 @pytest.fixture
@@ -165,7 +38,7 @@ def server(settings: Settings) -> Iterator[LiveServer]:
 def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One server for the whole run with the bundled local model loaded (slow tests)."""
     home = tmp_path_factory.mktemp("local-home")
-    database = _PostgresDatabase(POSTGRES_URL) if POSTGRES_URL else None
+    database = PostgresDatabase(POSTGRES_URL) if POSTGRES_URL else None
     url = database.create() if database else None
     live = LiveServer(make_settings(home, url, default_model="local", preload_models=["local"])).start()
     yield live

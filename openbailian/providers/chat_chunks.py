@@ -62,9 +62,9 @@ class ChatChunkDecoder:
     def finish(self) -> ModelChunk:
         """The closing chunk: held-back text, whole tool calls, finish reason and usage."""
         reasoning, text = self._splitter.flush() if self.split_think_tags else ("", "")
-        calls = [self._complete(call) for _, call in sorted(self._calls.items())]
+        calls = [self._complete(index, call) for index, call in sorted(self._calls.items())]
         finish_reason = self.finish_reason or "stop"
-        if calls:
+        if calls and finish_reason != "length":
             finish_reason = "tool_calls"
         return ModelChunk(
             text=text,
@@ -77,17 +77,18 @@ class ChatChunkDecoder:
 
     def _add_call_fragment(self, fragment: dict[str, Any]) -> None:
         call = self._calls.setdefault(fragment.get("index", len(self._calls)), _PendingCall())
-        call.id = fragment.get("id") or call.id
+        call.id = call.id or fragment.get("id") or ""
         function = fragment.get("function") or {}
-        call.name += function.get("name") or ""
+        # The name comes whole in the first fragment; some servers repeat it in every one.
+        call.name = call.name or function.get("name") or ""
         call.arguments += function.get("arguments") or ""
 
     @staticmethod
-    def _complete(call: _PendingCall) -> dict[str, Any]:
+    def _complete(index: int, call: _PendingCall) -> dict[str, Any]:
         try:
             arguments = json.loads(call.arguments) if call.arguments.strip() else {}
         except json.JSONDecodeError:
             arguments = {"_raw": call.arguments}
         if not isinstance(arguments, dict):
             arguments = {"_raw": call.arguments}
-        return {"id": call.id or f"call_{call.name}", "name": call.name, "arguments": arguments}
+        return {"id": call.id or f"call_{index}", "name": call.name, "arguments": arguments}

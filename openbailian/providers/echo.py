@@ -4,6 +4,11 @@ Its answer is the JSON (``ensure_ascii=False``) of ``{"messages": [...]}``:
 exactly the messages it was given, system first, so a test can check the
 context the engine built. It streams the answer in several pieces; with
 thinking on it first streams a reasoning thought.
+
+Tool calls, so tests can drive them: when tools are offered and the last
+message is a user message containing ``#call <tool_name> {json args}`` (one or
+more), it answers with those tool calls instead of text. After a tool message
+it answers as usual, so its JSON then shows the tool results.
 """
 
 from __future__ import annotations
@@ -39,6 +44,26 @@ def _truncate_to_tokens(text: str, limit: int) -> str:
     return text[: matches[limit - 1].end()] if limit > 0 else ""
 
 
+_CALL = re.compile(r"#call\s+([A-Za-z0-9_-]{1,64})\s*")
+
+
+def _tool_calls(messages: list[ChatMessage]) -> list[dict]:
+    """``#call name {json}`` in the last message, when that is the user's."""
+    if not messages or messages[-1].get("role") != "user":
+        return []
+    text = messages[-1].get("content") or ""
+    calls = []
+    for match in _CALL.finditer(text):
+        arguments: object = {}
+        if text[match.end() :].startswith("{"):
+            try:
+                arguments, _ = json.JSONDecoder().raw_decode(text, match.end())
+            except ValueError:
+                arguments = {}
+        calls.append({"id": f"call_{len(calls)}", "name": match.group(1), "arguments": arguments})
+    return calls
+
+
 class EchoProvider:
     def __init__(self, *, model_id: str = "echo", delay: float = 0.0, context_length: int = 32768):
         self.model_id = model_id
@@ -46,11 +71,21 @@ class EchoProvider:
         self._delay = delay
 
     async def count_tokens(self, messages: list[ChatMessage]) -> int:
-        return sum(count_echo_tokens(m["content"]) + _MESSAGE_OVERHEAD for m in messages)
+        return sum(count_echo_tokens(m.get("content") or "") + _MESSAGE_OVERHEAD for m in messages)
 
     async def stream(
         self, messages: list[ChatMessage], options: GenerationOptions
     ) -> AsyncIterator[ModelChunk]:
+        calls = _tool_calls(messages) if options.tools else []
+        if calls:
+            await self._pause()
+            yield ModelChunk(tool_calls=calls)
+            yield ModelChunk(
+                finish_reason="tool_calls",
+                input_tokens=await self.count_tokens(messages),
+                output_tokens=sum(count_echo_tokens(json.dumps(c["arguments"])) for c in calls),
+            )
+            return
         answer = json.dumps({"messages": messages}, ensure_ascii=False)
         finish_reason = "stop"
         if options.max_tokens is not None and count_echo_tokens(answer) > options.max_tokens:

@@ -46,7 +46,9 @@ class ModelRegistry:
         if spec.provider == "echo":
             from openbailian.providers.echo import EchoProvider
 
-            return EchoProvider(model_id=model_id, delay=spec.delay)
+            return EchoProvider(
+                model_id=model_id, delay=spec.delay, context_length=spec.context_length
+            )
         if spec.provider == "openai":
             from openbailian.providers.openai import OpenAIProvider
 

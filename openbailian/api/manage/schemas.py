@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from openbailian.engine.app_config import GenerationDefaults, PromptVariable
+from openbailian.engine.app_config import AppConfig, GenerationDefaults, PromptVariable
 
 __all__ = ["WorkspaceCreate", "KeyCreate", "AppCreate", "AppUpdate", "KeyCreated", "AppPublic"]
 
@@ -25,16 +25,10 @@ class KeyCreated(BaseModel):
     workspace: str
 
 
-class AppCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AppCreate(AppConfig):
+    """An app's settings (see ``AppConfig``), its name, and whether to publish at once."""
 
     name: str = Field(min_length=1, max_length=200)
-    model: str = Field(min_length=1)
-    instructions: str = ""
-    variables: list[PromptVariable] = Field(default_factory=list)
-    parameters: GenerationDefaults = Field(default_factory=GenerationDefaults)
-    enable_thinking: bool = False
-    max_history_turns: int | None = Field(default=None, ge=0)
     publish: bool = True
 
 
@@ -50,6 +44,12 @@ class AppUpdate(BaseModel):
     parameters: GenerationDefaults | None = None
     enable_thinking: bool | None = None
     max_history_turns: int | None = None
+    knowledge_enabled: bool | None = None
+    knowledge_base_ids: list[str] | None = None
+    show_sources: bool | None = None
+    file_parsing: bool | None = None
+    memory_enabled: bool | None = None
+    plugin_ids: list[str] | None = None
 
 
 class AppPublic(BaseModel):
