@@ -213,8 +213,11 @@ class Engine:
                 reserve_tokens=run.options.max_tokens or 0,
             )
             stored = run.current if run.history is None else [*history, *run.current]
-            async for event in self._generate(run, messages, stored):
-                yield event
+            # aclosing: when our consumer closes us, _generate is closed at once
+            # (and stores the cut answer) rather than whenever it is collected.
+            async with aclosing(self._generate(run, messages, stored)) as events:
+                async for event in events:
+                    yield event
 
     def _model_stream(
         self, run: PreparedRun, messages: list[ChatMessage]

@@ -7,14 +7,20 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from openbailian.api.completion.protocol import CompletionRequest
-from openbailian.api.completion.render import KEEPALIVE, StreamRenderer, collect_response
+from openbailian.api.completion.render import (
+    KEEPALIVE,
+    StreamRenderer,
+    collect_response,
+)
 from openbailian.api.deps import CurrentCaller, RuntimeDep
 from openbailian.api.errors import error_status_and_code, request_id_of
+from openbailian.api.sse import EventStreamResponse
 from openbailian.engine.events import Event
 from openbailian.engine.run import PreparedRun, RunRequest
 from openbailian.errors import InvalidParameter, RequestTooLarge
@@ -112,9 +118,8 @@ async def completion(app_id: str, request: Request, caller: CurrentCaller, runti
         incremental=body.parameters.incremental_output,
         has_thoughts=has_thoughts,
     )
-    return StreamingResponse(
+    return EventStreamResponse(
         _sse(run, renderer, runtime.settings.sse_keepalive_seconds),
-        media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
@@ -153,7 +158,10 @@ async def _with_keepalive(events: AsyncIterator[Event], interval: float) -> Asyn
                 pending = None
             yield event
     finally:
-        if pending is not None:
-            pending.cancel()
-            await asyncio.gather(pending, return_exceptions=True)
-        await iterator.aclose()
+        # Shielded, and with asyncio.wait rather than gather: a cancelled caller
+        # must not cancel the run a second time while it stores the cut answer.
+        with anyio.CancelScope(shield=True):
+            if pending is not None:
+                pending.cancel()
+                await asyncio.wait({pending})
+            await iterator.aclose()
