@@ -13,7 +13,7 @@ from openbailian.errors import AccessDenied, InvalidApiKey, WorkspaceAccessDenie
 from openbailian.runtime import Runtime
 from openbailian.services.keys import resolve_key
 
-__all__ = ["Caller", "CurrentCaller", "AdminCaller", "RuntimeDep", "KeyCache"]
+__all__ = ["Caller", "CurrentCaller", "MeteredCaller", "AdminCaller", "RuntimeDep", "KeyCache"]
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,19 @@ async def get_caller(request: Request, runtime: RuntimeDep) -> Caller:
         raise WorkspaceAccessDenied(
             f"This API key belongs to workspace '{caller.workspace_id}', not '{requested}'"
         )
-    request.app.state.rate_limiter.check(caller.key_id)
     return caller
 
 
 CurrentCaller = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_metered_caller(request: Request, caller: CurrentCaller) -> Caller:
+    """The caller of a model call, counted against the per-key rate limit."""
+    request.app.state.rate_limiter.check(caller.key_id)
+    return caller
+
+
+MeteredCaller = Annotated[Caller, Depends(get_metered_caller)]
 
 
 def require_admin(request: Request) -> None:

@@ -18,7 +18,7 @@ from openbailian.api.completion.render import (
     StreamRenderer,
     collect_response,
 )
-from openbailian.api.deps import CurrentCaller, RuntimeDep
+from openbailian.api.deps import MeteredCaller, RuntimeDep
 from openbailian.api.errors import error_status_and_code, request_id_of
 from openbailian.api.sse import EventStreamResponse
 from openbailian.engine.events import Event
@@ -102,7 +102,7 @@ def wants_stream(request: Request) -> bool:
 
 
 @router.post("/api/v1/apps/{app_id}/completion")
-async def completion(app_id: str, request: Request, caller: CurrentCaller, runtime: RuntimeDep):
+async def completion(app_id: str, request: Request, caller: MeteredCaller, runtime: RuntimeDep):
     request_id = request_id_of(request)
     body = parse_completion(await read_json_body(request, runtime.settings.max_body_bytes))
     run = await runtime.engine.prepare(
