@@ -13,6 +13,8 @@ __all__ = [
     "AppNotFound",
     "AppNotPublished",
     "SessionNotFound",
+    "KnowledgeBaseNotFound",
+    "KnowledgeFileNotFound",
     "WorkspaceNotFound",
     "ModelNotFound",
     "RequestTooLarge",
@@ -57,6 +59,14 @@ class AppNotPublished(OpenBailianError):
 
 class SessionNotFound(NotFound):
     pass
+
+
+class KnowledgeBaseNotFound(NotFound):
+    """A knowledge base (pipeline id) that does not exist in the caller's workspace."""
+
+
+class KnowledgeFileNotFound(NotFound):
+    """A document (file id) that does not exist in the caller's workspace."""
 
 
 class WorkspaceNotFound(NotFound):

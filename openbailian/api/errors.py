@@ -32,6 +32,8 @@ ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
     (errors.WorkspaceNotFound, 404, "WorkspaceNotFound"),
     (errors.MemoryNotFound, 404, "MemoryNotFound"),
     (errors.PluginNotFound, 404, "PluginNotFound"),
+    (errors.KnowledgeBaseNotFound, 404, "Index.NotFound"),
+    (errors.KnowledgeFileNotFound, 404, "Index.FileNotFound"),
     (errors.NotFound, 404, "NotFound"),
     (errors.AppNotPublished, 400, "AppNotPublished"),
     (errors.Conflict, 409, "Conflict"),

@@ -1,0 +1,171 @@
+"""Knowledge bases over HTTP: bases, documents (multipart upload), status, re-index, retrieve."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Response, UploadFile
+from pydantic import BaseModel, Field
+
+from openbailian.api.deps import CurrentCaller, RuntimeDep
+from openbailian.errors import InvalidParameter
+from openbailian.knowledge.system import knowledge_of
+from openbailian.services import knowledge as service
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/manage/v1", tags=["knowledge"])
+
+
+class BaseCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["unstructured", "structured"] = "unstructured"
+    description: str = Field(default="", max_length=2000)
+
+
+class RetrieveRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=8000)
+    index_ids: list[str] = Field(min_length=1)
+    file_ids: list[str] | None = None
+    tags: list[str] | None = None
+    metadata_filter: dict[str, Any] | None = None
+    structured_filter: dict[str, Any] | None = None
+    top_k: int = Field(default=5, ge=1, le=100)
+
+
+@router.post("/knowledge/bases", status_code=201)
+async def create_base(body: BaseCreate, caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
+    async with runtime.db.transaction() as session:
+        base = await service.create_base(
+            session, workspace_id=caller.workspace_id, name=body.name, kind=body.kind, description=body.description
+        )
+    return service.base_view(base)
+
+
+@router.get("/knowledge/bases")
+async def list_bases(caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
+    async with runtime.db.session() as session:
+        bases = await service.list_bases(session, caller.workspace_id)
+    return {"indexes": [service.base_view(b) for b in bases]}
+
+
+@router.get("/knowledge/bases/{index_id}")
+async def get_base(index_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
+    async with runtime.db.session() as session:
+        base = await service.get_base(session, index_id, caller.workspace_id)
+    return service.base_view(base)
+
+
+@router.delete("/knowledge/bases/{index_id}", status_code=204)
+async def delete_base(index_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> Response:
+    async with runtime.db.transaction() as session:
+        await service.delete_base(session, index_id, caller.workspace_id, runtime.settings.home)
+    knowledge_of(runtime).retriever.index.forget(index_id)
+    return Response(status_code=204)
+
+
+def _form_metadata(meta: list[str], metadata: str | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if metadata:
+        try:
+            values = json.loads(metadata)
+        except json.JSONDecodeError:
+            raise InvalidParameter("metadata must be a JSON object of key/value pairs") from None
+        if not isinstance(values, dict):
+            raise InvalidParameter("metadata must be a JSON object of key/value pairs")
+    for pair in meta:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidParameter(f"meta '{pair}' is not KEY=VALUE")
+        values[key.strip()] = value
+    return values
+
+
+@router.post("/knowledge/bases/{index_id}/files", status_code=201)
+async def add_files(
+    index_id: str,
+    caller: CurrentCaller,
+    runtime: RuntimeDep,
+    files: Annotated[list[UploadFile], File(description="One or more documents")],
+    tags: Annotated[list[str], Form()] = [],  # noqa: B006  (FastAPI form default)
+    meta: Annotated[list[str], Form(description="KEY=VALUE, repeatable")] = [],  # noqa: B006
+    metadata: Annotated[str | None, Form(description="JSON object")] = None,
+) -> dict[str, Any]:
+    settings = runtime.settings
+    metadata_values = _form_metadata(meta, metadata)
+    async with runtime.db.session() as session:
+        base = await service.get_base(session, index_id, caller.workspace_id)
+    for upload in files:  # refuse the whole request before storing anything
+        service.check_upload(base, upload.filename or "", upload.size or 0, settings.knowledge_max_file_bytes)
+    staging = settings.home / "knowledge" / "staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[str, Path]] = []
+    try:
+        for upload in files:
+            with tempfile.NamedTemporaryFile(dir=staging, delete=False) as handle:
+                shutil.copyfileobj(upload.file, handle, 1 << 20)
+            staged.append((upload.filename or "", Path(handle.name)))
+        async with runtime.db.transaction() as session:
+            documents = [
+                await service.add_document(
+                    session, base, name=name, data=path, home=settings.home,
+                    max_bytes=settings.knowledge_max_file_bytes, tags=tags, metadata=metadata_values,
+                )
+                for name, path in staged
+            ]
+    finally:
+        for _, path in staged:
+            path.unlink(missing_ok=True)
+    knowledge_of(runtime).worker.wake()
+    return {"files": [{"file_id": d.id, "name": d.name, "status": d.status} for d in documents]}
+
+
+@router.get("/knowledge/bases/{index_id}/files")
+async def list_files(index_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
+    async with runtime.db.session() as session:
+        documents = await service.list_documents(session, index_id, caller.workspace_id)
+    return {"files": [service.document_view(d) for d in documents]}
+
+
+@router.get("/knowledge/files/{file_id}")
+async def describe_file(file_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
+    async with runtime.db.session() as session:
+        document = await service.get_document(session, file_id, caller.workspace_id)
+    return service.document_view(document)
+
+
+@router.delete("/knowledge/files/{file_id}", status_code=204)
+async def delete_file(file_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> Response:
+    async with runtime.db.transaction() as session:
+        await service.delete_document(session, file_id, caller.workspace_id, runtime.settings.home)
+    return Response(status_code=204)
+
+
+@router.post("/knowledge/files/{file_id}/reindex", status_code=202)
+async def reindex_file(file_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
+    async with runtime.db.transaction() as session:
+        document = await service.reindex_document(session, file_id, caller.workspace_id)
+    knowledge_of(runtime).worker.wake()
+    return service.document_view(document)
+
+
+@router.post("/knowledge/retrieve")
+async def retrieve(body: RetrieveRequest, caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
+    """What a call would retrieve (for debugging a base); same rules as ``rag_options``."""
+    retriever = knowledge_of(runtime).retriever
+    options = body.model_dump(exclude={"query", "top_k", "index_ids"}, exclude_none=True)
+    options["pipeline_ids"] = body.index_ids
+    async with runtime.db.session() as session:
+        request = await service.parse_search_options(session, caller.workspace_id, [], options, retriever)
+    hits = await service.search(retriever, request, body.query, top_k=body.top_k) if request else []
+    return {
+        "chunks": [
+            {"index_id": h.base_id, "file_id": h.document_id, "doc_name": h.doc_name, "title": h.title,
+             "text": h.text, "page_number": h.pages, "record": h.record, "score": round(h.score, 6)}
+            for h in hits
+        ]
+    }

