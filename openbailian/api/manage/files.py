@@ -1,0 +1,199 @@
+"""Session files over HTTP, named as the Bailian OpenAPI operations.
+
+``POST /manage/v1/files/{ApplyFileUploadLease,AddFile,DescribeFile,ListFile,DeleteFile}``
+take JSON with PascalCase fields and answer in the OpenAPI envelope
+``{"Success", "Code", "Message", "RequestId", "Status", "Data"}`` — errors too,
+with the HTTP status of the error. ``PUT /manage/v1/files/upload/{lease}`` is
+the signed upload URL a lease hands out: it is authenticated by its signature,
+not by an API key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
+
+from openbailian.api.deps import CurrentCaller
+from openbailian.api.errors import error_status_and_code, request_id_of
+from openbailian.errors import InvalidParameter
+from openbailian.files.system import SessionFiles, session_files
+from openbailian.files.uploads import receive_upload
+from openbailian.services import files as file_service
+
+__all__ = ["router"]
+
+logger = logging.getLogger("openbailian.api")
+
+
+def envelope(request: Request, data: Any, *, status: int = 200, code: str = "Success", message: str = "") -> JSONResponse:
+    return JSONResponse(
+        {
+            "Success": status < 400,
+            "Code": code,
+            "Message": message,
+            "RequestId": request_id_of(request),
+            "Status": str(status),
+            "Data": data,
+        },
+        status_code=status,
+    )
+
+
+class EnvelopeRoute(APIRoute):
+    """Every error of these routes, authentication and validation included, in the envelope."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def envelope_errors(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as error:
+                first = error.errors()[0]
+                where = ".".join(str(p) for p in first["loc"] if p != "body")
+                failure: BaseException = InvalidParameter(f"{first['msg']}: {where}" if where else first["msg"])
+            except Exception as error:  # noqa: BLE001 - mapped like every other error
+                failure = error
+            status, code, message = error_status_and_code(failure)
+            if status >= 500:
+                logger.error(
+                    "request %s failed: %r", request_id_of(request), failure, exc_info=failure
+                )
+            return envelope(request, None, status=status, code=code, message=message)
+
+        return envelope_errors
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Processing of added files and the expiry sweeper run with the server."""
+    files = session_files(app.state.runtime)
+    await files.start()
+    try:
+        yield
+    finally:
+        await files.aclose()
+
+
+router = APIRouter(prefix="/manage/v1/files", tags=["session files"], route_class=EnvelopeRoute, lifespan=lifespan)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ApplyLeaseBody(_Body):
+    CategoryId: str | None = None
+    CategoryType: str | None = None
+    FileName: str = Field(min_length=1)
+    Md5: str
+    SizeInBytes: int
+
+
+class AddFileBody(_Body):
+    LeaseId: str = Field(min_length=1)
+    CategoryId: str | None = None
+    CategoryType: str | None = None
+
+
+class FileIdBody(_Body):
+    FileId: str = Field(min_length=1)
+
+
+class ListFileBody(_Body):
+    CategoryId: str | None = None
+    FileName: str | None = None
+    MaxResults: int = 20
+    NextToken: str | None = None
+
+
+def _files(request: Request) -> SessionFiles:
+    return session_files(request.app.state.runtime)
+
+
+@router.post("/ApplyFileUploadLease")
+async def apply_file_upload_lease(body: ApplyLeaseBody, caller: CurrentCaller, request: Request) -> JSONResponse:
+    data = await file_service.apply_lease(
+        _files(request),
+        caller.workspace_id,
+        category_id=body.CategoryId,
+        category_type=body.CategoryType,
+        file_name=body.FileName,
+        md5=body.Md5,
+        size_in_bytes=body.SizeInBytes,
+        base_url=str(request.base_url),
+    )
+    return envelope(request, data)
+
+
+@router.post("/AddFile")
+async def add_file(body: AddFileBody, caller: CurrentCaller, request: Request) -> JSONResponse:
+    row = await file_service.add_file(
+        _files(request),
+        caller.workspace_id,
+        lease_id=body.LeaseId,
+        category_id=body.CategoryId,
+        category_type=body.CategoryType,
+    )
+    return envelope(request, {"FileId": row.id, "Parser": row.parser, "Status": row.status})
+
+
+@router.post("/DescribeFile")
+async def describe_file(body: FileIdBody, caller: CurrentCaller, request: Request) -> JSONResponse:
+    row = await file_service.describe_file(_files(request), caller.workspace_id, body.FileId)
+    return envelope(request, file_service.file_view(row))
+
+
+@router.post("/ListFile")
+async def list_file(body: ListFileBody, caller: CurrentCaller, request: Request) -> JSONResponse:
+    if body.CategoryId not in (None, file_service.CATEGORY_ID):
+        raise InvalidParameter(f"CategoryId must be '{file_service.CATEGORY_ID}' for session files")
+    rows, next_token, total = await file_service.list_files(
+        _files(request),
+        caller.workspace_id,
+        max_results=body.MaxResults,
+        next_token=body.NextToken,
+        file_name=body.FileName,
+    )
+    return envelope(
+        request,
+        {
+            "FileList": [file_service.file_view(r) for r in rows],
+            "HasNext": next_token is not None,
+            "NextToken": next_token,
+            "MaxResults": body.MaxResults,
+            "TotalCount": total,
+        },
+    )
+
+
+@router.post("/DeleteFile")
+async def delete_file(body: FileIdBody, caller: CurrentCaller, request: Request) -> JSONResponse:
+    await file_service.delete_file(_files(request), caller.workspace_id, body.FileId)
+    return envelope(request, {"FileId": body.FileId})
+
+
+@router.put("/upload/{lease_id}")
+async def upload(lease_id: str, request: Request) -> JSONResponse:
+    lease = await receive_upload(
+        _files(request),
+        lease_id,
+        expires=request.query_params.get("Expires"),
+        signature=request.query_params.get("Signature"),
+        extra=request.headers.get("x-bailian-extra"),
+        content_length=request.headers.get("content-length"),
+        body=request.stream(),
+    )
+    return envelope(
+        request,
+        {"FileUploadLeaseId": lease.id, "SizeInBytes": lease.size_in_bytes, "Md5": lease.md5},
+        message="File uploaded successfully.",
+    )

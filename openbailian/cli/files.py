@@ -1,0 +1,208 @@
+"""``openbailian files upload|describe|list|delete``: session files.
+
+``upload`` does the three steps of the OpenAPI (ApplyFileUploadLease, the PUT
+to the signed URL, AddFile) and waits for FILE_IS_READY (or a failure),
+showing the status as it moves. Without ``--url`` it works in-process on the
+database of OPENBAILIAN_HOME; with ``--url`` (and an API key) against a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from openbailian.cli._common import JsonOption, WorkspaceOption, console, emit, fail, run_with_runtime
+from openbailian.files.status import FINAL, FileStatus
+from openbailian.runtime import Runtime
+from openbailian.services import files as file_service
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Session files: upload, then name them in rag_options.session_file_ids.", no_args_is_help=True)
+
+UrlOption = typer.Option(None, "--url", help="Server base URL; without it, work on OPENBAILIAN_HOME directly.")
+KeyOption = typer.Option(None, "--api-key", envvar="DASHSCOPE_API_KEY", help="sk-… key (with --url).")
+STEPS = [
+    FileStatus.INIT, FileStatus.SAFE_CHECKING, FileStatus.PARSING, FileStatus.PARSE_SUCCESS,
+    FileStatus.INDEX_BUILDING, FileStatus.INDEX_BUILD_SUCCESS, FileStatus.FILE_IS_READY,
+]
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def _chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := await asyncio.to_thread(handle.read, 1024 * 1024):
+            yield chunk
+
+
+class _Display:
+    """A progress bar over the status machine, silent with --json."""
+
+    def __init__(self, name: str, quiet: bool) -> None:
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.fields[name]}"), BarColumn(),
+            TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+            console=console, disable=quiet, transient=False,
+        )
+        self.task = self.progress.add_task("upload", total=len(STEPS), name=name, status="UPLOADING")
+
+    def __enter__(self) -> _Display:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)  # type: ignore[arg-type]
+
+    def show(self, status: str) -> None:
+        done = STEPS.index(FileStatus(status)) + 1 if status in {s.value for s in STEPS} else None
+        style = "red" if status in FINAL and status != FileStatus.FILE_IS_READY else "green"
+        self.progress.update(self.task, status=f"[{style}]{status}", **({"completed": done} if done else {}))
+
+
+async def _upload_local(runtime: Runtime, path: Path, workspace: str, display: _Display, timeout: float) -> dict[str, Any]:
+    from openbailian.files.system import session_files
+    from openbailian.files.uploads import receive_upload
+
+    files = session_files(runtime)
+    grant = await file_service.apply_lease(
+        files, workspace, category_id="default", category_type="SESSION_FILE",
+        file_name=path.name, md5=_md5(path), size_in_bytes=path.stat().st_size, base_url="http://localhost",
+    )
+    query = parse_qs(urlsplit(grant["Param"]["Url"]).query)
+    await receive_upload(
+        files, grant["FileUploadLeaseId"],
+        expires=query["Expires"][0], signature=query["Signature"][0],
+        extra=grant["Param"]["Headers"]["X-bailian-extra"], content_length=str(path.stat().st_size),
+        body=_chunks(path),
+    )
+    row = await file_service.add_file(
+        files, workspace, lease_id=grant["FileUploadLeaseId"], category_id="default", category_type="SESSION_FILE"
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            row = await file_service.describe_file(files, workspace, row.id)
+            display.show(row.status)
+            if row.status in FINAL or time.monotonic() > deadline:
+                return file_service.file_view(row)
+            await asyncio.sleep(0.2)
+    finally:
+        await files.aclose()
+
+
+def _upload_remote(url: str, api_key: str, path: Path, display: _Display, timeout: float) -> dict[str, Any]:
+    with httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {api_key}"}, timeout=120) as client:
+        def call(operation: str, body: dict[str, Any]) -> dict[str, Any]:
+            answer = client.post(f"/manage/v1/files/{operation}", json=body).json()
+            if not answer.get("Success"):
+                fail(answer.get("Message", "request failed"), code=answer.get("Code", "Error"))
+            return answer["Data"]
+
+        grant = call("ApplyFileUploadLease", {
+            "CategoryId": "default", "CategoryType": "SESSION_FILE", "FileName": path.name,
+            "Md5": _md5(path), "SizeInBytes": path.stat().st_size,
+        })
+        with path.open("rb") as handle:
+            put = httpx.put(grant["Param"]["Url"], content=handle, headers=grant["Param"]["Headers"], timeout=600)
+        if put.status_code != 200:
+            fail(put.json().get("Message", put.text), code=put.json().get("Code", "UploadFailed"))
+        added = call("AddFile", {
+            "LeaseId": grant["FileUploadLeaseId"], "CategoryId": "default", "CategoryType": "SESSION_FILE",
+        })
+        deadline = time.monotonic() + timeout
+        while True:
+            view = call("DescribeFile", {"FileId": added["FileId"]})
+            display.show(view["Status"])
+            if view["Status"] in FINAL or time.monotonic() > deadline:
+                return view
+            time.sleep(0.3)
+
+
+@app.command("upload")
+def upload(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    workspace: str = WorkspaceOption,
+    url: str | None = UrlOption,
+    api_key: str | None = KeyOption,
+    timeout: float = typer.Option(600.0, help="Seconds to wait for FILE_IS_READY."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Upload a file (lease → PUT → AddFile) and wait until it is ready."""
+    with _Display(path.name, as_json) as display:
+        if url:
+            if not api_key:
+                fail("--api-key (or DASHSCOPE_API_KEY) is needed with --url", code="InvalidApiKey")
+            view = _upload_remote(url, api_key or "", path, display, timeout)
+        else:
+            view = run_with_runtime(lambda runtime: _upload_local(runtime, path, workspace, display, timeout))
+    data = {"file_id": view["FileId"], "status": view["Status"], "reason": view.get("FailureReason")}
+    emit(data, as_json, lambda: console.print(
+        f"{data['file_id']}  [bold]{data['status']}[/bold]" + (f"  {data['reason']}" if data["reason"] else "")
+    ))
+    if view["Status"] != FileStatus.FILE_IS_READY:
+        raise typer.Exit(1)
+
+
+def _local(work):  # type: ignore[no-untyped-def]
+    from openbailian.files.system import session_files
+
+    async def run(runtime: Runtime):  # type: ignore[no-untyped-def]
+        return await work(session_files(runtime))
+
+    return run_with_runtime(run)
+
+
+@app.command("describe")
+def describe(file_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonOption) -> None:
+    """Status (and failure reason) of a session file."""
+    async def work(files):  # type: ignore[no-untyped-def]
+        return file_service.file_view(await file_service.describe_file(files, workspace, file_id))
+
+    view = _local(work)
+    emit(view, as_json)
+
+
+@app.command("list")
+def list_files(workspace: str = WorkspaceOption, limit: int = typer.Option(50, min=1, max=200), as_json: bool = JsonOption) -> None:
+    """The session files of a workspace, newest first."""
+    async def work(files):  # type: ignore[no-untyped-def]
+        rows, _next, total = await file_service.list_files(files, workspace, max_results=limit)
+        return [file_service.file_view(r) for r in rows], total
+
+    views, total = _local(work)
+
+    def human() -> None:
+        from rich.table import Table
+
+        table = Table("FileId", "FileName", "Status", "SizeInBytes", "ExpireTime")
+        for v in views:
+            table.add_row(v["FileId"], v["FileName"], v["Status"], str(v["SizeInBytes"]), v["ExpireTime"])
+        console.print(table)
+
+    emit({"files": views, "total": total}, as_json, human)
+
+
+@app.command("delete")
+def delete(file_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonOption) -> None:
+    """Delete a session file now: its record, bytes and index entries."""
+    async def work(files):  # type: ignore[no-untyped-def]
+        await file_service.delete_file(files, workspace, file_id)
+
+    _local(work)
+    emit({"file_id": file_id, "deleted": True}, as_json, lambda: console.print(f"Deleted {file_id}"))

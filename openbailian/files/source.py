@@ -1,0 +1,67 @@
+"""``SessionFileSource``: the files a call names in ``rag_options.session_file_ids``
+become context, an ``agentRag`` thought and (with show_sources) doc_references,
+exactly as knowledge-base hits do (``knowledge.source.augmentation_for``).
+
+Small files are given whole (every chunk, in order); larger ones are searched
+with the knowledge pipeline's hybrid retrieval, restricted to the named files.
+"""
+
+from __future__ import annotations
+
+from openbailian.engine.augment import Augmentation, CallContext
+from openbailian.errors import InvalidParameter
+from openbailian.files.system import SessionFiles, session_files
+from openbailian.knowledge.retrieve import Hit
+from openbailian.knowledge.source import augmentation_for
+from openbailian.services.files import usable_files
+
+__all__ = ["SessionFileSource", "SESSION_FILES_INDEX_ID"]
+
+# What doc_references[].index_id says for a session file (its doc_id is the file id).
+SESSION_FILES_INDEX_ID = "session_files"
+
+
+class SessionFileSource:
+    def __init__(self, files: SessionFiles, *, whole_file_tokens: int = 1500, top_k: int = 6) -> None:
+        self.files = files
+        self.whole_file_tokens = whole_file_tokens
+        self.top_k = top_k
+
+    @classmethod
+    def from_runtime(cls, runtime: object) -> SessionFileSource:
+        return cls(session_files(runtime))
+
+    async def gather(self, call: CallContext) -> Augmentation:
+        file_ids = (call.rag_options or {}).get("session_file_ids")
+        if file_ids is None or file_ids == []:
+            return Augmentation()
+        if not call.config.file_parsing:
+            raise InvalidParameter(
+                "rag_options.session_file_ids needs the app's dynamic file parsing switch "
+                "(file_parsing) on: turn it on and publish the app"
+            )
+        rows = await usable_files(
+            self.files, call.workspace_id, file_ids, max_files=self.files.settings.files_max_per_call
+        )
+        by_ref = {row.index_ref or "": row for row in rows}
+        passages = await self.files.index.passages(
+            list(by_ref), call.query, self.whole_file_tokens, self.top_k
+        )
+        hits = [
+            Hit(
+                chunk_id=0,
+                base_id=SESSION_FILES_INDEX_ID,
+                document_id=by_ref[p.ref].id,
+                doc_name=by_ref[p.ref].file_name,
+                title=p.title,
+                text=p.text,
+                pages=list(p.pages),
+            )
+            for p in passages
+        ]
+        return augmentation_for(
+            hits,
+            indexed=call.doc_reference_type == "indexed",
+            show_sources=call.config.show_sources,
+            kind="session_files",
+        )

@@ -1,0 +1,100 @@
+"""Where file bytes live: an :class:`ObjectStore`, local disk by default.
+
+An S3-compatible store can implement the same four methods later. Keys are
+relative, ``/``-separated paths such as ``uploads/<lease>`` or
+``files/<workspace>/<file>``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+__all__ = ["ObjectStore", "LocalObjectStore"]
+
+_KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+
+
+class ObjectStore(Protocol):
+    def put(self, key: str, source: BinaryIO) -> None:
+        """Store everything readable from ``source`` under ``key`` (replacing it)."""
+
+    def get(self, key: str) -> bytes: ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is not an error."""
+
+    def exists(self, key: str) -> bool: ...
+
+
+class LocalObjectStore:
+    """Objects as files under ``root``; writes go through a temporary file and a rename."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        if not _KEY.match(key) or ".." in key.split("/"):
+            raise ValueError(f"invalid object key: {key!r}")
+        return self.root / key
+
+    def put(self, key: str, source: BinaryIO) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(source, out, 1024 * 1024)
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Move a local file in (cheap on the same disk)."""
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, target)
+
+    def get(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def open(self, key: str) -> BinaryIO:
+        return self.path(key).open("rb")
+
+    def delete(self, key: str) -> None:
+        path = self.path(key)
+        path.unlink(missing_ok=True)
+        # Drop now-empty folders up to the root, so nothing is left behind.
+        parent = path.parent
+        while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+
+@contextmanager
+def materialized(store: ObjectStore, key: str, suffix: str) -> Iterator[Path]:
+    """A local file holding the object, for parsers that need a path (a temp copy unless local)."""
+    if isinstance(store, LocalObjectStore):
+        yield store.path(key)
+        return
+    fd, name = tempfile.mkstemp(suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(store.get(key))
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+__all__ += ["materialized"]

@@ -1,0 +1,40 @@
+"""A call with rag_options.session_file_ids through the completion endpoint (echo model:
+its answer is the context it was given)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.files.conftest import make_docx, upload, wait_final
+
+
+def test_answer_is_grounded_in_the_session_file(live, tmp_path: Path) -> None:
+    file_id = upload(live, "phones.docx", make_docx(tmp_path / "phones.docx"))
+    assert wait_final(live, file_id)["Status"] == "FILE_IS_READY"
+    app_id = live.app(file_parsing=True, show_sources=True)
+    response = live.call(app_id, {
+        "input": {"prompt": "请根据以下文件帮我推荐一款3000元以下的手机"},
+        "parameters": {"rag_options": {"session_file_ids": [file_id]}, "has_thoughts": True},
+    })
+    assert response.status_code == 200, response.text
+    output = response.json()["output"]
+    system = json.loads(output["text"])["messages"][0]["content"]
+    assert "<session_files>" in system and "通义 Vivid 7" in system and "2999元" in system
+    assert {r["doc_id"] for r in output["doc_references"]} == {file_id}
+    assert any(t.get("action_type") == "agentRag" for t in output["thoughts"])
+
+
+def test_call_errors_are_plain_http_errors(live) -> None:
+    app_id = live.app(file_parsing=True)
+    off_app = live.app(file_parsing=False)
+    cases = [
+        (app_id, ["file_abc"], 400, "file_session_"),
+        (app_id, [f"file_session_{n}" for n in range(11)], 400, "at most 10"),
+        (app_id, ["file_session_unknown"], 404, "does not exist"),
+        (off_app, ["file_session_unknown"], 400, "file_parsing"),
+    ]
+    for app, ids, status, words in cases:
+        response = live.call(app, {"input": {"prompt": "hi"}, "parameters": {"rag_options": {"session_file_ids": ids}}})
+        assert response.status_code == status, response.text
+        assert words in response.json()["message"]
