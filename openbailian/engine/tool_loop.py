@@ -1,0 +1,134 @@
+"""The model ⇄ tools loop: stream the model, run the tools it calls, feed results back.
+
+Each round streams the model with the tools offered. Text and reasoning pass
+through as they come (models that call tools usually say nothing else in that
+round; whatever they did say stays in the assistant message). When a round ends
+with tool calls, each call is run, shown as a ``Thought`` (``action_type``
+``api``), and its observation is appended as a ``tool`` message; then the model
+is called again. After ``max_rounds`` rounds with tool calls the model is
+called once more *without* tools, so it has to answer. The last item is a
+``ModelChunk`` with the final ``finish_reason`` and the tokens of all rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import replace
+from typing import Any
+
+from openbailian.engine.augment import CallContext, ToolCall, ToolRunner, ToolSpec
+from openbailian.engine.events import Thought
+from openbailian.providers.base import (
+    ChatMessage,
+    GenerationOptions,
+    ModelChunk,
+    ModelProvider,
+)
+
+__all__ = ["run_with_tools", "function_specs"]
+
+logger = logging.getLogger("openbailian.tools")
+
+
+def function_specs(tools: list[ToolSpec]) -> tuple[dict[str, Any], ...]:
+    """OpenAI-style function specs for ``GenerationOptions.tools``."""
+    return tuple(
+        {
+            "type": "function",
+            "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+        }
+        for t in tools
+    )
+
+
+async def run_with_tools(
+    provider: ModelProvider,
+    messages: list[ChatMessage],
+    options: GenerationOptions,
+    runner: ToolRunner,
+    call: CallContext,
+    *,
+    max_rounds: int = 3,
+    tools: list[ToolSpec] | None = None,
+) -> AsyncIterator[ModelChunk | Thought]:
+    """``tools``: the runner's offer when the caller already has it (else it is asked)."""
+    if tools is None:
+        tools = await runner.tools_for(call)
+    titles = {t.name: getattr(t, "title", "") or t.name for t in tools}
+    with_tools = replace(options, tools=function_specs(tools)) if tools else options
+    without_tools = replace(options, tools=())
+    messages = list(messages)
+    input_tokens = output_tokens = 0
+    for round_number in range(max_rounds + 1):
+        offer = tools and round_number < max_rounds
+        text: list[str] = []
+        calls: list[dict[str, Any]] = []
+        finish_reason = "stop"
+        async with aclosing(provider.stream(messages, with_tools if offer else without_tools)) as chunks:
+            async for chunk in chunks:
+                if chunk.tool_calls and offer:
+                    calls.extend(chunk.tool_calls)
+                if chunk.text or chunk.reasoning:
+                    text.append(chunk.text)
+                    yield ModelChunk(text=chunk.text, reasoning=chunk.reasoning)
+                if chunk.finish_reason:
+                    finish_reason = chunk.finish_reason
+                    input_tokens += chunk.input_tokens or 0
+                    output_tokens += chunk.output_tokens or 0
+        if not calls:
+            yield ModelChunk(
+                finish_reason=finish_reason, input_tokens=input_tokens, output_tokens=output_tokens
+            )
+            return
+        calls = [_normalise(c, round_number, i) for i, c in enumerate(calls)]
+        messages.append(_assistant_message("".join(text), calls))
+        for tool_call in calls:
+            observation = await _run_one(runner, call, tool_call)
+            yield Thought(
+                action_type="api",
+                thought=f"调用插件 {titles.get(tool_call.name, tool_call.name)}",
+                action=tool_call.name,
+                action_name=titles.get(tool_call.name, tool_call.name),
+                action_input=tool_call.arguments,
+                observation=observation,
+            )
+            messages.append({"role": "tool", "tool_call_id": tool_call.id, "content": observation})
+
+
+async def _run_one(runner: ToolRunner, call: CallContext, tool_call: ToolCall) -> str:
+    try:
+        return await runner.run(call, tool_call)
+    except Exception as error:  # a tool failure is an observation, never a crash
+        logger.warning("tool %s raised %s", tool_call.name, type(error).__name__)
+        return f"Error: the tool failed ({type(error).__name__})"
+
+
+def _normalise(raw: dict[str, Any], round_number: int, index: int) -> ToolCall:
+    arguments = raw.get("arguments")
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            arguments = {"_raw": arguments}
+    if not isinstance(arguments, dict):
+        arguments = {}
+    call_id = str(raw.get("id") or f"call_{round_number}_{index}")
+    return ToolCall(id=call_id, name=str(raw.get("name") or ""), arguments=arguments)
+
+
+def _assistant_message(text: str, calls: list[ToolCall]) -> ChatMessage:
+    return {
+        "role": "assistant",
+        "content": text,
+        "tool_calls": [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)},
+            }
+            for c in calls
+        ],
+    }

@@ -1,0 +1,123 @@
+"""Custom plugins: create, update, get, list, delete, test — for the management API and CLI.
+
+A plugin belongs to one workspace and can only be linked to apps of that
+workspace (:func:`check_plugin_ids`, for app create/update). Built-in plugins
+(``builtin:calculator``, ``builtin:datetime``) need no record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openbailian.errors import InvalidParameter, PluginNotFound, WorkspaceAccessDenied
+from openbailian.services.workspaces import ensure_workspace
+from openbailian.storage.memory_models import Plugin
+from openbailian.tools.builtins import BUILTINS, is_builtin
+from openbailian.tools.outbound import OutboundGuard
+from openbailian.tools.plugin import PluginSpec, call_plugin, parse_spec, public_spec
+
+__all__ = [
+    "create_plugin",
+    "update_plugin",
+    "get_plugin",
+    "list_plugins",
+    "delete_plugin",
+    "test_plugin",
+    "check_plugin_ids",
+    "plugin_view",
+]
+
+
+async def create_plugin(session: AsyncSession, workspace_id: str, data: dict[str, Any]) -> Plugin:
+    spec = parse_spec(data)
+    await ensure_workspace(session, workspace_id)
+    plugin = Plugin(
+        id=uuid.uuid4().hex, workspace_id=workspace_id, name=spec.name, spec=spec.model_dump(mode="json")
+    )
+    session.add(plugin)
+    await session.flush()
+    return plugin
+
+
+async def get_plugin(session: AsyncSession, tool_id: str, workspace_id: str | None) -> Plugin:
+    plugin = await session.get(Plugin, tool_id)
+    if plugin is None:
+        raise PluginNotFound(f"Plugin '{tool_id}' does not exist")
+    if workspace_id is not None and plugin.workspace_id != workspace_id:
+        raise WorkspaceAccessDenied(
+            f"Plugin '{tool_id}' belongs to another workspace than '{workspace_id}'"
+        )
+    return plugin
+
+
+async def list_plugins(session: AsyncSession, workspace_id: str | None) -> list[Plugin]:
+    query = select(Plugin).order_by(Plugin.created_at)
+    if workspace_id is not None:
+        query = query.where(Plugin.workspace_id == workspace_id)
+    return list(await session.scalars(query))
+
+
+async def update_plugin(session: AsyncSession, plugin: Plugin, changes: dict[str, Any]) -> Plugin:
+    """Changes merge into the spec; ``auth`` is replaced whole (keeping a service token
+    that is not given again)."""
+    current = dict(plugin.spec)
+    auth = changes.get("auth")
+    if isinstance(auth, dict) and auth.get("token") in (None, "***"):
+        auth = {k: v for k, v in auth.items() if k != "token"}
+        if auth.get("type", current["auth"]["type"]) == "service_token":
+            auth["token"] = current["auth"].get("token")
+        changes = {**changes, "auth": auth}
+    spec = parse_spec({**current, **changes})
+    plugin.spec, plugin.name = spec.model_dump(mode="json"), spec.name
+    await session.flush()
+    return plugin
+
+
+async def delete_plugin(session: AsyncSession, plugin: Plugin) -> None:
+    await session.delete(plugin)
+    await session.flush()
+
+
+async def test_plugin(
+    plugin: Plugin,
+    guard: OutboundGuard,
+    arguments: dict[str, Any],
+    *,
+    passthrough: dict[str, Any] | None = None,
+    user_token: str | None = None,
+) -> str:
+    """Call the plugin once through the outbound guard; the observation a model would get."""
+    if not isinstance(arguments, dict):
+        raise InvalidParameter("arguments must be a JSON object")
+    spec = PluginSpec.model_validate(plugin.spec)
+    return await call_plugin(
+        spec, arguments, guard=guard, passthrough=passthrough, user_token=user_token
+    )
+
+
+async def check_plugin_ids(session: AsyncSession, workspace_id: str, tool_ids: list[str]) -> None:
+    """Raise unless every id is a built-in or a plugin of this workspace."""
+    for tool_id in tool_ids:
+        if is_builtin(tool_id):
+            if tool_id not in BUILTINS:
+                raise InvalidParameter(
+                    f"Unknown built-in plugin '{tool_id}'; available: {', '.join(BUILTINS)}"
+                )
+            continue
+        await get_plugin(session, tool_id, workspace_id)
+
+
+def plugin_view(plugin: Plugin) -> dict[str, Any]:
+    spec = PluginSpec.model_validate(plugin.spec)
+    return {
+        "tool_id": plugin.id,
+        "workspace": plugin.workspace_id,
+        "name": plugin.name,
+        "spec": public_spec(spec),
+        "created_at": plugin.created_at.isoformat() if plugin.created_at else None,
+        "updated_at": plugin.updated_at.isoformat() if plugin.updated_at else None,
+    }

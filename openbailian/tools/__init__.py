@@ -1,0 +1,1 @@
+"""Plugins: custom HTTP tools, built-ins, and the outbound guard they all go through."""
