@@ -16,9 +16,13 @@ from openbailian.config import Settings
 from openbailian.engine.augment import ContextSource, ToolRunner, TurnObserver
 from openbailian.engine.run import Engine
 from openbailian.engine.sessions import SessionStore
+from openbailian.knowledge.source import KnowledgeSource
+from openbailian.knowledge.system import KnowledgeSystem
+from openbailian.memory import MemoryObserver, MemorySource, MemoryStore
 from openbailian.providers.registry import ModelRegistry
 from openbailian.services.apps import DatabaseAppLoader
 from openbailian.storage.db import Database, migrate
+from openbailian.tools.runner import PluginToolRunner
 
 __all__ = ["Runtime", "BackgroundWorker"]
 
@@ -49,6 +53,19 @@ class Runtime:
         tool_runner: ToolRunner | None = None
         workers: list[BackgroundWorker] = []
         # Features register their context sources, observers, tools and workers here.
+        knowledge = KnowledgeSystem.from_settings(db, settings)
+        context_sources.append(KnowledgeSource(db, knowledge.retriever))
+        workers.append(knowledge)
+        from openbailian.files.source import SessionFileSource
+        from openbailian.files.system import SessionFiles
+
+        files = SessionFiles.build(settings, db, knowledge)
+        context_sources.append(SessionFileSource(files))
+        workers.append(files)
+        memory_store = MemoryStore(db, knowledge.embedder)
+        context_sources.append(MemorySource(memory_store))
+        observers.append(MemoryObserver(memory_store, models, settings))
+        tool_runner = PluginToolRunner(db, settings)
         engine = Engine(
             DatabaseAppLoader(db),
             SessionStore(db),
@@ -58,6 +75,7 @@ class Runtime:
             tool_runner=tool_runner,
             max_history_turns=settings.max_history_turns,
             max_output_tokens=settings.max_output_tokens,
+            model_timeout=settings.model_timeout_seconds,
         )
         return cls(settings=settings, db=db, models=models, engine=engine, workers=workers)
 

@@ -11,6 +11,10 @@ from openbailian import __version__
 from openbailian.api.completion.router import router as completion_router
 from openbailian.api.deps import KeyCache
 from openbailian.api.errors import install_error_handlers
+from openbailian.api.manage import files as files_manage
+from openbailian.api.manage import knowledge as knowledge_manage
+from openbailian.api.manage import memory as memory_manage
+from openbailian.api.manage import plugins as plugins_manage
 from openbailian.api.manage.router import router as manage_router
 from openbailian.api.middleware import RequestIdMiddleware
 from openbailian.api.ratelimit import RateLimiter
@@ -48,6 +52,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_error_handlers(app)
     app.include_router(completion_router)
     app.include_router(manage_router)
+    app.include_router(memory_manage.router)
+    app.include_router(plugins_manage.router)
+    app.include_router(files_manage.router)
+    app.include_router(knowledge_manage.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -9,6 +9,10 @@ from __future__ import annotations
 import typer
 
 from openbailian.cli import chat, core, serve
+from openbailian.cli import files as files_cli
+from openbailian.cli import kb as kb_cli
+from openbailian.cli import memory as memory_cli
+from openbailian.cli import plugins as plugins_cli
 
 __all__ = ["app", "main"]
 
@@ -23,6 +27,10 @@ app.command("chat")(chat.chat)
 app.add_typer(core.keys_app, name="keys")
 app.add_typer(core.apps_app, name="apps")
 app.add_typer(core.models_app, name="models")
+app.add_typer(files_cli.app, name="files")
+app.add_typer(kb_cli.app, name="kb")
+app.add_typer(memory_cli.app, name="memory")
+app.add_typer(plugins_cli.app, name="plugins")
 
 
 def main() -> None:

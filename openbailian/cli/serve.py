@@ -85,13 +85,13 @@ def _print_demo(settings: Settings, demo: dict[str, str]) -> None:
         "python - <<'PY'\nimport os\nfrom dashscope import Application\n"
         f"r = Application.call(api_key=os.getenv('DASHSCOPE_API_KEY'), app_id='{demo['app_id']}', prompt='你是谁？')\n"
         "print(r.status_code, r.output.text if r.output else r.message)\nPY",
-        markup=False, highlight=False,
+        markup=False, highlight=False, soft_wrap=True,
     )
     console.print("\n[bold]curl[/bold]:")
     console.print(
         f"curl -s {base}apps/{demo['app_id']}/completion \\\n"
         f"  -H 'Authorization: Bearer {demo['api_key']}' -H 'Content-Type: application/json' \\\n"
         "  -d '{\"input\": {\"prompt\": \"你是谁？\"}, \"parameters\": {}}'",
-        markup=False, highlight=False,
+        markup=False, highlight=False, soft_wrap=True,
     )
     console.rule()

@@ -19,7 +19,6 @@ from typing import Any
 import anyio
 
 from openbailian.engine.app_config import AppConfig
-from openbailian.engine.context import fill_variables, system_message, trim_history
 from openbailian.engine.augment import (
     Augmentation,
     CallContext,
@@ -28,6 +27,7 @@ from openbailian.engine.augment import (
     ToolSpec,
     TurnObserver,
 )
+from openbailian.engine.context import fill_variables, system_message, trim_history
 from openbailian.engine.events import (
     Event,
     Finished,
@@ -38,8 +38,15 @@ from openbailian.engine.events import (
     Thought,
 )
 from openbailian.engine.sessions import SessionLocks, SessionStore, new_session_id
+from openbailian.engine.tool_loop import function_specs, run_with_tools
 from openbailian.errors import InvalidParameter
-from openbailian.providers.base import ChatMessage, GenerationOptions, ModelChunk, ModelProvider
+from openbailian.providers.base import (
+    ChatMessage,
+    GenerationOptions,
+    ModelChunk,
+    ModelProvider,
+    ModelTimeout,
+)
 from openbailian.providers.registry import ModelRegistry
 
 __all__ = ["Engine", "RunRequest", "PreparedRun", "AppLoader"]
@@ -91,6 +98,7 @@ class PreparedRun:
     max_history_turns: int
     call: CallContext
     augmentation: Augmentation
+    tools: list[ToolSpec]
     _engine: Engine
 
     def events(self) -> AsyncIterator[Event]:
@@ -110,6 +118,7 @@ class Engine:
         max_history_turns: int = 50,
         max_output_tokens: int = 1024,
         max_tool_rounds: int = 5,
+        model_timeout: float = 300.0,
     ) -> None:
         self._apps = apps
         self._sessions = sessions
@@ -121,6 +130,7 @@ class Engine:
         self._max_history_turns = max_history_turns
         self._max_output_tokens = max_output_tokens
         self._max_tool_rounds = max_tool_rounds
+        self._model_timeout = model_timeout
         self._background: set[asyncio.Task[None]] = set()
 
     async def prepare(self, request: RunRequest) -> PreparedRun:
@@ -155,6 +165,7 @@ class Engine:
             ),
             call=call,
             augmentation=augmentation,
+            tools=list(tools),
             _engine=self,
         )
         # Fail now, not mid-stream, when even the new turn alone cannot fit.
@@ -189,10 +200,7 @@ class Engine:
             seed=_first(request.seed, defaults.seed),
             max_tokens=max_tokens,
             enable_thinking=_first(request.enable_thinking, config.enable_thinking) or False,
-            tools=tuple(
-                {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
-                for t in tools
-            ),
+            tools=function_specs(list(tools)),
         )
 
     async def _events(self, run: PreparedRun) -> AsyncIterator[Event]:
@@ -223,8 +231,6 @@ class Engine:
         self, run: PreparedRun, messages: list[ChatMessage]
     ) -> AsyncIterator[ModelChunk | Thought]:
         if run.options.tools and self.tool_runner is not None:
-            from openbailian.engine.tool_loop import run_with_tools
-
             return run_with_tools(
                 run.provider,
                 messages,
@@ -232,6 +238,7 @@ class Engine:
                 self.tool_runner,
                 run.call,
                 max_rounds=self._max_tool_rounds,
+                tools=run.tools,
             )
         return run.provider.stream(messages, run.options)
 
@@ -241,7 +248,8 @@ class Engine:
         answer: list[str] = []
         finish_reason, input_tokens, output_tokens = "stop", 0, 0
         try:
-            async with aclosing(self._model_stream(run, messages)) as chunks:
+            stream = _idle_timeout(self._model_stream(run, messages), self._model_timeout, run)
+            async with aclosing(stream) as chunks:
                 async for chunk in chunks:
                     if isinstance(chunk, Thought):
                         yield chunk
@@ -295,6 +303,25 @@ class Engine:
                 cut=cut,
                 request_id=run.request.request_id,
             )
+
+
+async def _idle_timeout(
+    stream: AsyncIterator[ModelChunk | Thought], seconds: float, run: PreparedRun
+) -> AsyncIterator[ModelChunk | Thought]:
+    """The stream, failing with ModelTimeout when the model is silent for ``seconds``."""
+    async with aclosing(stream):
+        iterator = aiter(stream)
+        while True:
+            try:
+                async with asyncio.timeout(seconds):
+                    item = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise ModelTimeout(
+                    f"Model '{run.config.model}' sent nothing for {seconds:g} seconds"
+                ) from None
+            yield item
 
 
 def _call_context(

@@ -32,6 +32,7 @@ from openbailian.providers.base import (
     ModelUnavailable,
 )
 from openbailian.providers.chat_chunks import ChatChunkDecoder
+from openbailian.providers.toolcalls import ToolCallFilter
 
 __all__ = ["LocalProvider"]
 
@@ -104,6 +105,9 @@ class LocalProvider:
 
         worker = loop.run_in_executor(self._pool, generate)
         decoder = ChatChunkDecoder()
+        # Small models often write their tool calls as text rather than in the
+        # template's format that llama.cpp parses; read them from the text too.
+        text_calls = ToolCallFilter([t["function"]["name"] for t in options.tools])
         try:
             while (item := await queue.get()) is not _DONE:
                 if isinstance(item, Exception):
@@ -111,8 +115,15 @@ class LocalProvider:
                 _raise_if_error(item)
                 piece = decoder.feed(item)
                 if piece is not None:
-                    yield piece
-            yield decoder.finish()
+                    piece.text = text_calls.feed(piece.text)
+                    if piece.text or piece.reasoning:
+                        yield piece
+            final = decoder.finish()
+            rest, calls = text_calls.finish()
+            final.text += rest
+            if calls and not final.tool_calls:
+                final.tool_calls, final.finish_reason = calls, "tool_calls"
+            yield final
         finally:
             # Also on cancellation: the callback's next answer stops decoding.
             stop.set()

@@ -13,6 +13,8 @@ from openbailian.engine.app_config import AppConfig
 from openbailian.errors import AppNotFound, AppNotPublished, InvalidParameter, WorkspaceAccessDenied
 from openbailian.engine.run import AppLoader
 from openbailian.providers.registry import ModelRegistry
+from openbailian.services.knowledge import get_base
+from openbailian.services.plugins import check_plugin_ids
 from openbailian.services.workspaces import ensure_workspace
 from openbailian.storage.db import Database
 from openbailian.storage.models import App
@@ -50,6 +52,7 @@ async def create_app(
 ) -> App:
     models.check(config.model)
     await ensure_workspace(session, workspace_id)
+    await check_links(session, workspace_id, config)
     draft = config.model_dump(mode="json")
     app = App(id=uuid.uuid4().hex, workspace_id=workspace_id, name=name, draft=draft)
     if publish:
@@ -57,6 +60,13 @@ async def create_app(
     session.add(app)
     await session.flush()
     return app
+
+
+async def check_links(session: AsyncSession, workspace_id: str, config: AppConfig) -> None:
+    """Knowledge bases and plugins an app links must exist in the app's workspace."""
+    for base_id in config.knowledge_base_ids:
+        await get_base(session, base_id, workspace_id)
+    await check_plugin_ids(session, workspace_id, config.plugin_ids)
 
 
 async def get_app(session: AsyncSession, app_id: str, workspace_id: str | None = None) -> App:
@@ -88,6 +98,7 @@ async def update_app(
     """Change the draft; calls keep using the published version until ``publish_app``."""
     config = parse_config({**app.draft, **changes})
     models.check(config.model)
+    await check_links(session, app.workspace_id, config)
     app.draft = config.model_dump(mode="json")
     if name:
         app.name = name

@@ -226,3 +226,49 @@ def test_concurrent_calls_on_one_session_never_interleave(slow_server):
     # Each answer echoes the context of its own turn: its own prompt last.
     for user, answer in zip(rows[2::2], rows[3::2]):
         assert json.loads(answer.content)["messages"][-1]["content"] == user.content
+
+
+@pytest.fixture
+def quiet_model_server(tmp_path, database_url):
+    settings = make_settings(
+        tmp_path / "home", database_url, models={"slow": {"provider": "echo", "delay": 0.4}},
+        sse_keepalive_seconds=0.1, model_timeout_seconds=1.0,
+    )
+    live = LiveServer(settings).start()
+    yield live
+    live.stop()
+
+
+def test_keepalive_comments_fill_long_silences(quiet_model_server):
+    app_id = quiet_model_server.app(model="slow")
+    response = stream_raw(quiet_model_server, app_id, {"input": {"prompt": "hi"}, "parameters": {"incremental_output": True}})
+    assert ": keep-alive\n\n" in response.text
+    # The SDK's parser skips comments: the answer is intact.
+    text = "".join(
+        json.loads(line[5:])["output"]["text"] for line in response.text.splitlines() if line.startswith("data:")
+    )
+    assert json.loads(text)["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_a_silent_model_times_out_with_504(quiet_model_server):
+    from openbailian.providers.base import ModelChunk
+
+    class Stuck:
+        model_id, context_length = "stuck", 4096
+
+        async def count_tokens(self, messages):
+            return 1
+
+        async def stream(self, messages, options):
+            yield ModelChunk(text="a")
+            await asyncio.sleep(30)
+            yield ModelChunk(text="never")
+
+        async def aclose(self):
+            pass
+
+    quiet_model_server.runtime.models.register("echo", Stuck())
+    app_id = quiet_model_server.app()
+    response = quiet_model_server.call(app_id, {"input": {"prompt": "hi"}})
+    assert response.status_code == 504
+    assert response.json()["code"] == "ModelServiceTimeout"
