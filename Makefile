@@ -1,0 +1,43 @@
+# openbailian — the two commands of the README, and a few more.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: serve test test-fast test-postgres install bench lint clean
+
+$(BIN)/openbailian: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/openbailian
+
+## Start the server with the bundled local model, a demo app and a key (printed).
+serve: install
+	$(BIN)/openbailian serve --demo
+
+## The whole suite (slow real-model tests included); the API again on PostgreSQL
+## when OPENBAILIAN_TEST_POSTGRES_URL is set (.ci/run sets it).
+test: install
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+	@if [ -n "$$OPENBAILIAN_TEST_POSTGRES_URL" ]; then $(MAKE) --no-print-directory test-postgres; fi
+
+test-postgres: install
+	@test -n "$$OPENBAILIAN_TEST_POSTGRES_URL" || { echo "set OPENBAILIAN_TEST_POSTGRES_URL"; exit 2; }
+	$(BIN)/pytest -q -m "not slow" tests/api tests/storage $(PYTEST_ARGS)
+
+## Everything but the slow real-model tests.
+test-fast: install
+	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/core.py
+
+lint: install
+	$(BIN)/pip install --quiet ruff==0.14.0
+	$(BIN)/ruff check openbailian tests bench
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache
