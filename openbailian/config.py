@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["ModelSpec", "Settings", "BUILTIN_MODELS"]
@@ -18,6 +18,8 @@ __all__ = ["ModelSpec", "Settings", "BUILTIN_MODELS"]
 
 class ModelSpec(BaseModel):
     """How to reach one named model. Apps refer to models by these names."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in OPENBAILIAN_MODELS is an error
 
     provider: Literal["local", "openai", "echo"]
     # local: a GGUF file; empty means the bundled Qwen2.5-Coder-0.5B-Instruct.
@@ -71,6 +73,7 @@ class Settings(BaseSettings):
     knowledge_embedding_base_url: str | None = None
     knowledge_embedding_model: str = "text-embedding-v3"
     knowledge_embedding_api_key: str | None = None
+    knowledge_embedding_dim: int = Field(default=1024, ge=1)  # what the endpoint's model returns
     knowledge_embed_threads: int = 1
     knowledge_hnsw_threshold: int = 10_000
     # Plugins: outbound requests may reach these host[:port] (comma-separated) even when

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from openbailian import __version__
 from openbailian.api.completion.router import router as completion_router
@@ -59,6 +60,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
+        """Ready when the database answers (load balancers poll this)."""
+        async with runtime.db.session() as session:
+            await session.execute(text("SELECT 1"))
         return {"status": "ok"}
 
     return app

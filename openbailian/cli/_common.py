@@ -12,6 +12,7 @@ from rich.console import Console
 
 from openbailian.config import Settings
 from openbailian.errors import OpenBailianError
+from openbailian.providers.base import ModelError
 from openbailian.runtime import Runtime
 
 __all__ = ["console", "run_with_runtime", "emit", "fail", "JsonOption", "WorkspaceOption"]
@@ -40,7 +41,7 @@ def run_with_runtime(work: Callable[[Runtime], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
-    except OpenBailianError as error:
+    except (OpenBailianError, ModelError) as error:
         fail(error.message, code=type(error).__name__)
 
 

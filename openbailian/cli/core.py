@@ -9,7 +9,15 @@ import typer
 import yaml
 from rich.table import Table
 
-from openbailian.cli._common import JsonOption, WorkspaceOption, console, emit, fail, run_with_runtime
+from openbailian.cli._common import (
+    JsonOption,
+    WorkspaceOption,
+    console,
+    emit,
+    fail,
+    run_with_runtime,
+)
+from openbailian.config import Settings
 from openbailian.runtime import Runtime
 from openbailian.services import apps as app_service
 from openbailian.services import keys as key_service
@@ -118,7 +126,7 @@ def create_app(
     app_name = name or app_name
     if not app_name:
         fail("--name is required (or a name in --file)", code="InvalidParameter")
-    data.setdefault("model", "local")
+    data.setdefault("model", Settings().default_model)
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         config = app_service.parse_config(data)
@@ -235,8 +243,6 @@ def delete_app(app_id: str, as_json: bool = JsonOption) -> None:
 
 @models_app.command("list")
 def list_models(as_json: bool = JsonOption) -> None:
-    from openbailian.config import Settings
-
     settings = Settings()
     rows = [
         {"name": name, "provider": spec.provider, "model": spec.model or spec.path or ""}

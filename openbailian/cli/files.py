@@ -18,9 +18,22 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from openbailian.cli._common import JsonOption, WorkspaceOption, console, emit, fail, run_with_runtime
+from openbailian.cli._common import (
+    JsonOption,
+    WorkspaceOption,
+    console,
+    emit,
+    fail,
+    run_with_runtime,
+)
 from openbailian.files.status import FINAL, FileStatus
 from openbailian.runtime import Runtime
 from openbailian.services import files as file_service

@@ -9,7 +9,14 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from openbailian.cli._common import JsonOption, WorkspaceOption, console, emit, fail, run_with_runtime
+from openbailian.cli._common import (
+    JsonOption,
+    WorkspaceOption,
+    console,
+    emit,
+    fail,
+    run_with_runtime,
+)
 from openbailian.knowledge.ingest import TERMINAL, Status
 from openbailian.knowledge.system import knowledge_of
 from openbailian.runtime import Runtime

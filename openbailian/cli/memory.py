@@ -7,7 +7,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from openbailian.cli._common import JsonOption, WorkspaceOption, console, emit, run_with_runtime
+from openbailian.cli._common import (
+    JsonOption,
+    WorkspaceOption,
+    console,
+    emit,
+    run_with_runtime,
+)
 from openbailian.runtime import Runtime
 from openbailian.services import memory as memory_service
 

@@ -10,7 +10,14 @@ import typer
 import yaml
 from rich.table import Table
 
-from openbailian.cli._common import JsonOption, WorkspaceOption, console, emit, fail, run_with_runtime
+from openbailian.cli._common import (
+    JsonOption,
+    WorkspaceOption,
+    console,
+    emit,
+    fail,
+    run_with_runtime,
+)
 from openbailian.runtime import Runtime
 from openbailian.services import plugins as plugin_service
 from openbailian.tools.outbound import AllowList, OutboundGuard

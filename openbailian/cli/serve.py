@@ -34,7 +34,8 @@ def serve(
     settings = Settings(**overrides)
     if demo:
         demo_info = run_with_runtime(lambda runtime: ensure_demo(runtime))
-        settings = Settings(**overrides, preload_models=[demo_info["model"]])
+        preload = [*settings.preload_models, demo_info["model"]]
+        settings = Settings(**overrides, preload_models=list(dict.fromkeys(preload)))
         _print_demo(settings, demo_info)
     from openbailian.api.app import create_app
 

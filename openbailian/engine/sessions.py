@@ -80,7 +80,12 @@ class SessionStore:
         cut: bool,
         request_id: str,
     ) -> None:
-        """Store a finished (or cut) turn, creating the session on its first turn."""
+        """Store a finished (or cut) turn, creating the session on its first turn.
+
+        Across processes, the update of the session row comes first (autoflush
+        before the ``max(seq)`` query), so a second writer waits on its row lock
+        and then numbers its messages after the first one's.
+        """
         async with self._db.transaction() as session:
             existing = await session.get(ChatSession, session_id)
             if existing is None:

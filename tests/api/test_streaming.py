@@ -272,3 +272,39 @@ def test_a_silent_model_times_out_with_504(quiet_model_server):
     response = quiet_model_server.call(app_id, {"input": {"prompt": "hi"}})
     assert response.status_code == 504
     assert response.json()["code"] == "ModelServiceTimeout"
+
+
+def test_two_processes_on_one_session_lose_no_turn(tmp_path, database_url):
+    """Two servers on one database (as two API processes): per-process locks do not
+    see each other, so the database constraint and a retry keep the turns whole."""
+    home = tmp_path / "home"
+    url = database_url or f"sqlite:///{home / 'shared.db'}"
+    settings = make_settings(home, url, models={"slow": {"provider": "echo", "delay": 0.05}})
+    first, second = LiveServer(settings).start(), LiveServer(settings).start()
+    try:
+        app_id = first.app(model="slow")
+        second._keys = dict(first._keys)
+        session_id = first.call(app_id, {"input": {"prompt": "start"}}).json()["output"]["session_id"]
+
+        async def call(live: LiveServer, n: int) -> int:
+            async with httpx.AsyncClient(base_url=live.url, timeout=60) as client:
+                response = await client.post(
+                    f"/api/v1/apps/{app_id}/completion",
+                    json={"input": {"prompt": f"turn {n}", "session_id": session_id}},
+                    headers=live.auth(),
+                )
+                return response.status_code
+
+        async def main() -> list[int]:
+            return await asyncio.gather(*(call(first if n % 2 else second, n) for n in range(6)))
+
+        assert asyncio.run(main()) == [200] * 6
+        rows = stored(first, session_id)
+        assert [r.seq for r in rows] == list(range(14))
+        assert [r.role for r in rows] == ["user", "assistant"] * 7
+        assert sorted(r.content for r in rows[2::2]) == [f"turn {n}" for n in range(6)]
+        for user, answer in zip(rows[2::2], rows[3::2]):
+            assert user.request_id == answer.request_id, "a turn's two messages stay together"
+    finally:
+        first.stop()
+        second.stop()
