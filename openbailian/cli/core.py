@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -101,20 +101,38 @@ def _variables(values: list[str] | None) -> list[dict[str, Any]] | None:
     return result
 
 
+# The app settings both `apps create` and `apps update` take.
+NameOpt = Annotated[str | None, typer.Option("--name", help="The app's name.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="A configured model name (see `models list`).")]
+InstructionsOpt = Annotated[
+    str | None, typer.Option("--instructions", help="System prompt; may use {{variables}}.")
+]
+ThinkingOpt = Annotated[bool | None, typer.Option("--thinking/--no-thinking", help="Deep thinking by default.")]
+VarOpt = Annotated[list[str] | None, typer.Option("--var", help="Prompt variable: NAME or NAME=DEFAULT.")]
+KnowledgeOpt = Annotated[list[str] | None, typer.Option("--knowledge", help="Knowledge base id to search.")]
+SourcesOpt = Annotated[bool | None, typer.Option("--show-sources/--hide-sources", help="Fill doc_references.")]
+FileParsingOpt = Annotated[
+    bool | None, typer.Option("--file-parsing/--no-file-parsing", help="Use session files in calls.")
+]
+MemoryOpt = Annotated[bool | None, typer.Option("--memory/--no-memory", help="Long-term memory.")]
+PluginOpt = Annotated[list[str] | None, typer.Option("--plugin", help="Plugin (tool) id the model may call.")]
+FileOpt = Annotated[Path | None, typer.Option("--file", help="YAML with the app's settings.")]
+
+
 @apps_app.command("create")
 def create_app(
-    name: str | None = typer.Option(None, "--name", help="The app's name."),
-    model: str | None = typer.Option(None, "--model", help="A configured model name (see `models list`)."),
-    instructions: str | None = typer.Option(None, "--instructions", help="System prompt; may use {{variables}}."),
+    name: NameOpt = None,
+    model: ModelOpt = None,
+    instructions: InstructionsOpt = None,
     workspace: str = WorkspaceOption,
-    thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Deep thinking by default."),
-    var: list[str] | None = typer.Option(None, "--var", help="Prompt variable: NAME or NAME=DEFAULT."),
-    knowledge: list[str] | None = typer.Option(None, "--knowledge", help="Knowledge base id to search."),
-    show_sources: bool | None = typer.Option(None, "--show-sources/--hide-sources"),
-    file_parsing: bool | None = typer.Option(None, "--file-parsing/--no-file-parsing"),
-    memory: bool | None = typer.Option(None, "--memory/--no-memory", help="Long-term memory."),
-    plugin: list[str] | None = typer.Option(None, "--plugin", help="Plugin (tool) id the model may call."),
-    file: Path | None = typer.Option(None, "--file", help="YAML with the app's settings."),
+    thinking: ThinkingOpt = None,
+    var: VarOpt = None,
+    knowledge: KnowledgeOpt = None,
+    show_sources: SourcesOpt = None,
+    file_parsing: FileParsingOpt = None,
+    memory: MemoryOpt = None,
+    plugin: PluginOpt = None,
+    file: FileOpt = None,
     draft: bool = typer.Option(False, "--draft", help="Create without publishing."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -160,17 +178,17 @@ def _overrides(**options: Any) -> dict[str, Any]:
 @apps_app.command("update")
 def update_app(
     app_id: str,
-    name: str | None = typer.Option(None, "--name"),
-    model: str | None = typer.Option(None, "--model"),
-    instructions: str | None = typer.Option(None, "--instructions"),
-    thinking: bool | None = typer.Option(None, "--thinking/--no-thinking"),
-    var: list[str] | None = typer.Option(None, "--var"),
-    knowledge: list[str] | None = typer.Option(None, "--knowledge"),
-    show_sources: bool | None = typer.Option(None, "--show-sources/--hide-sources"),
-    file_parsing: bool | None = typer.Option(None, "--file-parsing/--no-file-parsing"),
-    memory: bool | None = typer.Option(None, "--memory/--no-memory"),
-    plugin: list[str] | None = typer.Option(None, "--plugin"),
-    file: Path | None = typer.Option(None, "--file", help="YAML with settings to change."),
+    name: NameOpt = None,
+    model: ModelOpt = None,
+    instructions: InstructionsOpt = None,
+    thinking: ThinkingOpt = None,
+    var: VarOpt = None,
+    knowledge: KnowledgeOpt = None,
+    show_sources: SourcesOpt = None,
+    file_parsing: FileParsingOpt = None,
+    memory: MemoryOpt = None,
+    plugin: PluginOpt = None,
+    file: FileOpt = None,
     publish: bool = typer.Option(False, "--publish", help="Publish the draft after the change."),
     as_json: bool = JsonOption,
 ) -> None:
