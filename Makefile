@@ -18,7 +18,7 @@ install: $(BIN)/openbailian
 serve: install
 	$(BIN)/openbailian serve --demo
 
-## The whole suite (slow real-model tests included); the API again on PostgreSQL
+## The whole suite (slow real-model tests included); the fast suite again on PostgreSQL
 ## when OPENBAILIAN_TEST_POSTGRES_URL is set (.ci/run sets it).
 test: install
 	$(BIN)/pytest -q $(PYTEST_ARGS)
@@ -26,7 +26,7 @@ test: install
 
 test-postgres: install
 	@test -n "$$OPENBAILIAN_TEST_POSTGRES_URL" || { echo "set OPENBAILIAN_TEST_POSTGRES_URL"; exit 2; }
-	$(BIN)/pytest -q -m "not slow" tests/api tests/storage $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
 
 ## Everything but the slow real-model tests.
 test-fast: install

@@ -38,6 +38,9 @@ class ModelSpec(BaseModel):
     delay: float = 0.0
     # What usage.models[].model_id reports; defaults to the model's name.
     model_id: str | None = None
+    # The model reads images (OpenAI-style image_url content parts), e.g. Qwen-VL:
+    # session-file images then reach it as images instead of as their OCR text.
+    vision: bool = False
 
 
 BUILTIN_MODELS: dict[str, ModelSpec] = {

@@ -46,6 +46,7 @@ class CallContext:
     doc_reference_type: str = "simple"
     user_defined_params: dict[str, Any] = field(default_factory=dict)
     user_defined_tokens: dict[str, Any] = field(default_factory=dict)
+    model_accepts_images: bool = False
 
 
 @dataclass(slots=True)
@@ -53,6 +54,9 @@ class Augmentation:
     context_blocks: list[str] = field(default_factory=list)
     thoughts: list[Thought] = field(default_factory=list)
     references: list[DocReference] = field(default_factory=list)
+    # Image URLs (``data:`` URLs for uploaded files) shown to a vision model
+    # with the user's question; only given when ``model_accepts_images``.
+    images: list[str] = field(default_factory=list)
 
 
 class ContextSource(Protocol):

@@ -144,7 +144,9 @@ class Engine:
             session_id = request.session_id
             history = None
         provider = await self._models.get(config.model)
-        call = _call_context(request, config, session_id, current)
+        call = _call_context(
+            request, config, session_id, current, self._models.accepts_images(config.model)
+        )
         augmentation = await self._augment(call)
         tools = await self.tool_runner.tools_for(call) if self.tool_runner else []
         options = self._options(config, request, provider, tools)
@@ -181,6 +183,7 @@ class Engine:
             merged.context_blocks += found.context_blocks
             merged.thoughts += found.thoughts
             merged.references += found.references
+            merged.images += found.images
         return merged
 
     def _options(
@@ -220,6 +223,8 @@ class Engine:
                 max_turns=run.max_history_turns,
                 reserve_tokens=run.options.max_tokens or 0,
             )
+            if run.augmentation.images:
+                messages[-1] = _with_images(messages[-1], run.augmentation.images)
             stored = run.current if run.history is None else [*history, *run.current]
             # aclosing: when our consumer closes us, _generate is closed at once
             # (and stores the cut answer) rather than whenever it is collected.
@@ -324,8 +329,19 @@ async def _idle_timeout(
             yield item
 
 
+def _with_images(message: ChatMessage, images: list[str]) -> ChatMessage:
+    """The user's question with images attached, as OpenAI-style content parts."""
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message["content"]}]
+    parts += [{"type": "image_url", "image_url": {"url": url}} for url in images]
+    return {**message, "content": parts}
+
+
 def _call_context(
-    request: RunRequest, config: AppConfig, session_id: str, current: list[ChatMessage]
+    request: RunRequest,
+    config: AppConfig,
+    session_id: str,
+    current: list[ChatMessage],
+    model_accepts_images: bool,
 ) -> CallContext:
     return CallContext(
         app_id=request.app_id,
@@ -339,6 +355,7 @@ def _call_context(
         doc_reference_type=request.doc_reference_type,
         user_defined_params=dict(request.user_defined_params),
         user_defined_tokens=dict(request.user_defined_tokens),
+        model_accepts_images=model_accepts_images,
     )
 
 

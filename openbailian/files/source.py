@@ -4,16 +4,24 @@ exactly as knowledge-base hits do (``knowledge.source.augmentation_for``).
 
 Small files are given whole (every chunk, in order); larger ones are searched
 with the knowledge pipeline's hybrid retrieval, restricted to the named files.
+When the app's model reads images (``ModelSpec.vision``), image files are given
+to it as images attached to the question instead of as their OCR text.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import mimetypes
+
 from openbailian.engine.augment import Augmentation, CallContext
 from openbailian.errors import InvalidParameter
+from openbailian.files.formats import FileKind
 from openbailian.files.system import SessionFiles, session_files
 from openbailian.knowledge.retrieve import Hit
 from openbailian.knowledge.source import augmentation_for
 from openbailian.services.files import usable_files
+from openbailian.storage.files_models import SessionFile
 
 __all__ = ["SessionFileSource", "SESSION_FILES_INDEX_ID"]
 
@@ -43,10 +51,16 @@ class SessionFileSource:
         rows = await usable_files(
             self.files, call.workspace_id, file_ids, max_files=self.files.settings.files_max_per_call
         )
+        images: list[str] = []
+        if call.model_accepts_images:
+            # A vision model sees the images themselves; OCR text is for the others.
+            pictures = [row for row in rows if row.kind == FileKind.IMAGE]
+            images = [await self._data_url(row) for row in pictures]
+            rows = [row for row in rows if row.kind != FileKind.IMAGE]
         by_ref = {row.index_ref or "": row for row in rows}
         passages = await self.files.index.passages(
             list(by_ref), call.query, self.whole_file_tokens, self.top_k
-        )
+        ) if by_ref else []
         hits = [
             Hit(
                 chunk_id=0,
@@ -59,9 +73,16 @@ class SessionFileSource:
             )
             for p in passages
         ]
-        return augmentation_for(
+        augmentation = augmentation_for(
             hits,
             indexed=call.doc_reference_type == "indexed",
             show_sources=call.config.show_sources,
             kind="session_files",
-        )
+        ) if hits else Augmentation()
+        augmentation.images = images
+        return augmentation
+
+    async def _data_url(self, row: SessionFile) -> str:
+        data = await asyncio.to_thread(self.files.store.get, row.object_key or "")
+        mime = mimetypes.types_map.get(f".{row.file_type.lower()}", "application/octet-stream")
+        return f"data:{mime};base64,{base64.b64encode(data).decode()}"

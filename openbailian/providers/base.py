@@ -8,12 +8,14 @@ closes its connection.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "ChatMessage",
+    "message_text",
     "GenerationOptions",
     "ModelChunk",
     "ModelProvider",
@@ -26,6 +28,21 @@ ChatMessage = dict[str, Any]
 """``{"role": "system"|"user"|"assistant"|"tool", "content": str}``; an assistant
 message that calls tools also has OpenAI-style ``tool_calls``, a tool message
 has ``tool_call_id``."""
+
+
+def message_text(message: ChatMessage) -> str:
+    """All the text of a message: its content (or the text of its content parts)
+    and the names and arguments of any tool calls, for counting tokens."""
+    content = message.get("content")
+    if isinstance(content, list):  # OpenAI content parts; images add no text
+        content = "".join(part.get("text") or "" for part in content if isinstance(part, dict))
+    parts = [content or ""]
+    for call in message.get("tool_calls") or ():
+        function = call.get("function", call)
+        arguments = function.get("arguments", "")
+        parts.append(str(function.get("name", "")))
+        parts.append(arguments if isinstance(arguments, str) else json.dumps(arguments))
+    return "".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,12 @@ import json
 import re
 from collections.abc import AsyncIterator
 
-from openbailian.providers.base import ChatMessage, GenerationOptions, ModelChunk
+from openbailian.providers.base import (
+    ChatMessage,
+    GenerationOptions,
+    ModelChunk,
+    message_text,
+)
 
 __all__ = ["EchoProvider", "count_echo_tokens"]
 
@@ -71,7 +76,7 @@ class EchoProvider:
         self._delay = delay
 
     async def count_tokens(self, messages: list[ChatMessage]) -> int:
-        return sum(count_echo_tokens(m.get("content") or "") + _MESSAGE_OVERHEAD for m in messages)
+        return sum(count_echo_tokens(message_text(m)) + _MESSAGE_OVERHEAD for m in messages)
 
     async def stream(
         self, messages: list[ChatMessage], options: GenerationOptions

@@ -35,6 +35,7 @@ from openbailian.providers.base import (
     ModelError,
     ModelTimeout,
     ModelUnavailable,
+    message_text,
 )
 from openbailian.providers.chat_chunks import ChatChunkDecoder
 
@@ -61,19 +62,6 @@ def estimate_tokens(text: str) -> int:
     """Rough token count of ``text``: one per CJK character, one per 4 other characters."""
     cjk = len(_CJK.findall(text))
     return cjk + math.ceil((len(text) - cjk) / _CHARS_PER_TOKEN)
-
-
-def _message_text(message: ChatMessage) -> str:
-    content = message.get("content")
-    if isinstance(content, list):  # OpenAI content parts
-        content = "".join(part.get("text") or "" for part in content if isinstance(part, dict))
-    parts = [content or ""]
-    for call in message.get("tool_calls") or ():
-        function = call.get("function", call)
-        arguments = function.get("arguments", "")
-        parts.append(str(function.get("name", "")))
-        parts.append(arguments if isinstance(arguments, str) else json.dumps(arguments))
-    return "".join(parts)
 
 
 class OpenAIProvider:
@@ -114,7 +102,7 @@ class OpenAIProvider:
         message for the chat template's framing. The exact count the server's
         tokenizer gives is reported in the last streamed chunk instead.
         """
-        return sum(estimate_tokens(_message_text(m)) + _MESSAGE_OVERHEAD for m in messages)
+        return sum(estimate_tokens(message_text(m)) + _MESSAGE_OVERHEAD for m in messages)
 
     async def stream(
         self, messages: list[ChatMessage], options: GenerationOptions

@@ -27,6 +27,10 @@ class ModelRegistry:
                 f"Model '{name}' is not configured; available: {', '.join(self.names)}"
             )
 
+    def accepts_images(self, name: str) -> bool:
+        spec = self._settings.all_models.get(name)
+        return bool(spec and spec.vision)
+
     def register(self, name: str, provider: ModelProvider) -> None:
         """Install a ready provider under a name (tests, embedding applications)."""
         self._providers[name] = provider
