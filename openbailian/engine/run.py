@@ -307,6 +307,7 @@ class Engine:
                 answer=answer,
                 cut=cut,
                 request_id=run.request.request_id,
+                new=run.history is not None,  # None: continuing a stored session
             )
 
 

@@ -79,18 +79,19 @@ class SessionStore:
         answer: str,
         cut: bool,
         request_id: str,
+        new: bool = False,
     ) -> None:
-        """Store a finished (or cut) turn, creating the session on its first turn.
+        """Store a finished (or cut) turn; ``new``: the session's first turn, which creates it.
 
         Across processes, the update of the session row comes first (autoflush
         before the ``max(seq)`` query), so a second writer waits on its row lock
         and then numbers its messages after the first one's.
         """
         async with self._db.transaction() as session:
-            existing = await session.get(ChatSession, session_id)
+            existing = None if new else await session.get(ChatSession, session_id)
             if existing is None:
+                # No flush needed: the unit of work inserts the session before its messages.
                 session.add(ChatSession(id=session_id, app_id=app_id, workspace_id=workspace_id))
-                await session.flush()
                 next_seq = 0
             else:
                 existing.updated_at = utcnow()
