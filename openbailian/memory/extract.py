@@ -25,23 +25,27 @@ _SUBJECT_KEYS = ("subject", "topic", "key", "category", "主题", "类别", "类
 _LIST_KEYS = ("facts", "memories", "items", "memory", "记忆", "事实")
 _EMPTY = {"", "无", "没有", "暂无", "none", "null", "n/a", "na", "nothing", "[]", "{}"}
 # Placeholders of the prompt's format that a confused model copies back.
-_PLACEHOLDERS = {"主题", "完整的一句话", "subject", "fact", "..."}
+_PLACEHOLDERS = {"主题", "完整的一句话", "一句简短的话", "subject", "fact", "..."}
 
-_SYSTEM = """你是一个记忆提取器。阅读下面用户与助手的一轮对话，提取值得长期记住的、关于用户的关键信息：\
-偏好、用户陈述的关于自己的事实、用户做出的决定。不要提取问题本身、寒暄、助手的建议或常识。
+_SYSTEM = """你是一个记忆提取器。阅读用户说的话，提取值得长期记住的、关于用户本人的关键信息：\
+偏好、用户陈述的关于自己的事实、用户做出的决定。不要提取问题、请求、寒暄或常识。
 
 只输出 JSON，不要输出其他内容。格式：
-{"facts": [{"subject": "主题", "fact": "完整的一句话"}]}
+{"facts": [{"subject": "主题", "fact": "一句简短的话"}]}
 没有值得记住的信息时输出 {"facts": []}。
 
 规则：
 - subject 是简短的主题，例如“饮食偏好”“居住城市”“职业”。
+- fact 用第三人称描述用户，不超过30个字，例如“用户饮食偏好：面食”。
 - 如果与“已有记忆”的主题相同（包括用户改变了偏好），使用相同的 subject，并写出更新后的完整事实。
-- fact 用第三人称描述用户，例如“用户饮食偏好：面食”。
 
 示例：
 用户：我不吃辣，平时喜欢吃面。
-输出：{"facts": [{"subject": "饮食偏好", "fact": "用户不吃辣，喜欢吃面食"}]}"""
+输出：{"facts": [{"subject": "饮食偏好", "fact": "用户不吃辣，喜欢吃面食"}]}
+用户：用户职业：教师
+输出：{"facts": [{"subject": "职业", "fact": "用户职业：教师"}]}
+用户：明天天气怎么样？
+输出：{"facts": []}"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +55,16 @@ class Fact:
 
 
 def extraction_messages(user_text: str, answer: str, known: list[str]) -> list[ChatMessage]:
-    """The chat messages asking a model for the facts of one exchange."""
+    """The chat messages asking a model for the facts of one exchange.
+
+    Only the user's side is shown: facts about the user come from what the user
+    said, and the assistant's reply came after it. Shown the reply, small models
+    copy it back as the "fact" (Qwen2.5-0.5B did, whatever the instructions), and
+    it would make every extraction slower. ``answer`` is accepted and ignored.
+    """
+    del answer
     known_text = "\n".join(f"- {item}" for item in known) if known else "（无）"
-    user = (
-        f"已有记忆：\n{known_text}\n\n"
-        f"对话：\n用户：{user_text.strip()[:4000]}\n助手：{answer.strip()[:2000]}\n\n输出："
-    )
+    user = f"已有记忆：\n{known_text}\n\n用户：{user_text.strip()[:4000]}\n\n输出："
     return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": user}]
 
 
@@ -224,7 +232,7 @@ def _clean(raw: list[tuple[str, str]]) -> list[Fact]:
             content = content[1:-1].strip()
         if content.lower() in _EMPTY or content in _PLACEHOLDERS:
             continue
-        content = content[:MAX_FACT_CHARS]
+        content = _with_subject(content, subject.strip())[:MAX_FACT_CHARS]
         key = normalize_subject(subject) or guess_subject(content)
         if key in {normalize_subject(p) for p in _PLACEHOLDERS}:
             key = guess_subject(content)
@@ -232,3 +240,16 @@ def _clean(raw: list[tuple[str, str]]) -> list[Fact]:
             seen.add(content)
             facts.append(Fact(content=content, subject=key))
     return facts
+
+
+_MENTIONS_USER = re.compile(r"用户|我|\buser\b|\bI\b", re.IGNORECASE)
+
+
+def _with_subject(content: str, subject: str) -> str:
+    """A bare value says nothing once stored ("杭州"): prefix what it is ("居住城市：杭州")."""
+    if not subject or subject in _PLACEHOLDERS or _MENTIONS_USER.search(content):
+        return content
+    if normalize_subject(subject) in normalize_subject(content):
+        return content
+    separator = "：" if re.search(r"[\u3400-\u9fff]", subject + content) else ": "
+    return f"{subject}{separator}{content}"
