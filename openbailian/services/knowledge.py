@@ -310,8 +310,8 @@ async def parse_search_options(
 ) -> SearchRequest | None:
     """Validate ``rag_options`` against the workspace; None when there is nothing to search.
 
-    ``pipeline_ids`` replace the app's bases; ``file_ids`` only count for documents of a
-    searched base (and then only those documents are searched); a metadata or
+    ``pipeline_ids`` replace the app's bases; ``file_ids`` must be documents of a searched
+    base (and then only those documents are searched) or the call fails; a metadata or
     structured filter on a field no searched document has is an error.
     """
     options = options or {}
@@ -323,11 +323,19 @@ async def parse_search_options(
     metadata = _string_map(options, "metadata_filter")
     structured = _string_map(options, "structured_filter")
     base_ids = pipeline_ids if pipeline_ids else list(dict.fromkeys(default_base_ids))
+    documents = [await get_document(session, file_id, workspace_id) for file_id in file_ids or []]
+    outside = [d.id for d in documents if d.base_id not in base_ids]
+    if outside:
+        # The seed: a file id only counts together with its base's id. Ignoring it
+        # silently would search more (or less) than the caller asked for.
+        raise InvalidParameter(
+            f"rag_options.file_ids: file(s) {', '.join(outside)} belong to no knowledge base being "
+            "searched; add their knowledge base ids to rag_options.pipeline_ids"
+        )
     if not base_ids:
         return None
     bases = [await get_base(session, base_id, workspace_id) for base_id in base_ids]
-    documents = [await get_document(session, file_id, workspace_id) for file_id in file_ids or []]
-    scoped = [d.id for d in documents if d.base_id in base_ids]
+    scoped = [d.id for d in documents]
     if metadata:
         known: set[str] = set()
         for meta in await session.scalars(

@@ -104,8 +104,10 @@ async def test_file_ids_only_count_with_their_base(knowledge, corpus):
     phones = await _add(knowledge, first, corpus["phones"])
     hr = await _add(knowledge, second, corpus["hr"])
     await knowledge.worker.drain()
-    # hr belongs to a base that is not searched: the restriction does not apply
-    hits = await _search(knowledge, [first.id], "annual leave", file_ids=[hr.id])
+    # hr belongs to a base that is not searched: an error, not a silent whole-base search
+    with pytest.raises(InvalidParameter, match=hr.id):
+        await _search(knowledge, [first.id], "annual leave", file_ids=[hr.id])
+    hits = await _search(knowledge, [first.id, second.id], "annual leave", file_ids=[phones.id])
     assert {h.document_id for h in hits} == {phones.id}
 
 

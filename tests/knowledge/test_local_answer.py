@@ -1,0 +1,110 @@
+"""Grounded answers from the bundled local model (Qwen2.5-Coder-0.5B on xllamacpp).
+
+The seed's question "请帮我推荐一款3000元以下的手机" against a phone catalogue in
+which exactly one phone costs under 3000元, and an English question on an
+English HR policy: the small model must answer from the retrieved data.
+Deterministic: temperature 0 and a fixed seed.
+
+The seed question needs a price comparison, which the bundled 0.5B coder model
+does not manage: given the four retrieved passages in any of 8 orders and with
+six prompt layouts (instructions to answer from the data, names inside the
+passages, a price table, the data in the user turn) it named the right phone in
+0-2 of 8 cases, i.e. by chance, often inventing brands. The test is kept as a
+non-strict xfail so that a stronger local model shows up as XPASS; the Chinese
+look-up question below checks grounding in Chinese on the same catalogue.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import dashscope
+import pytest
+from dashscope import Application
+
+from tests.knowledge.corpus import make_pdf
+from tests.support import LiveServer
+
+pytestmark = pytest.mark.slow
+
+SEED_QUESTION = "请帮我推荐一款3000元以下的手机"
+CATALOGUE = [
+    ("通义 Vivid 7", "3299元", "6.5英寸屏幕，8GB RAM，256GB存储，5000万像素主摄，拍照出色。"),
+    ("百炼 Zephyr Z9", "2499元", "6.4英寸屏幕，6GB RAM，128GB存储，4000mAh电池，轻薄便携。"),
+    ("星尘 S9 Pro", "5999元", "旗舰手机，6.9英寸2K屏幕，12GB RAM，512GB存储，支持卫星通话。"),
+    ("云帆 Note 12", "4199元", "6.7英寸屏幕，8GB RAM，256GB存储，5500mAh大电池。"),
+]
+
+
+def make_catalogue(path: Path) -> Path:
+    import docx
+
+    document = docx.Document()
+    document.add_heading("百炼系列手机产品介绍", level=1)
+    for name, price, spec in CATALOGUE:
+        document.add_heading(name, level=2)
+        document.add_paragraph(f"{spec}参考售价：{price}。")
+    document.save(path)
+    return path
+
+
+def upload_and_wait(server: LiveServer, name: str, path: Path) -> str:
+    auth = server.auth()
+    created = server.http.post("/manage/v1/knowledge/bases", json={"name": name}, headers=auth)
+    assert created.status_code == 201, created.text
+    index_id = created.json()["index_id"]
+    response = server.http.post(
+        f"/manage/v1/knowledge/bases/{index_id}/files",
+        files=[("files", (path.name, path.read_bytes()))], headers=auth,
+    )
+    assert response.status_code == 201, response.text
+    file_id = response.json()["files"][0]["file_id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status = server.http.get(f"/manage/v1/knowledge/files/{file_id}", headers=auth).json()["status"]
+        if status == "FILE_IS_READY":
+            return index_id
+        assert status not in {"PARSE_FAILED", "INDEX_BUILDING_FAILED"}, status
+        time.sleep(0.1)
+    raise AssertionError(f"{path.name} was never ingested")
+
+
+@pytest.fixture
+def sdk(local_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> LiveServer:
+    monkeypatch.setattr(dashscope, "base_http_api_url", local_server.base_http_api_url)
+    return local_server
+
+
+def ask(server: LiveServer, app_id: str, prompt: str) -> str:
+    response = Application.call(
+        api_key=server.key(), app_id=app_id, prompt=prompt, temperature=0.0, seed=1234
+    )
+    assert response.status_code == 200, response.message
+    return response.output.text
+
+
+@pytest.fixture
+def phones_app(sdk: LiveServer, tmp_path: Path) -> str:
+    index_id = upload_and_wait(sdk, "phones", make_catalogue(tmp_path / "百炼系列手机产品介绍.docx"))
+    return sdk.app(model="local", knowledge_enabled=True, knowledge_base_ids=[index_id], show_sources=True)
+
+
+@pytest.mark.xfail(reason="the bundled 0.5B model cannot compare prices (see the module docstring)", strict=False)
+def test_the_seed_question_names_the_only_phone_under_3000(sdk, phones_app):
+    answer = ask(sdk, phones_app, SEED_QUESTION)
+    assert "Zephyr Z9" in answer, answer
+    others = [name for name, _, _ in CATALOGUE if name != "百炼 Zephyr Z9"]
+    assert not any(name.split()[-1] in answer for name in others), answer
+
+
+def test_a_chinese_question_is_answered_from_the_catalogue(sdk, phones_app):
+    answer = ask(sdk, phones_app, "星尘 S9 Pro 的参考售价是多少？")
+    assert "5999" in answer, answer
+
+
+def test_an_english_question_on_the_hr_policy(sdk, tmp_path):
+    index_id = upload_and_wait(sdk, "hr", make_pdf(tmp_path / "hr_policy.pdf"))
+    app_id = sdk.app(model="local", knowledge_enabled=True, knowledge_base_ids=[index_id])
+    answer = ask(sdk, app_id, "How many days of paid annual leave does an employee get per year?")
+    assert "15" in answer, answer
