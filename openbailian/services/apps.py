@@ -10,10 +10,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openbailian.engine.app_config import AppConfig
-from openbailian.errors import AppNotFound, AppNotPublished, InvalidParameter, WorkspaceAccessDenied
 from openbailian.engine.run import AppLoader
+from openbailian.errors import (
+    AppNotFound,
+    AppNotPublished,
+    InvalidParameter,
+)
 from openbailian.providers.registry import ModelRegistry
 from openbailian.services.knowledge import get_base
+from openbailian.services.lookup import get_in_workspace
 from openbailian.services.plugins import check_plugin_ids
 from openbailian.services.workspaces import ensure_workspace
 from openbailian.storage.db import Database
@@ -70,14 +75,9 @@ async def check_links(session: AsyncSession, workspace_id: str, config: AppConfi
 
 
 async def get_app(session: AsyncSession, app_id: str, workspace_id: str | None = None) -> App:
-    app = await session.get(App, app_id)
-    if app is None:
-        raise AppNotFound(f"App '{app_id}' does not exist")
-    if workspace_id is not None and app.workspace_id != workspace_id:
-        raise WorkspaceAccessDenied(
-            f"App '{app_id}' belongs to another workspace than '{workspace_id}'"
-        )
-    return app
+    return await get_in_workspace(
+        session, App, app_id, workspace_id, missing=AppNotFound, label="App"
+    )
 
 
 async def list_apps(session: AsyncSession, workspace_id: str | None = None) -> list[App]:

@@ -11,10 +11,16 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 
-from openbailian.errors import Conflict, InvalidParameter, NotFound, WorkspaceAccessDenied
+from openbailian.errors import (
+    Conflict,
+    InvalidParameter,
+    NotFound,
+    WorkspaceAccessDenied,
+)
 from openbailian.files.formats import check_size, extension_of, rule_for
 from openbailian.files.status import FileStatus
 from openbailian.files.system import SessionFiles
+from openbailian.services.lookup import get_in_workspace
 from openbailian.services.workspaces import ensure_workspace
 from openbailian.storage.files_models import FileUploadLease, SessionFile
 
@@ -167,12 +173,9 @@ async def add_file(
 
 async def describe_file(files: SessionFiles, workspace_id: str, file_id: str) -> SessionFile:
     async with files.db.session() as session:
-        row = await session.get(SessionFile, file_id)
-    if row is None:
-        raise NotFound(f"File '{file_id}' does not exist")
-    if row.workspace_id != workspace_id:
-        raise WorkspaceAccessDenied(f"File '{file_id}' belongs to another workspace than '{workspace_id}'")
-    return row
+        return await get_in_workspace(
+            session, SessionFile, file_id, workspace_id, missing=NotFound, label="File"
+        )
 
 
 async def list_files(

@@ -28,7 +28,11 @@ from openbailian.knowledge.ingest import Status, record_transition
 from openbailian.knowledge.parse import supported_types
 from openbailian.knowledge.retrieve import Hit, Retriever
 from openbailian.services.workspaces import ensure_workspace
-from openbailian.storage.knowledge_models import KnowledgeBase, KnowledgeChunk, KnowledgeDocument
+from openbailian.storage.knowledge_models import (
+    KnowledgeBase,
+    KnowledgeChunk,
+    KnowledgeDocument,
+)
 
 __all__ = [
     "BASE_KINDS",

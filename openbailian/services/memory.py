@@ -13,8 +13,13 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openbailian.errors import InvalidParameter, MemoryNotFound, NotFound, WorkspaceAccessDenied
+from openbailian.errors import (
+    InvalidParameter,
+    MemoryNotFound,
+    NotFound,
+)
 from openbailian.memory.extract import MAX_FACT_CHARS, guess_subject, normalize_subject
+from openbailian.services.lookup import get_in_workspace
 from openbailian.services.workspaces import ensure_workspace
 from openbailian.storage.memory_models import Memory, MemoryItem
 from openbailian.storage.models import utcnow
@@ -48,14 +53,9 @@ async def create_memory(session: AsyncSession, workspace_id: str, description: s
 
 
 async def get_memory(session: AsyncSession, memory_id: str, workspace_id: str | None) -> Memory:
-    memory = await session.get(Memory, memory_id)
-    if memory is None:
-        raise MemoryNotFound(f"Memory '{memory_id}' does not exist")
-    if workspace_id is not None and memory.workspace_id != workspace_id:
-        raise WorkspaceAccessDenied(
-            f"Memory '{memory_id}' belongs to another workspace than '{workspace_id}'"
-        )
-    return memory
+    return await get_in_workspace(
+        session, Memory, memory_id, workspace_id, missing=MemoryNotFound, label="Memory"
+    )
 
 
 async def list_memories(session: AsyncSession, workspace_id: str | None) -> list[tuple[Memory, int]]:

@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openbailian.errors import InvalidParameter, PluginNotFound, WorkspaceAccessDenied
+from openbailian.errors import InvalidParameter, PluginNotFound
+from openbailian.services.lookup import get_in_workspace
 from openbailian.services.workspaces import ensure_workspace
 from openbailian.storage.memory_models import Plugin
 from openbailian.tools.builtins import BUILTINS, is_builtin
@@ -44,14 +45,9 @@ async def create_plugin(session: AsyncSession, workspace_id: str, data: dict[str
 
 
 async def get_plugin(session: AsyncSession, tool_id: str, workspace_id: str | None) -> Plugin:
-    plugin = await session.get(Plugin, tool_id)
-    if plugin is None:
-        raise PluginNotFound(f"Plugin '{tool_id}' does not exist")
-    if workspace_id is not None and plugin.workspace_id != workspace_id:
-        raise WorkspaceAccessDenied(
-            f"Plugin '{tool_id}' belongs to another workspace than '{workspace_id}'"
-        )
-    return plugin
+    return await get_in_workspace(
+        session, Plugin, tool_id, workspace_id, missing=PluginNotFound, label="Plugin"
+    )
 
 
 async def list_plugins(session: AsyncSession, workspace_id: str | None) -> list[Plugin]:
