@@ -466,19 +466,9 @@ class DirectModel:
     """xllamacpp's Server built exactly as openbailian.providers.local.LocalProvider builds it."""
 
     def __init__(self, path: Path, n_ctx: int, n_parallel: int, n_threads: int | None) -> None:
-        import xllamacpp
+        from openbailian.providers.local import build_server
 
-        threads = n_threads or max(1, os.cpu_count() or 1)
-        params = xllamacpp.CommonParams()
-        params.model.path = str(path)
-        params.n_ctx = n_ctx * n_parallel
-        params.n_parallel = n_parallel
-        params.cpuparams.n_threads = threads
-        params.cpuparams_batch.n_threads = threads
-        params.warmup = False
-        params.port = 0
-        params.verbosity = 0
-        self.server = xllamacpp.Server(params)
+        self.server = build_server(path, n_ctx, n_parallel, n_threads)
         self.pool = ThreadPoolExecutor(max_workers=n_parallel)
 
     def request(self) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from openbailian.providers.base import (
 from openbailian.providers.chat_chunks import ChatChunkDecoder
 from openbailian.providers.toolcalls import ToolCallFilter
 
-__all__ = ["LocalProvider"]
+__all__ = ["LocalProvider", "build_server"]
 
 _DONE = object()
 
@@ -50,24 +50,11 @@ class LocalProvider:
         n_threads: int | None = None,
         verbosity: int = 0,
     ) -> None:
-        import xllamacpp
-
         if not path.exists():
             raise ModelUnavailable(f"Model file {path} does not exist")
-        threads = n_threads or max(1, os.cpu_count() or 1)
-        params = xllamacpp.CommonParams()
-        params.model.path = str(path)
-        # llama.cpp shares n_ctx among the slots; give each slot the full window.
-        params.n_ctx = n_ctx * n_parallel
-        params.n_parallel = n_parallel
-        params.cpuparams.n_threads = threads
-        params.cpuparams_batch.n_threads = threads
-        params.warmup = False
-        params.port = 0  # a free loopback port, for /tokenize
-        params.verbosity = verbosity
         self.model_id = model_id
         self.context_length = n_ctx
-        self._server = xllamacpp.Server(params)
+        self._server = build_server(path, n_ctx, n_parallel, n_threads, verbosity)
         self._address = self._server.listening_address
         self._http = httpx.AsyncClient(base_url=self._address, timeout=30.0)
         self._pool = ThreadPoolExecutor(max_workers=n_parallel * 2, thread_name_prefix="llama")
@@ -133,6 +120,26 @@ class LocalProvider:
         await self._http.aclose()
         self._pool.shutdown(wait=True)
         del self._server
+
+
+def build_server(
+    path: Path, n_ctx: int, n_parallel: int, n_threads: int | None, verbosity: int = 0
+) -> Any:
+    """xllamacpp's llama.cpp server on a GGUF file (the benchmark builds the same one)."""
+    import xllamacpp
+
+    threads = n_threads or max(1, os.cpu_count() or 1)
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    # llama.cpp shares n_ctx among the slots; give each slot the full window.
+    params.n_ctx = n_ctx * n_parallel
+    params.n_parallel = n_parallel
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.warmup = False
+    params.port = 0  # a free loopback port, for /tokenize
+    params.verbosity = verbosity
+    return xllamacpp.Server(params)
 
 
 def _request(messages: list[ChatMessage], options: GenerationOptions) -> dict[str, Any]:
