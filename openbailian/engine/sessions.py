@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 
 from openbailian.errors import SessionNotFound
 from openbailian.providers.base import ChatMessage
@@ -83,33 +83,47 @@ class SessionStore:
     ) -> None:
         """Store a finished (or cut) turn; ``new``: the session's first turn, which creates it.
 
-        Across processes, the update of the session row comes first (autoflush
-        before the ``max(seq)`` query), so a second writer waits on its row lock
-        and then numbers its messages after the first one's.
+        Across processes, the update of the session row comes first, so a second
+        writer waits on its row lock and then numbers its messages after the
+        first one's.
         """
+        now = utcnow()
         async with self._db.transaction() as session:
-            existing = None if new else await session.get(ChatSession, session_id)
-            if existing is None:
-                # No flush needed: the unit of work inserts the session before its messages.
-                session.add(ChatSession(id=session_id, app_id=app_id, workspace_id=workspace_id))
-                next_seq = 0
-            else:
-                existing.updated_at = utcnow()
+            # Core statements, not ORM objects: this is on every call's path.
+            touched = 0
+            if not new:
+                result = await session.execute(
+                    update(ChatSession).where(ChatSession.id == session_id).values(updated_at=now)
+                )
+                touched = result.rowcount
+            if touched:
                 last = await session.scalar(
                     select(func.max(SessionMessage.seq)).where(
                         SessionMessage.session_id == session_id
                     )
                 )
                 next_seq = (last + 1) if last is not None else 0
-            stored = [*messages, {"role": "assistant", "content": answer}]
-            for offset, message in enumerate(stored):
-                session.add(
-                    SessionMessage(
-                        session_id=session_id,
-                        seq=next_seq + offset,
-                        role=message["role"],
-                        content=message["content"],
-                        cut=cut and offset == len(stored) - 1,
-                        request_id=request_id,
+            else:
+                await session.execute(
+                    insert(ChatSession).values(
+                        id=session_id, app_id=app_id, workspace_id=workspace_id,
+                        created_at=now, updated_at=now,
                     )
                 )
+                next_seq = 0
+            stored = [*messages, {"role": "assistant", "content": answer}]
+            await session.execute(
+                insert(SessionMessage),
+                [
+                    {
+                        "session_id": session_id,
+                        "seq": next_seq + offset,
+                        "role": message["role"],
+                        "content": message["content"],
+                        "cut": cut and offset == len(stored) - 1,
+                        "request_id": request_id,
+                        "created_at": now,
+                    }
+                    for offset, message in enumerate(stored)
+                ],
+            )
