@@ -7,7 +7,7 @@ from openbailian.config import Settings
 from openbailian.files.formats import FORMATS, FileKind
 from openbailian.files.ocr import parse_image
 from openbailian.files.transcribe import transcriber_parser
-from openbailian.knowledge.parse import ParseError, ParsedDocument, register_parser
+from openbailian.knowledge.parse import ParsedDocument, ParseError, register_parser
 
 __all__ = ["register_session_parsers"]
 

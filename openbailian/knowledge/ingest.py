@@ -26,7 +26,11 @@ from openbailian.knowledge.chunk import Chunk, chunk_document, chunk_records
 from openbailian.knowledge.embed import Embedder
 from openbailian.knowledge.parse import ParseError, parse_document, parse_table
 from openbailian.storage.db import Database
-from openbailian.storage.knowledge_models import KnowledgeBase, KnowledgeChunk, KnowledgeDocument
+from openbailian.storage.knowledge_models import (
+    KnowledgeBase,
+    KnowledgeChunk,
+    KnowledgeDocument,
+)
 from openbailian.storage.models import utcnow
 
 __all__ = [

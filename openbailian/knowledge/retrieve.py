@@ -20,7 +20,11 @@ from openbailian.knowledge.bm25 import terms
 from openbailian.knowledge.embed import Embedder
 from openbailian.knowledge.index import BaseState, ChunkMask, MemoryIndex
 from openbailian.storage.db import Database
-from openbailian.storage.knowledge_models import KnowledgeBase, KnowledgeChunk, KnowledgeDocument
+from openbailian.storage.knowledge_models import (
+    KnowledgeBase,
+    KnowledgeChunk,
+    KnowledgeDocument,
+)
 
 __all__ = ["Hit", "DocumentFilter", "Retriever", "rrf", "READY"]
 

@@ -6,7 +6,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from openbailian.config import Settings
-from openbailian.knowledge.embed import Embedder, embedder_from_settings, pin_blas_threads
+from openbailian.knowledge.embed import (
+    Embedder,
+    embedder_from_settings,
+    pin_blas_threads,
+)
 from openbailian.knowledge.ingest import IngestionWorker, Ingestor
 from openbailian.knowledge.retrieve import Retriever
 from openbailian.storage.db import Database

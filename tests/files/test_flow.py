@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 
 from tests.files.conftest import (
-    add, call, lease, make_docx, make_pdf, make_png, make_xlsx, put, upload, wait_final,
+    add,
+    call,
+    lease,
+    make_docx,
+    make_pdf,
+    make_png,
+    make_xlsx,
+    put,
+    upload,
+    wait_final,
 )
 
 READY_PATH = ["INIT", "SAFE_CHECKING", "PARSING", "PARSE_SUCCESS", "INDEX_BUILDING",

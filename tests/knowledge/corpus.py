@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 PHONES = [
     ("百炼 Zephyr Z9", "2499-2799元", "6.4英寸 1080 x 2340像素屏幕，128GB存储与6GB RAM，4000mAh电池，30倍数字变焦，轻薄便携。"),
     ("通义 Vivid 7", "2999-3299元", "6.5英寸屏幕，8GB RAM，256GB存储，5000万像素主摄，拍照出色，4500mAh电池。"),

@@ -7,7 +7,13 @@ import shutil
 import pytest
 
 from openbailian.knowledge.chunk import chunk_document, chunk_records, count_tokens
-from openbailian.knowledge.parse import ParsedDocument, ParseError, Section, parse_document, parse_table
+from openbailian.knowledge.parse import (
+    ParsedDocument,
+    ParseError,
+    Section,
+    parse_document,
+    parse_table,
+)
 from tests.knowledge.corpus import make_docx, make_pdf, make_xlsx
 
 

@@ -6,10 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from openbailian.errors import InvalidParameter, KnowledgeBaseNotFound, KnowledgeFileNotFound, RequestTooLarge
+from openbailian.errors import (
+    InvalidParameter,
+    KnowledgeBaseNotFound,
+    KnowledgeFileNotFound,
+    RequestTooLarge,
+)
 from openbailian.services import knowledge as kb
 from openbailian.storage.knowledge_models import KnowledgeChunk
-
 from tests.knowledge.corpus import make_xlsx
 
 

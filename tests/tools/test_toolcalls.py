@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from openbailian.providers.toolcalls import ToolCallFilter, parse_tool_calls, tools_system_prompt
+from openbailian.providers.toolcalls import (
+    ToolCallFilter,
+    parse_tool_calls,
+    tools_system_prompt,
+)
 
 NAMES = {"get_weather", "calculator"}
 WEATHER = {"name": "get_weather", "arguments": {"city": "北京"}}
