@@ -215,7 +215,9 @@ class Engine:
             history = run.history
             if history is None:
                 history = await self._sessions.history(run.session_id)
-            messages = await trim_history(
+            # With no history, prepare() has already checked that the turn fits:
+            # counting it again would cost the local model two more tokenizer calls.
+            messages = [*run.system, *run.current] if not history else await trim_history(
                 run.provider,
                 run.system,
                 history,
