@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import fcntl
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
-from sqlalchemy import event
+from alembic.config import Config
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -15,10 +17,12 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import NullPool
 
-__all__ = ["Database", "async_url", "sync_url", "migrate"]
+__all__ = ["Database", "alembic_config", "async_url", "sync_url", "migrate"]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATION_LOCK_KEY = 0x6F62_6D69_6772  # "obmigr": any constant shared by every process
 
 
 def async_url(url: str) -> str:
@@ -58,17 +62,48 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 def migrate(url: str) -> None:
     """Bring the schema to the newest revision (idempotent)."""
     from alembic import command
-    from alembic.config import Config
 
     if _is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+    with _migration_lock(url):
+        # "heads": features develop their tables on branches of the migration tree.
+        command.upgrade(alembic_config(url), "heads")
+
+
+@contextmanager
+def _migration_lock(url: str) -> Iterator[None]:
+    """Several processes started together on one database migrate it one at a time."""
+    if _is_sqlite(url):
+        database = make_url(url).database
+        if not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate-lock", "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            yield  # closing the file releases the lock
+        return
+    engine = create_engine(sync_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            # A session-level advisory lock, held by this connection until released.
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                connection.commit()
+    finally:
+        engine.dispose()
+
+
+def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
-    # "heads": features develop their tables on branches of the migration tree.
-    command.upgrade(config, "heads")
+    return config
 
 
 class Database:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
 import openbailian.storage.tables  # noqa: F401
-from openbailian.storage.db import migrate, sync_url
+from openbailian.storage.db import alembic_config, migrate, sync_url
 from openbailian.storage.models import Base
 
 
@@ -25,3 +28,29 @@ def test_migrations_build_every_table_and_match_the_models(settings):
     finally:
         engine.dispose()
 
+
+
+def _migrate_in_child(url: str) -> str:
+    try:
+        migrate(url)
+    except Exception as error:  # reported to the parent, which asserts on it
+        return f"{type(error).__name__}: {error}"
+    return "ok"
+
+
+def test_processes_starting_together_migrate_one_fresh_database(settings):
+    """Several API processes started at once on a new database: all come up, one schema."""
+    url = settings.resolved_database_url
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(4) as pool:
+        outcomes = pool.map(_migrate_in_child, [url] * 4)
+    assert outcomes == ["ok"] * 4
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as connection:
+            heads = MigrationContext.configure(connection).get_current_heads()
+            assert compare_metadata(MigrationContext.configure(connection, opts={"render_as_batch": True}),
+                                    Base.metadata) == []
+    finally:
+        engine.dispose()
+    assert set(heads) == set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
