@@ -4,7 +4,9 @@ signer, the processing of added files, and the sweeper that expires them.
 Processing of one file: SAFE_CHECKING (bytes) → the knowledge pipeline
 (PARSING … INDEX_BUILD_SUCCESS, mirrored onto the file) → SAFE_CHECKING (the
 parsed text against the blocklist) → FILE_IS_READY. Work is kept in the
-database: a restarted server resumes files that were not finished.
+database: a restarted server resumes files that were not finished. Processes
+sharing the database claim a file with a lease (renewed while they work, as the
+knowledge ingestion does), so each file is processed by one of them at a time.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select, update
 
 from openbailian.config import Settings
 from openbailian.files.indexing import FileIndex
@@ -36,6 +38,9 @@ __all__ = ["SessionFiles", "session_files"]
 
 logger = logging.getLogger("openbailian.files")
 
+LEASE = timedelta(seconds=120)  # as the knowledge Ingestor's
+MAX_ATTEMPTS = 3  # claims of one file before it is failed rather than retried
+
 
 @dataclass(eq=False)
 class SessionFiles:
@@ -47,6 +52,7 @@ class SessionFiles:
     index: FileIndex
     clock: Callable[[], datetime] = utcnow
     poll_seconds: float = 0.2
+    lease: timedelta = LEASE
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _sweeper: asyncio.Task[None] | None = None
     _started: bool = False
@@ -81,20 +87,20 @@ class SessionFiles:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self, *, sweeper: bool = True) -> None:
-        """Resume unfinished files; run the expiry sweeper in the background (idempotent)."""
+        """Resume unfinished files nobody holds; run the expiry sweeper in the background (idempotent)."""
         if self._started:
             return
         self._started = True
-        async with self.db.session() as session:
-            ids = list(
-                await session.scalars(
-                    select(SessionFile.id).where(SessionFile.status.in_([s.value for s in IN_PROGRESS]))
-                )
-            )
-        for file_id in ids:
-            self.schedule(file_id)
+        await self.resume()
         if sweeper and self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def resume(self) -> None:
+        """Schedule unfinished files nobody holds: after a restart, or another process's crash."""
+        async with self.db.session() as session:
+            ids = list(await session.scalars(select(SessionFile.id).where(*_claimable(utcnow()))))
+        for file_id in ids:
+            self.schedule(file_id)
 
     async def aclose(self) -> None:
         tasks = [*self._tasks.values(), *([self._sweeper] if self._sweeper else [])]
@@ -128,17 +134,32 @@ class SessionFiles:
 
     async def _process_guarded(self, file_id: str) -> None:
         async with self._slots:
-            try:
-                await self.process(file_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - a failing file never stops the others
-                logger.exception("session file %s failed", file_id)
-                await self._set(file_id, FileStatus.INDEX_BUILDING_FAILED, f"Internal error: {error}")
+            await self.process(file_id)
 
     async def process(self, file_id: str) -> None:
+        """Process the file unless it is no longer in progress or another process holds it."""
+        if not await self._claim(file_id):
+            return
+        renewing = asyncio.create_task(self._keep_claim(file_id))
+        try:
+            await self._process_claimed(file_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a failing file never stops the others
+            logger.exception("session file %s failed", file_id)
+            await self._set(file_id, FileStatus.INDEX_BUILDING_FAILED, f"Internal error: {error}")
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+            await self._release(file_id)
+
+    async def _process_claimed(self, file_id: str) -> None:
         row = await self._get(file_id)
         if row is None or row.status not in IN_PROGRESS or row.object_key is None:
+            return
+        if row.attempts > MAX_ATTEMPTS:
+            reason = f"Processing the file was given up after {MAX_ATTEMPTS} attempts"
+            await self._fail(row, FileStatus.INDEX_BUILDING_FAILED, reason)
             return
         if row.index_ref is None:
             await self._set(file_id, FileStatus.SAFE_CHECKING)
@@ -219,12 +240,49 @@ class SessionFiles:
         if row.object_key:
             await asyncio.to_thread(self.store.delete, row.object_key)
 
+    # ------------------------------------------------------------ claims
+
+    async def _claim(self, file_id: str) -> bool:
+        """Atomically take the file's lease; False when it is held, finished or gone."""
+        now = utcnow()
+        async with self.db.transaction() as session:
+            result = await session.execute(
+                update(SessionFile)
+                .where(SessionFile.id == file_id, *_claimable(now))
+                .values(lease_until=now + self.lease, attempts=SessionFile.attempts + 1)
+            )
+        return result.rowcount == 1  # type: ignore[attr-defined]
+
+    async def _keep_claim(self, file_id: str) -> None:
+        """Renew the lease while the work (OCR, transcription, indexing) runs."""
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            try:
+                async with self.db.transaction() as session:
+                    await session.execute(
+                        update(SessionFile)
+                        .where(SessionFile.id == file_id)
+                        .values(lease_until=utcnow() + self.lease)
+                    )
+            except Exception:  # noqa: BLE001 - retried at the next beat; the lease lasts three
+                logger.warning("could not renew the lease of session file %s", file_id, exc_info=True)
+
+    async def _release(self, file_id: str) -> None:
+        try:
+            async with self.db.transaction() as session:
+                await session.execute(
+                    update(SessionFile).where(SessionFile.id == file_id).values(lease_until=None)
+                )
+        except Exception:  # noqa: BLE001 - the database may be closing; the lease then runs out
+            logger.debug("could not release the lease of session file %s", file_id, exc_info=True)
+
     # ------------------------------------------------------------ expiry
 
     async def _sweep_forever(self) -> None:
         while True:
             try:
                 await self.sweep()
+                await self.resume()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the sweeper keeps running
@@ -307,6 +365,14 @@ class SessionFiles:
                 setattr(row, name, value)
             row.updated_at = self.clock()
         return True
+
+
+def _claimable(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Conditions of a file some process may start working on."""
+    return (
+        SessionFile.status.in_([s.value for s in IN_PROGRESS]),
+        or_(SessionFile.lease_until.is_(None), SessionFile.lease_until < now),
+    )
 
 
 def _aware(value: datetime) -> datetime:

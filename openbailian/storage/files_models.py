@@ -55,6 +55,10 @@ class SessionFile(Base):
     page_count: Mapped[int] = mapped_column(Integer, default=0)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     index_ref: Mapped[str | None] = mapped_column(String(128), default=None)
+    # The claim of the process working on the file (renewed while it works) and
+    # how often it was claimed: several API processes may share the database.
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
