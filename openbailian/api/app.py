@@ -10,7 +10,6 @@ from sqlalchemy import text
 
 from openbailian import __version__
 from openbailian.api.completion.router import router as completion_router
-from openbailian.api.deps import KeyCache
 from openbailian.api.errors import install_error_handlers
 from openbailian.api.manage import files as files_manage
 from openbailian.api.manage import knowledge as knowledge_manage
@@ -46,7 +45,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.admin_token = admin_token(settings)
     app.add_middleware(RequestIdMiddleware)

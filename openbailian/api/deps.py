@@ -3,45 +3,24 @@
 from __future__ import annotations
 
 import hmac
-import time
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from openbailian.engine.run import AppStamp
 from openbailian.errors import AccessDenied, InvalidApiKey, WorkspaceAccessDenied
 from openbailian.runtime import Runtime
-from openbailian.services.keys import resolve_key
+from openbailian.services.keys import check_key
 
-__all__ = ["Caller", "CurrentCaller", "MeteredCaller", "AdminCaller", "RuntimeDep", "KeyCache"]
+__all__ = ["Caller", "CurrentCaller", "MeteredCaller", "AdminCaller", "RuntimeDep"]
 
 
 @dataclass(frozen=True)
 class Caller:
     key_id: str
     workspace_id: str
-
-
-class KeyCache:
-    """Recently seen keys, so a call does not hit the database to authenticate.
-
-    Entries live ``ttl`` seconds: a revoked key stops working within that time.
-    """
-
-    def __init__(self, ttl: float) -> None:
-        self._ttl = ttl
-        self._entries: dict[str, tuple[float, Caller]] = {}
-
-    def get(self, api_key: str) -> Caller | None:
-        entry = self._entries.get(api_key)
-        if entry and time.monotonic() - entry[0] < self._ttl:
-            return entry[1]
-        return None
-
-    def put(self, api_key: str, caller: Caller) -> None:
-        if len(self._entries) > 10_000:
-            self._entries.clear()
-        self._entries[api_key] = (time.monotonic(), caller)
+    app: AppStamp | None = None  # the called app's row (model calls), read with the key
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -59,15 +38,9 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-async def get_caller(request: Request, runtime: RuntimeDep) -> Caller:
-    api_key = _bearer(request)
-    cache: KeyCache = request.app.state.key_cache
-    caller = cache.get(api_key)
-    if caller is None:
-        async with runtime.db.session() as session:
-            row = await resolve_key(session, api_key)
-        caller = Caller(key_id=row.id, workspace_id=row.workspace_id)
-        cache.put(api_key, caller)
+async def _authenticate(request: Request, runtime: Runtime, app_id: str | None) -> Caller:
+    checked = await check_key(runtime.db, _bearer(request), app_id)
+    caller = Caller(key_id=checked.key_id, workspace_id=checked.workspace_id, app=checked.app)
     requested = request.headers.get("x-dashscope-workspace")
     if requested and requested != caller.workspace_id:
         raise WorkspaceAccessDenied(
@@ -76,11 +49,17 @@ async def get_caller(request: Request, runtime: RuntimeDep) -> Caller:
     return caller
 
 
+async def get_caller(request: Request, runtime: RuntimeDep) -> Caller:
+    return await _authenticate(request, runtime, None)
+
+
 CurrentCaller = Annotated[Caller, Depends(get_caller)]
 
 
-async def get_metered_caller(request: Request, caller: CurrentCaller) -> Caller:
-    """The caller of a model call, counted against the per-key rate limit."""
+async def get_metered_caller(app_id: str, request: Request, runtime: RuntimeDep) -> Caller:
+    """The caller of a model call of app ``app_id`` (a path parameter), counted against the
+    per-key rate limit; the app's row is read with the key, in one query."""
+    caller = await _authenticate(request, runtime, app_id)
     request.app.state.rate_limiter.check(caller.key_id)
     return caller
 

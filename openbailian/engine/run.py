@@ -49,11 +49,22 @@ from openbailian.providers.base import (
 )
 from openbailian.providers.registry import ModelRegistry
 
-__all__ = ["Engine", "RunRequest", "PreparedRun", "AppLoader"]
+__all__ = ["Engine", "RunRequest", "PreparedRun", "AppLoader", "AppStamp"]
 
 CHAT_ROLES = {"system", "user", "assistant"}
 
 logger = logging.getLogger("openbailian.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class AppStamp:
+    """An app's row as this call read it: owner and published version (0: never published).
+
+    ``workspace_id`` is None when there is no such app.
+    """
+
+    workspace_id: str | None
+    published_version: int
 
 
 @dataclass(slots=True)
@@ -76,12 +87,15 @@ class RunRequest:
     doc_reference_type: str = "simple"
     user_defined_params: dict[str, Any] = field(default_factory=dict)
     user_defined_tokens: dict[str, Any] = field(default_factory=dict)
+    app_stamp: AppStamp | None = None  # already read with the API key; None: not yet
 
 
 class AppLoader:
     """Finds the published config of an app the caller's workspace may call."""
 
-    async def published(self, app_id: str, workspace_id: str) -> AppConfig:  # pragma: no cover
+    async def published(
+        self, app_id: str, workspace_id: str, stamp: AppStamp | None = None
+    ) -> AppConfig:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -135,7 +149,9 @@ class Engine:
 
     async def prepare(self, request: RunRequest) -> PreparedRun:
         """Every check that can fail the call, done before anything is streamed."""
-        config = await self._apps.published(request.app_id, request.workspace_id)
+        config = await self._apps.published(
+            request.app_id, request.workspace_id, request.app_stamp
+        )
         caller_system, history, current = _conversation(request)
         instructions = fill_variables(config, request.prompt_params)
         session_id = new_session_id()

@@ -61,13 +61,13 @@ class SessionStore:
             )
 
     async def history(self, session_id: str) -> list[ChatMessage]:
-        async with self._db.session() as session:
-            rows = await session.scalars(
-                select(SessionMessage)
+        async with self._db.engine.connect() as conn:
+            rows = await conn.execute(
+                select(SessionMessage.role, SessionMessage.content)
                 .where(SessionMessage.session_id == session_id)
                 .order_by(SessionMessage.seq)
             )
-            return [{"role": row.role, "content": row.content} for row in rows]
+            return [{"role": role, "content": content} for role, content in rows]
 
     async def append(
         self,
@@ -88,23 +88,23 @@ class SessionStore:
         first one's.
         """
         now = utcnow()
-        async with self._db.transaction() as session:
-            # Core statements, not ORM objects: this is on every call's path.
+        # Core statements on a bare connection, not an ORM session: every call's path.
+        async with self._db.begin() as conn:
             touched = 0
             if not new:
-                result = await session.execute(
+                result = await conn.execute(
                     update(ChatSession).where(ChatSession.id == session_id).values(updated_at=now)
                 )
                 touched = result.rowcount
             if touched:
-                last = await session.scalar(
+                last = await conn.scalar(
                     select(func.max(SessionMessage.seq)).where(
                         SessionMessage.session_id == session_id
                     )
                 )
                 next_seq = (last + 1) if last is not None else 0
             else:
-                await session.execute(
+                await conn.execute(
                     insert(ChatSession).values(
                         id=session_id, app_id=app_id, workspace_id=workspace_id,
                         created_at=now, updated_at=now,
@@ -112,7 +112,7 @@ class SessionStore:
                 )
                 next_seq = 0
             stored = [*messages, {"role": "assistant", "content": answer}]
-            await session.execute(
+            await conn.execute(
                 insert(SessionMessage),
                 [
                     {

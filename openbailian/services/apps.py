@@ -10,11 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openbailian.engine.app_config import AppConfig
-from openbailian.engine.run import AppLoader
+from openbailian.engine.run import AppLoader, AppStamp
 from openbailian.errors import (
     AppNotFound,
     AppNotPublished,
     InvalidParameter,
+    WorkspaceAccessDenied,
 )
 from openbailian.providers.registry import ModelRegistry
 from openbailian.services.knowledge import get_base
@@ -34,6 +35,7 @@ __all__ = [
     "app_view",
     "parse_config",
     "DatabaseAppLoader",
+    "stamp_of",
 ]
 
 
@@ -108,8 +110,11 @@ async def update_app(
 
 async def publish_app(session: AsyncSession, app: App) -> App:
     app.published = dict(app.draft)
-    app.published_version += 1
+    # Incremented in SQL: two processes publishing at once must not both write the same
+    # version, as processes reuse a parsed config while the version stays the same.
+    app.published_version = App.published_version + 1
     await session.flush()
+    await session.refresh(app, ["published_version"])
     return app
 
 
@@ -130,13 +135,67 @@ def app_view(app: App) -> dict[str, Any]:
     }
 
 
+def stamp_of(workspace_id: str | None, version: int | None) -> AppStamp:
+    """The stamp of an app row read as (workspace_id, published_version); Nones: no row."""
+    return AppStamp(workspace_id=workspace_id, published_version=version or 0)
+
+
 class DatabaseAppLoader(AppLoader):
+    """Published configs, parsed once per process and reused while the version is unchanged.
+
+    Every call still reads the app's row (owner and version, by primary key; the API reads
+    it with the key in one query), so an update, publish or delete made by any process is
+    seen by the very next call. Safe because app ids are never reused and a published
+    snapshot is only ever written together with a new, higher version.
+    """
+
+    MAX_CACHED = 10_000
+
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._configs: dict[str, tuple[int, AppConfig]] = {}
 
-    async def published(self, app_id: str, workspace_id: str) -> AppConfig:
-        async with self._db.session() as session:
-            app = await get_app(session, app_id, workspace_id)
-        if app.published is None:
+    async def published(
+        self, app_id: str, workspace_id: str, stamp: AppStamp | None = None
+    ) -> AppConfig:
+        if stamp is None:
+            stamp = await self._read_stamp(app_id)
+        self._check(app_id, workspace_id, stamp)
+        cached = self._configs.get(app_id)
+        if cached is not None and cached[0] == stamp.published_version:
+            return cached[1]
+        return await self._load(app_id, workspace_id)
+
+    async def _read_stamp(self, app_id: str) -> AppStamp:
+        query = select(App.workspace_id, App.published_version).where(App.id == app_id)
+        async with self._db.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return stamp_of(*(row or (None, None)))
+
+    def _check(self, app_id: str, workspace_id: str, stamp: AppStamp) -> None:
+        if stamp.workspace_id is None:
+            self._configs.pop(app_id, None)
+            raise AppNotFound(f"App '{app_id}' does not exist")
+        if stamp.workspace_id != workspace_id:
+            raise WorkspaceAccessDenied(
+                f"App '{app_id}' belongs to another workspace than '{workspace_id}'"
+            )
+        if not stamp.published_version:
             raise AppNotPublished(f"App '{app_id}' has no published version; publish it first")
-        return AppConfig.model_validate(app.published)
+
+    async def _load(self, app_id: str, workspace_id: str) -> AppConfig:
+        # Snapshot and version come from one read, so they always belong together (a
+        # publish since the stamp was read only makes this config newer than it).
+        query = select(App.workspace_id, App.published_version, App.published).where(
+            App.id == app_id
+        )
+        async with self._db.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        stamp = stamp_of(*(row[:2] if row else (None, None)))
+        self._check(app_id, workspace_id, stamp)
+        assert row is not None and row.published is not None
+        config = AppConfig.model_validate(row.published)
+        if len(self._configs) >= self.MAX_CACHED:
+            self._configs.clear()
+        self._configs[app_id] = (stamp.published_version, config)
+        return config

@@ -10,11 +10,23 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openbailian.engine.run import AppStamp
 from openbailian.errors import InvalidApiKey, NotFound
+from openbailian.services.apps import stamp_of
 from openbailian.services.workspaces import ensure_workspace
-from openbailian.storage.models import ApiKey, utcnow
+from openbailian.storage.db import Database
+from openbailian.storage.models import ApiKey, App, utcnow
 
-__all__ = ["CreatedKey", "create_key", "hash_key", "list_keys", "revoke_key", "resolve_key"]
+__all__ = [
+    "CreatedKey",
+    "KeyCheck",
+    "check_key",
+    "create_key",
+    "hash_key",
+    "list_keys",
+    "revoke_key",
+    "resolve_key",
+]
 
 
 @dataclass(frozen=True)
@@ -22,6 +34,13 @@ class CreatedKey:
     id: str
     api_key: str
     workspace_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCheck:
+    key_id: str
+    workspace_id: str
+    app: AppStamp | None  # the row of the app the call names, read in the same query
 
 
 def hash_key(api_key: str) -> str:
@@ -62,3 +81,20 @@ async def resolve_key(session: AsyncSession, api_key: str) -> ApiKey:
     if row is None or row.revoked_at is not None:
         raise InvalidApiKey("Invalid API-key provided.")
     return row
+
+
+async def check_key(db: Database, api_key: str, app_id: str | None = None) -> KeyCheck:
+    """The key's owner, read on every call so a revoked key is refused at once by every
+    process; with ``app_id``, that app's row comes in the same query (one round trip)."""
+    query = select(ApiKey.id, ApiKey.workspace_id, ApiKey.revoked_at)
+    if app_id is not None:
+        query = query.add_columns(
+            App.workspace_id.label("app_workspace_id"), App.published_version
+        ).outerjoin(App, App.id == app_id)
+    query = query.where(ApiKey.key_hash == hash_key(api_key))
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+    if row is None or row.revoked_at is not None:
+        raise InvalidApiKey("Invalid API-key provided.")
+    app = stamp_of(row.app_workspace_id, row.published_version) if app_id is not None else None
+    return KeyCheck(key_id=row.id, workspace_id=row.workspace_id, app=app)

@@ -12,6 +12,7 @@ from alembic.config import Config
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -132,6 +133,16 @@ class Database:
             return
         async with self._write_lock, self._sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """Like ``transaction``, but a bare connection for Core statements (no ORM session)."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -22,7 +22,7 @@ from openbailian.api.deps import MeteredCaller, RuntimeDep
 from openbailian.api.errors import error_status_and_code, request_id_of
 from openbailian.api.sse import EventStreamResponse
 from openbailian.engine.events import Event
-from openbailian.engine.run import PreparedRun, RunRequest
+from openbailian.engine.run import AppStamp, PreparedRun, RunRequest
 from openbailian.errors import InvalidParameter, RequestTooLarge
 
 __all__ = ["router", "read_json_body"]
@@ -66,7 +66,12 @@ def parse_completion(data: Any) -> CompletionRequest:
 
 
 def to_run_request(
-    body: CompletionRequest, *, app_id: str, workspace_id: str, request_id: str
+    body: CompletionRequest,
+    *,
+    app_id: str,
+    workspace_id: str,
+    request_id: str,
+    app_stamp: AppStamp | None = None,
 ) -> RunRequest:
     params = body.parameters
     biz = body.input.biz_params
@@ -93,6 +98,7 @@ def to_run_request(
         doc_reference_type=body.input.doc_reference_type or "simple",
         user_defined_params=dict(biz.user_defined_params) if biz else {},
         user_defined_tokens=dict(biz.user_defined_tokens) if biz else {},
+        app_stamp=app_stamp,
     )
 
 
@@ -106,7 +112,13 @@ async def completion(app_id: str, request: Request, caller: MeteredCaller, runti
     request_id = request_id_of(request)
     body = parse_completion(await read_json_body(request, runtime.settings.max_body_bytes))
     run = await runtime.engine.prepare(
-        to_run_request(body, app_id=app_id, workspace_id=caller.workspace_id, request_id=request_id)
+        to_run_request(
+            body,
+            app_id=app_id,
+            workspace_id=caller.workspace_id,
+            request_id=request_id,
+            app_stamp=caller.app,
+        )
     )
     has_thoughts = body.parameters.has_thoughts
     if not wants_stream(request):
