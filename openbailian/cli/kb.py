@@ -24,7 +24,9 @@ from openbailian.services import knowledge as service
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Knowledge bases: create, add documents, list, delete.", no_args_is_help=True)
+app = typer.Typer(
+    help="Knowledge bases: create, add documents, list, describe, re-index, delete.", no_args_is_help=True
+)
 
 # How far along the pipeline each status is, for the progress bars.
 _STEPS = {
@@ -66,6 +68,8 @@ def create(
 
 @app.command("list")
 def list_(workspace: str = WorkspaceOption, as_json: bool = JsonOption) -> None:
+    """List the workspace's knowledge bases."""
+
     async def work(runtime: Runtime) -> list[dict[str, Any]]:
         async with runtime.db.session() as session:
             return [service.base_view(b) for b in await service.list_bases(session, workspace)]
@@ -128,6 +132,11 @@ def add(
         return list(results.values())
 
     rows = run_with_runtime(work)
+    _emit_files(rows, as_json)
+
+
+def _emit_files(rows: list[dict[str, Any]], as_json: bool) -> None:
+    """Prints the files; exits 1 when one of them failed (scripts check the code)."""
     emit({"files": rows}, as_json, lambda: _table(rows, ["file_id", "name", "status", "reason"]))
     if any(r["status"] in {Status.PARSE_FAILED, Status.INDEX_BUILDING_FAILED} for r in rows):
         raise typer.Exit(1)
@@ -184,3 +193,45 @@ def remove(file_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonO
 
     run_with_runtime(work)
     emit({"deleted": file_id}, as_json, lambda: console.print(f"Deleted file {file_id}"))
+
+
+@app.command("show")
+def show(file_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonOption) -> None:
+    """Describe one document: status and its history, reason, pages, chunks, tags, metadata."""
+
+    async def work(runtime: Runtime) -> dict[str, Any]:
+        async with runtime.db.session() as session:
+            return service.document_view(await service.get_document(session, file_id, workspace))
+
+    view = run_with_runtime(work)
+    emit(view, as_json, lambda: _show_document(view))
+
+
+def _show_document(view: dict[str, Any]) -> None:
+    table = Table("field", "value", show_header=False)
+    for key in ("file_id", "index_id", "name", "status", "reason", "pages", "chunks", "tags", "metadata",
+                "created_at", "updated_at"):
+        if view.get(key) not in (None, [], {}):
+            table.add_row(key, str(view[key]))
+    console.print(table)
+    _table(view["history"], ["status", "at", "reason"])
+
+
+@app.command("reindex")
+def reindex(
+    file_id: str,
+    wait: bool = typer.Option(False, "--wait", help="Re-index now and return when the file is ready or failed."),
+    workspace: str = WorkspaceOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Parse and index a document again (after a failure, or a change of embedder or chunking)."""
+
+    async def work(runtime: Runtime) -> list[dict[str, Any]]:
+        async with runtime.db.transaction() as session:
+            document = await service.reindex_document(session, file_id, workspace)
+        results = {document.id: {"file_id": document.id, "name": document.name, "status": document.status}}
+        if wait:
+            await _ingest(runtime, workspace, results, show=not as_json)
+        return list(results.values())
+
+    _emit_files(run_with_runtime(work), as_json)

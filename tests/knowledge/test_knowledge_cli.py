@@ -46,3 +46,36 @@ def test_errors_exit_non_zero_and_store_nothing(run, corpus, tmp_path):
     assert json.loads(run("kb", "docs", index_id, "--json").output)["files"] == []
     assert run("kb", "add", "nope", str(corpus["phones"]), "--json").exit_code == 1
     assert run("kb", "add", index_id, str(corpus["phones"]), "--meta", "novalue", "--json").exit_code == 1
+
+
+def test_show_and_reindex_a_document(run, corpus):
+    index_id = json.loads(run("kb", "create", "--name", "phones", "--json").output)["index_id"]
+    added = json.loads(run("kb", "add", index_id, str(corpus["phones"]), "--wait", "--json").output)
+    file_id = added["files"][0]["file_id"]
+    shown = json.loads(run("kb", "show", file_id, "--json").output)
+    assert shown["status"] == "FILE_IS_READY" and shown["index_id"] == index_id and shown["chunks"] > 0
+    assert [h["status"] for h in shown["history"]][-1] == "FILE_IS_READY"
+
+    again = run("kb", "reindex", file_id, "--wait", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["files"][0]["status"] == "FILE_IS_READY"
+    reshown = json.loads(run("kb", "show", file_id, "--json").output)
+    assert reshown["chunks"] == shown["chunks"]  # replaced, not duplicated
+    assert len(reshown["history"]) > len(shown["history"])
+    human = run("kb", "show", file_id)
+    assert human.exit_code == 0 and "FILE_IS_READY" in human.output and corpus["phones"].name in human.output
+
+
+def test_reindex_of_a_broken_document_fails_again_and_unknown_ids_are_errors(run, corpus, tmp_path):
+    index_id = json.loads(run("kb", "create", "--name", "x", "--json").output)["index_id"]
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.7 not really a pdf")
+    added = run("kb", "add", index_id, str(broken), "--wait", "--json")
+    assert added.exit_code == 1
+    file_id = json.loads(added.output)["files"][0]["file_id"]
+    again = run("kb", "reindex", file_id, "--wait", "--json")
+    assert again.exit_code == 1
+    assert json.loads(again.output)["files"][0]["status"] == "PARSE_FAILED"
+    for command in ("show", "reindex"):
+        result = run("kb", command, "no-such-file", "--json")
+        assert result.exit_code == 1 and "NotFound" in result.output
