@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     knowledge_embedding_dim: int = Field(default=1024, ge=1)  # what the endpoint's model returns
     knowledge_embed_threads: int = 1
     knowledge_hnsw_threshold: int = 10_000
+    # Optional reranker (off unless a base URL is set): the best fused candidates are
+    # re-scored by a rerank model; "rerank" = POST /rerank (Cohere/Jina/vLLM), "dashscope" = gte-rerank.
+    knowledge_rerank_base_url: str | None = None
+    knowledge_rerank_api: Literal["rerank", "dashscope"] = "rerank"
+    knowledge_rerank_model: str = "gte-rerank-v2"
+    knowledge_rerank_api_key: str | None = None
+    knowledge_rerank_candidates: int = Field(default=20, ge=1)
+    knowledge_rerank_min_score: float | None = None
+    knowledge_rerank_timeout_seconds: float = Field(default=10.0, gt=0)
     # Plugins: outbound requests may reach these host[:port] (comma-separated) even when
     # they resolve to loopback/private addresses. Memory: model that extracts facts (default: the app's).
     outbound_allow: str = ""

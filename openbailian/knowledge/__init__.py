@@ -30,9 +30,13 @@ bases and documents are opaque strings (uuid4 hex), scoped to a workspace.
     ``IngestionWorker(ingestor)``: ``await start()``, ``wake()``, ``await drain()``, ``await aclose()``
     — the background queue (stored in the database: a restart resumes unfinished documents).
 ``openbailian.knowledge.retrieve``
-    ``Retriever(db, embedder, *, hnsw_threshold=10_000)``: ``await search(base_ids, query, *, top_k=5,
+    ``Retriever(db, embedder, *, hnsw_threshold=10_000, reranker=None, rerank_candidates=20,
+    rerank_min_score=None)``: ``await search(base_ids, query, *, top_k=5,
     document_ids=None, tags=None, metadata=None, structured=None) -> list[Hit]``;
     ``Hit(chunk_id, base_id, document_id, doc_name, title, text, pages, record, score)``.
+``openbailian.knowledge.rerank``
+    ``Reranker`` protocol (``rerank(query, documents, top_n) -> list[Ranked]``, ``close()``);
+    ``HTTPReranker`` (``rerank`` or ``dashscope`` API style); ``reranker_from_settings``.
 ``openbailian.knowledge.source``
     ``KnowledgeSource.from_runtime(runtime)`` — the ``ContextSource`` for app calls.
     ``augmentation_for(hits, *, indexed: bool, show_sources: bool) -> Augmentation`` — turn

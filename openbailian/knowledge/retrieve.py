@@ -1,4 +1,5 @@
-"""Hybrid retrieval: dense (embeddings) + BM25 (jieba terms), fused by reciprocal rank.
+"""Hybrid retrieval: dense (embeddings) + BM25 (jieba terms), fused by reciprocal rank,
+then optionally reranked by a rerank model (``rerank.py``).
 
 Filters narrow the candidates *before* ranking: documents (ids, tags, metadata,
 all must match) and, on structured bases, exact ``header = value`` matches on
@@ -9,8 +10,9 @@ this module only searches the bases it is given.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,7 @@ from sqlalchemy import select
 from openbailian.knowledge.bm25 import terms
 from openbailian.knowledge.embed import Embedder
 from openbailian.knowledge.index import BaseState, ChunkMask, MemoryIndex
+from openbailian.knowledge.rerank import Ranked, Reranker, RerankError
 from openbailian.storage.db import Database
 from openbailian.storage.knowledge_models import (
     KnowledgeBase,
@@ -30,6 +33,7 @@ __all__ = ["Hit", "DocumentFilter", "Retriever", "rrf", "READY"]
 
 READY = "FILE_IS_READY"
 RRF_K = 60
+logger = logging.getLogger("openbailian.knowledge")
 
 
 @dataclass(slots=True)
@@ -78,10 +82,25 @@ def rrf(rankings: Sequence[Sequence[Any]], k: int = RRF_K) -> list[tuple[Any, fl
 
 
 class Retriever:
-    def __init__(self, db: Database, embedder: Embedder, *, hnsw_threshold: int = 10_000) -> None:
+    """Searches bases; with a ``reranker``, the best ``rerank_candidates`` fused hits are
+    re-scored and those under ``rerank_min_score`` dropped."""
+
+    def __init__(
+        self,
+        db: Database,
+        embedder: Embedder,
+        *,
+        hnsw_threshold: int = 10_000,
+        reranker: Reranker | None = None,
+        rerank_candidates: int = 20,
+        rerank_min_score: float | None = None,
+    ) -> None:
         self.db = db
         self.embedder = embedder
         self.index = MemoryIndex(db, embedder.dim, hnsw_threshold=hnsw_threshold)
+        self.reranker = reranker
+        self.rerank_candidates = rerank_candidates
+        self.rerank_min_score = rerank_min_score
 
     async def search(
         self,
@@ -99,7 +118,7 @@ class Retriever:
 
         ``document_ids``/``tags``/``metadata`` restrict unstructured bases; ``structured``
         returns exactly the matching records of structured bases (up to ``max_records``,
-        best first) and leaves unstructured bases out.
+        best first) and leaves unstructured bases out; those are never reranked.
         """
         doc_filter = DocumentFilter(
             frozenset(document_ids) if document_ids is not None else None,
@@ -135,8 +154,33 @@ class Retriever:
         query_vector = await asyncio.to_thread(self.embedder.embed_query, query or " ")
         query_terms = await asyncio.to_thread(terms, query)
         limit = max_records if structured else top_k
-        ranked = await asyncio.to_thread(self._rank, masks, query_vector, query_terms, limit)
-        return await self._hydrate(ranked)
+        rerank = self.reranker is not None and not structured
+        fetch = max(limit, self.rerank_candidates) if rerank else limit
+        ranked = await asyncio.to_thread(self._rank, masks, query_vector, query_terms, fetch)
+        hits = await self._hydrate(ranked)
+        return await self._rerank(query, hits, limit) if rerank else hits
+
+    async def _rerank(self, query: str, hits: list[Hit], limit: int) -> list[Hit]:
+        """The reranker's best ``limit`` of ``hits``; the fused order when it fails."""
+        if not hits or self.reranker is None:
+            return hits[:limit]
+        documents = [_rerank_text(hit) for hit in hits]
+        try:
+            ranked = await asyncio.to_thread(self.reranker.rerank, query, documents, limit)
+            return self._keep(hits, ranked, limit)
+        except Exception as error:  # noqa: BLE001 - any reranker failure
+            # Retrieval still answers: a reranker outage only costs ranking quality.
+            unexpected = not isinstance(error, RerankError)
+            logger.warning("reranking failed, keeping the fused order: %s", error, exc_info=unexpected)
+            return hits[:limit]
+
+    def _keep(self, hits: list[Hit], ranked: list[Ranked], limit: int) -> list[Hit]:
+        kept = []
+        for item in ranked[:limit]:
+            if self.rerank_min_score is not None and item.score < self.rerank_min_score:
+                continue
+            kept.append(replace(hits[item.index], score=item.score))
+        return kept
 
     def _rank(
         self,
@@ -198,3 +242,12 @@ class Retriever:
 
     async def aclose(self) -> None:
         await self.index.aclose()
+        if self.reranker is not None:
+            self.reranker.close()
+
+
+def _rerank_text(hit: Hit) -> str:
+    """What the rerank model reads: the heading path gives a bare section its subject."""
+    if hit.title and hit.record is None and not hit.text.startswith(hit.title):
+        return f"{hit.title}\n{hit.text}"
+    return hit.text

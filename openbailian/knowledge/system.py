@@ -12,6 +12,7 @@ from openbailian.knowledge.embed import (
     pin_blas_threads,
 )
 from openbailian.knowledge.ingest import IngestionWorker, Ingestor
+from openbailian.knowledge.rerank import reranker_from_settings
 from openbailian.knowledge.retrieve import Retriever
 from openbailian.storage.db import Database
 
@@ -23,7 +24,8 @@ __all__ = ["KnowledgeSystem", "knowledge_of"]
 
 @dataclass
 class KnowledgeSystem:
-    """Embedder, retriever, ingestor and the ingestion worker; a ``BackgroundWorker`` itself."""
+    """Embedder, retriever (with the optional reranker), ingestor and the ingestion worker;
+    a ``BackgroundWorker`` itself."""
 
     settings: Settings
     db: Database
@@ -38,7 +40,14 @@ class KnowledgeSystem:
     ) -> KnowledgeSystem:
         pin_blas_threads(1)
         embedder = embedder or embedder_from_settings(settings)
-        retriever = Retriever(db, embedder, hnsw_threshold=settings.knowledge_hnsw_threshold)
+        retriever = Retriever(
+            db,
+            embedder,
+            hnsw_threshold=settings.knowledge_hnsw_threshold,
+            reranker=reranker_from_settings(settings),
+            rerank_candidates=settings.knowledge_rerank_candidates,
+            rerank_min_score=settings.knowledge_rerank_min_score,
+        )
         ingestor = Ingestor(db, embedder, settings.home)
         return cls(settings, db, embedder, retriever, ingestor, IngestionWorker(ingestor))
 
