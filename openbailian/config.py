@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     files_transcription_url: str | None = None  # OpenAI-compatible base URL (…/v1)
     files_transcription_api_key: str | None = None
     files_transcription_model: str = "whisper-1"
+    # Speech language, e.g. "zh" (unset: detected per file); threads of the bundled Whisper model.
+    files_transcription_language: str | None = None
+    files_transcription_threads: int = Field(default=2, ge=1)
     # Models loaded when the server starts rather than on the first call.
     preload_models: list[str] = Field(default_factory=list)
 

@@ -1,37 +1,56 @@
-"""Speech to text for audio and video files, through an OpenAI-compatible
-``POST {base_url}/audio/transcriptions`` endpoint (``files_transcription_url``).
+"""Speech to text for audio and video files.
 
-Without one configured, an audio or video file fails parsing with a reason that
-says so.
+By default on this machine (``speech.LocalTranscriber``: Whisper base, bundled);
+when ``files_transcription_url`` is set, through that OpenAI-compatible
+``POST {base_url}/audio/transcriptions`` endpoint instead.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
 from openbailian.config import Settings
+from openbailian.files.speech import LocalTranscriber
 from openbailian.knowledge.parse import ParsedDocument, ParseError, Section
 
-__all__ = ["Transcriber", "transcriber_parser"]
+__all__ = ["SpeechToText", "Transcriber", "make_transcriber", "transcriber_parser"]
+
+
+class SpeechToText(Protocol):
+    def transcribe(self, path: Path) -> str: ...
 
 
 class Transcriber:
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 600.0) -> None:
+    """A remote OpenAI-compatible transcription endpoint."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 600.0,
+        language: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key = api_key
         self.timeout = timeout
+        self.language = language
 
     def transcribe(self, path: Path) -> str:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        form = {"model": self.model, "response_format": "json"}
+        if self.language:
+            form["language"] = self.language
         try:
             with path.open("rb") as audio:
                 response = httpx.post(
                     f"{self.base_url}/audio/transcriptions",
                     headers=headers,
-                    data={"model": self.model, "response_format": "json"},
+                    data=form,
                     files={"file": (path.name, audio)},
                     timeout=self.timeout,
                 )
@@ -47,27 +66,30 @@ class Transcriber:
             raise ParseError("The transcription service's answer has no 'text'") from None
 
 
-def transcriber_parser(settings: Settings):  # type: ignore[no-untyped-def]
-    """A parser for audio/video: transcribes, or fails saying no transcriber is configured."""
-    transcriber = (
-        Transcriber(
+def make_transcriber(settings: Settings) -> SpeechToText:
+    """The configured endpoint when there is one, else the bundled local model."""
+    if settings.files_transcription_url:
+        return Transcriber(
             settings.files_transcription_url,
             settings.files_transcription_model,
             settings.files_transcription_api_key,
+            language=settings.files_transcription_language,
         )
-        if settings.files_transcription_url
-        else None
+    return LocalTranscriber(
+        settings.model_cache_dir,
+        threads=settings.files_transcription_threads,
+        language=settings.files_transcription_language,
     )
 
+
+def transcriber_parser(settings: Settings):  # type: ignore[no-untyped-def]
+    """A parser for audio/video: the transcript as one section, or a parse failure saying why."""
+    transcriber = make_transcriber(settings)
+
     def parse(path: Path) -> ParsedDocument:
-        if transcriber is None:
-            raise ParseError(
-                "No speech-to-text service is configured for audio and video files: "
-                "set OPENBAILIAN_FILES_TRANSCRIPTION_URL to an OpenAI-compatible endpoint"
-            )
         text = transcriber.transcribe(path).strip()
         if not text:
-            raise ParseError("No speech was recognised in the file")
+            raise ParseError("No speech was recognised in the file (silence, noise or music only)")
         return ParsedDocument(sections=[Section(text=text, headings=(), page=None, kind="text")], pages=0)
 
     return parse
