@@ -11,14 +11,16 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TypeVar
 
 __all__ = ["ObjectStore", "LocalObjectStore"]
 
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+_FOLDER_ATTEMPTS = 50
+T = TypeVar("T")
 
 
 class ObjectStore(Protocol):
@@ -47,8 +49,7 @@ class LocalObjectStore:
 
     def put(self, key: str, source: BinaryIO) -> None:
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        fd, temporary = _in_folder_of(target, lambda: tempfile.mkstemp(dir=target.parent, prefix=".part-"))
         try:
             with os.fdopen(fd, "wb") as out:
                 shutil.copyfileobj(source, out, 1024 * 1024)
@@ -60,8 +61,9 @@ class LocalObjectStore:
     def put_file(self, key: str, path: Path) -> None:
         """Move a local file in (cheap on the same disk)."""
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(path, target)
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        _in_folder_of(target, lambda: shutil.move(path, target))
 
     def get(self, key: str) -> bytes:
         return self.path(key).read_bytes()
@@ -74,12 +76,31 @@ class LocalObjectStore:
         path.unlink(missing_ok=True)
         # Drop now-empty folders up to the root, so nothing is left behind.
         parent = path.parent
-        while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
+        while parent != self.root:
+            try:
+                parent.rmdir()  # only ever removes an empty folder
+            except OSError:  # not empty (perhaps a concurrent write), or already gone
+                return
             parent = parent.parent
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
+
+
+def _in_folder_of(target: Path, create: Callable[[], T]) -> T:
+    """Create something in ``target``'s folder, making the folder first.
+
+    A concurrent ``delete`` may remove the folder (when it looked empty) between
+    the ``mkdir`` and the creation; then make it again.
+    """
+    for attempt in range(_FOLDER_ATTEMPTS):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            return create()
+        except (FileNotFoundError, FileExistsError):  # mkdir's own race with a vanishing parent
+            if attempt == _FOLDER_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 @contextmanager
