@@ -12,8 +12,6 @@ import hashlib
 import io
 import json
 import subprocess
-import threading
-import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -33,7 +30,7 @@ from openbailian.files.transcribe import Transcriber, make_transcriber, transcri
 from openbailian.knowledge.parse import ParseError
 from tests.files.conftest import upload, wait_final
 from tests.files.test_flow import _chunk_texts
-from tests.support import free_port, make_settings
+from tests.support import make_settings, serve_in_thread
 
 SENTENCE = (
     "The warehouse in Hangzhou shipped four hundred and twenty bicycles on Tuesday morning. "
@@ -188,16 +185,9 @@ def transcription_url() -> Iterator[tuple[str, list[dict[str, str]]]]:
         calls.append({key: value for key, value in form.items() if isinstance(value, str)})
         return JSONResponse({"text": "Words heard by the remote service."})
 
-    port = free_port()
     app = Starlette(routes=[Route("/v1/audio/transcriptions", transcriptions, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}/v1", calls
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as url:
+        yield f"{url}/v1", calls
 
 
 def test_a_configured_endpoint_is_used_instead_of_the_local_model(

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
 
 import numpy as np
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -18,7 +15,7 @@ from openbailian.knowledge.embed import embedder_from_settings
 from openbailian.knowledge.system import KnowledgeSystem
 from openbailian.storage.db import Database, migrate
 from tests.knowledge.test_knowledge_pipeline import _add, _base, _search, _status
-from tests.support import free_port
+from tests.support import serve_in_thread
 
 DIM = 16
 
@@ -41,16 +38,9 @@ def embeddings_url():
         data = [{"index": i, "embedding": _vector(t)} for i, t in enumerate(body["input"])]
         return JSONResponse({"data": data, "model": body["model"]})
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/v1/embeddings", embeddings, methods=["POST"])]),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}/v1", calls
-    server.should_exit = True
-    thread.join(timeout=10)
+    app = Starlette(routes=[Route("/v1/embeddings", embeddings, methods=["POST"])])
+    with serve_in_thread(app) as url:
+        yield f"{url}/v1", calls
 
 
 async def _system(settings, **overrides):

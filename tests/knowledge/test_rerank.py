@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +17,6 @@ from typing import Any
 import httpx
 import pydantic
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -32,7 +29,7 @@ from openbailian.services import knowledge as kb
 from openbailian.storage.db import Database, migrate
 from tests.knowledge.test_knowledge_api import _create, _upload, _wait
 from tests.knowledge.test_knowledge_pipeline import _add, _base
-from tests.support import LiveServer, free_port
+from tests.support import LiveServer, free_port, serve_in_thread
 
 LEAVE = "How many days of annual leave?"
 KEYWORD = "reimbursed"  # only on the HR policy's page 3, which the fused ranking puts below page 2
@@ -105,8 +102,7 @@ def _answer(service: ScriptedReranker, call: Call) -> Response:
 
 @pytest.fixture
 def reranker() -> Iterator[ScriptedReranker]:
-    port = free_port()
-    service = ScriptedReranker(f"http://127.0.0.1:{port}/v1", f"http://127.0.0.1:{port}/api/v1")
+    service = ScriptedReranker("", "")
 
     async def handle(request: Request) -> Response:
         call = Call(request.url.path, request.headers.get("authorization"), await request.json())
@@ -117,15 +113,9 @@ def reranker() -> Iterator[ScriptedReranker]:
 
     app = Starlette(routes=[Route("/v1/rerank", handle, methods=["POST"]),
                             Route(DASHSCOPE_PATH, handle, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield service
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as url:
+        service.url, service.dashscope_url = f"{url}/v1", f"{url}/api/v1"
+        yield service
 
 
 def _rerank_settings(settings: Settings, service: ScriptedReranker, **overrides: Any) -> Settings:

@@ -12,17 +12,17 @@ import asyncio
 import json
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.support import serve_in_thread
 
 
 @dataclass
@@ -114,24 +114,9 @@ def unreachable_url() -> str:
 @pytest.fixture(scope="session")
 def _fake_openai_server() -> Iterator[FakeOpenAI]:
     fake = FakeOpenAI()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        fake.app, http="h11", lifespan="off", log_level="warning", timeout_graceful_shutdown=1
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "fake OpenAI server did not start"
-        time.sleep(0.01)
-    fake.url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    yield fake
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve_in_thread(fake.app) as url:
+        fake.url = f"{url}/v1"
+        yield fake
 
 
 @pytest.fixture
