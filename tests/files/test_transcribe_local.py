@@ -117,6 +117,18 @@ def test_speech_is_transcribed_with_segment_times(media, model_cache, name) -> N
     assert all(line[:1] == "[" and line[6:8] == "] " for line in lines), text
 
 
+MANDARIN = Path(__file__).parent / "data" / "meeting_zh.mp3"  # see data/README.md
+MANDARIN_WORDS = ["会议", "下周三", "三号会议室", "预算报告"]
+
+
+@pytest.mark.slow
+def test_mandarin_is_detected_and_written_in_simplified_characters(model_cache) -> None:
+    text = LocalTranscriber(model_cache).transcribe(MANDARIN)
+    for word in MANDARIN_WORDS:
+        assert word in text, (word, text)
+    assert not set("會議週號預報") & set(text), f"traditional characters in {text!r}"
+
+
 @pytest.mark.slow
 def test_silence_is_no_speech(media, model_cache) -> None:
     parse = transcriber_parser(make_settings(model_cache.parent))
@@ -227,6 +239,20 @@ def test_a_video_becomes_ready_and_its_speech_reaches_the_model(live, media) -> 
     assert "<session_files>" in system
     _assert_heard(system)
     assert {r["doc_id"] for r in output["doc_references"]} == {file_id}
+
+
+@pytest.mark.slow
+def test_a_mandarin_recording_answers_a_chinese_question(live) -> None:
+    file_id = upload(live, "会议通知.mp3", MANDARIN.read_bytes())
+    assert wait_final(live, file_id)["Status"] == "FILE_IS_READY"
+    app_id = live.app(file_parsing=True)
+    response = live.call(app_id, {
+        "input": {"prompt": "会议在哪个会议室？要带什么？"},
+        "parameters": {"rag_options": {"session_file_ids": [file_id]}},
+    })
+    assert response.status_code == 200, response.text
+    system = json.loads(response.json()["output"]["text"])["messages"][0]["content"]
+    assert "三号会议室" in system and "预算报告" in system, system
 
 
 @pytest.mark.slow
