@@ -12,7 +12,6 @@ import uvicorn
 
 from openbailian.cli._common import console, run_with_runtime
 from openbailian.config import Settings
-from openbailian.errors import NotFound
 from openbailian.runtime import Runtime
 from openbailian.services import apps as app_service
 from openbailian.services import keys as key_service
@@ -67,12 +66,10 @@ async def ensure_demo(runtime: Runtime) -> dict[str, str]:
 
 async def _still_valid(runtime: Runtime, saved: dict[str, str]) -> bool:
     try:
-        async with runtime.db.session() as session:
-            await app_service.get_app(session, saved["app_id"])
-            await key_service.resolve_key(session, saved["api_key"])
-    except (NotFound, KeyError, Exception):  # any doubt: make a fresh demo
+        checked = await key_service.check_key(runtime.db, saved["api_key"], saved["app_id"])
+    except Exception:  # any doubt (a bad file, a revoked key): make a fresh demo
         return False
-    return True
+    return checked.app is not None and checked.app.workspace_id is not None
 
 
 def _print_demo(settings: Settings, demo: dict[str, str]) -> None:

@@ -15,11 +15,10 @@ from openbailian.errors import (
     AppNotFound,
     AppNotPublished,
     InvalidParameter,
-    WorkspaceAccessDenied,
 )
 from openbailian.providers.registry import ModelRegistry
 from openbailian.services.knowledge import get_base
-from openbailian.services.lookup import get_in_workspace
+from openbailian.services.lookup import check_owner, get_in_workspace
 from openbailian.services.plugins import check_plugin_ids
 from openbailian.services.workspaces import ensure_workspace
 from openbailian.storage.db import Database
@@ -175,11 +174,7 @@ class DatabaseAppLoader(AppLoader):
     def _check(self, app_id: str, workspace_id: str, stamp: AppStamp) -> None:
         if stamp.workspace_id is None:
             self._configs.pop(app_id, None)
-            raise AppNotFound(f"App '{app_id}' does not exist")
-        if stamp.workspace_id != workspace_id:
-            raise WorkspaceAccessDenied(
-                f"App '{app_id}' belongs to another workspace than '{workspace_id}'"
-            )
+        check_owner(stamp.workspace_id, app_id, workspace_id, missing=AppNotFound, label="App")
         if not stamp.published_version:
             raise AppNotPublished(f"App '{app_id}' has no published version; publish it first")
 

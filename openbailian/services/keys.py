@@ -25,7 +25,6 @@ __all__ = [
     "hash_key",
     "list_keys",
     "revoke_key",
-    "resolve_key",
 ]
 
 
@@ -74,13 +73,6 @@ async def revoke_key(session: AsyncSession, key_id: str) -> None:
     if row is None:
         raise NotFound(f"API key '{key_id}' does not exist")
     row.revoked_at = utcnow()
-
-
-async def resolve_key(session: AsyncSession, api_key: str) -> ApiKey:
-    row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(api_key)))
-    if row is None or row.revoked_at is not None:
-        raise InvalidApiKey("Invalid API-key provided.")
-    return row
 
 
 async def check_key(db: Database, api_key: str, app_id: str | None = None) -> KeyCheck:
