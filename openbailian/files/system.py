@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, select
 
 from openbailian.config import Settings
 from openbailian.files.indexing import FileIndex
@@ -30,6 +30,7 @@ from openbailian.files.leases import UploadSigner, load_secret
 from openbailian.files.safety import SafetyLimits, UnsafeFile, check_file, check_text
 from openbailian.files.status import FAILED, IN_PROGRESS, FileStatus
 from openbailian.files.store import LocalObjectStore, ObjectStore, materialized
+from openbailian.storage import leases
 from openbailian.storage.db import Database
 from openbailian.storage.files_models import FileUploadLease, SessionFile
 from openbailian.storage.models import utcnow
@@ -98,7 +99,8 @@ class SessionFiles:
     async def resume(self) -> None:
         """Schedule unfinished files nobody holds: after a restart, or another process's crash."""
         async with self.db.session() as session:
-            ids = list(await session.scalars(select(SessionFile.id).where(*_claimable(utcnow()))))
+            query = select(SessionFile.id).where(_unfinished(), leases.free_at(SessionFile, utcnow()))
+            ids = list(await session.scalars(query))
         for file_id in ids:
             self.schedule(file_id)
 
@@ -140,7 +142,8 @@ class SessionFiles:
         """Process the file unless it is no longer in progress or another process holds it."""
         if not await self._claim(file_id):
             return
-        renewing = asyncio.create_task(self._keep_claim(file_id))
+        # OCR, transcription and indexing cannot renew as they go: renew beside them.
+        renewing = asyncio.create_task(leases.keep_renewing(self.db, SessionFile, file_id, self.lease))
         try:
             await self._process_claimed(file_id)
         except asyncio.CancelledError:
@@ -151,7 +154,7 @@ class SessionFiles:
         finally:
             renewing.cancel()
             await asyncio.gather(renewing, return_exceptions=True)
-            await self._release(file_id)
+            await leases.release(self.db, SessionFile, file_id)
 
     async def _process_claimed(self, file_id: str) -> None:
         row = await self._get(file_id)
@@ -243,38 +246,8 @@ class SessionFiles:
     # ------------------------------------------------------------ claims
 
     async def _claim(self, file_id: str) -> bool:
-        """Atomically take the file's lease; False when it is held, finished or gone."""
-        now = utcnow()
-        async with self.db.transaction() as session:
-            result = await session.execute(
-                update(SessionFile)
-                .where(SessionFile.id == file_id, *_claimable(now))
-                .values(lease_until=now + self.lease, attempts=SessionFile.attempts + 1)
-            )
-        return result.rowcount == 1  # type: ignore[attr-defined]
-
-    async def _keep_claim(self, file_id: str) -> None:
-        """Renew the lease while the work (OCR, transcription, indexing) runs."""
-        while True:
-            await asyncio.sleep(self.lease.total_seconds() / 3)
-            try:
-                async with self.db.transaction() as session:
-                    await session.execute(
-                        update(SessionFile)
-                        .where(SessionFile.id == file_id)
-                        .values(lease_until=utcnow() + self.lease)
-                    )
-            except Exception:  # noqa: BLE001 - retried at the next beat; the lease lasts three
-                logger.warning("could not renew the lease of session file %s", file_id, exc_info=True)
-
-    async def _release(self, file_id: str) -> None:
-        try:
-            async with self.db.transaction() as session:
-                await session.execute(
-                    update(SessionFile).where(SessionFile.id == file_id).values(lease_until=None)
-                )
-        except Exception:  # noqa: BLE001 - the database may be closing; the lease then runs out
-            logger.debug("could not release the lease of session file %s", file_id, exc_info=True)
+        """Take the file's lease; False when it is held, finished or gone."""
+        return await leases.claim(self.db, SessionFile, file_id, self.lease, _unfinished())
 
     # ------------------------------------------------------------ expiry
 
@@ -367,12 +340,8 @@ class SessionFiles:
         return True
 
 
-def _claimable(now: datetime) -> tuple[ColumnElement[bool], ...]:
-    """Conditions of a file some process may start working on."""
-    return (
-        SessionFile.status.in_([s.value for s in IN_PROGRESS]),
-        or_(SessionFile.lease_until.is_(None), SessionFile.lease_until < now),
-    )
+def _unfinished() -> ColumnElement[bool]:
+    return SessionFile.status.in_([s.value for s in IN_PROGRESS])
 
 
 def _aware(value: datetime) -> datetime:

@@ -19,12 +19,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select
 
 from openbailian.knowledge.bm25 import terms
 from openbailian.knowledge.chunk import Chunk, chunk_document, chunk_records
 from openbailian.knowledge.embed import Embedder
 from openbailian.knowledge.parse import ParseError, parse_document, parse_table
+from openbailian.storage import leases
 from openbailian.storage.db import Database
 from openbailian.storage.knowledge_models import (
     KnowledgeBase,
@@ -104,42 +105,15 @@ class Ingestor:
         async with self.db.session() as session:
             rows = await session.scalars(
                 select(KnowledgeDocument.id)
-                .where(
-                    KnowledgeDocument.status.not_in(TERMINAL),
-                    or_(KnowledgeDocument.lease_until.is_(None), KnowledgeDocument.lease_until < utcnow()),
-                )
+                .where(KnowledgeDocument.status.not_in(TERMINAL), leases.free_at(KnowledgeDocument, utcnow()))
                 .order_by(KnowledgeDocument.created_at)
                 .limit(limit)
             )
             return list(rows)
 
     async def _claim(self, document_id: str) -> bool:
-        now = utcnow()
-        async with self.db.transaction() as session:
-            result = await session.execute(
-                update(KnowledgeDocument)
-                .where(
-                    KnowledgeDocument.id == document_id,
-                    KnowledgeDocument.status.not_in(TERMINAL),
-                    or_(KnowledgeDocument.lease_until.is_(None), KnowledgeDocument.lease_until < now),
-                )
-                .values(lease_until=now + self.lease, attempts=KnowledgeDocument.attempts + 1)
-            )
-            return result.rowcount == 1
-
-    async def _renew(self, document_id: str) -> None:
-        async with self.db.transaction() as session:
-            await session.execute(
-                update(KnowledgeDocument)
-                .where(KnowledgeDocument.id == document_id)
-                .values(lease_until=utcnow() + self.lease)
-            )
-
-    async def _release(self, document_id: str) -> None:
-        async with self.db.transaction() as session:
-            await session.execute(
-                update(KnowledgeDocument).where(KnowledgeDocument.id == document_id).values(lease_until=None)
-            )
+        unfinished = KnowledgeDocument.status.not_in(TERMINAL)
+        return await leases.claim(self.db, KnowledgeDocument, document_id, self.lease, unfinished)
 
     async def _set(self, document_id: str, status: str, reason: str = "", **values: object) -> KnowledgeDocument:
         async with self.db.transaction() as session:
@@ -167,10 +141,7 @@ class Ingestor:
         except _Gone:
             return None
         finally:
-            try:
-                await self._release(document_id)
-            except Exception:  # the database may be closing; the lease then just runs out
-                logger.debug("could not release lease of %s", document_id, exc_info=True)
+            await leases.release(self.db, KnowledgeDocument, document_id)
 
     async def _ingest(self, document_id: str) -> str:
         async with self.db.session() as session:
@@ -215,7 +186,7 @@ class Ingestor:
         parts = []
         for start in range(0, len(texts), self.batch_size):
             parts.append(await asyncio.to_thread(self.embedder.embed_passages, texts[start : start + self.batch_size]))
-            await self._renew(document_id)
+            await leases.renew(self.db, KnowledgeDocument, document_id, self.lease)
         vectors = np.vstack(parts) if parts else np.zeros((0, self.embedder.dim), np.float32)
         term_lists = await asyncio.to_thread(lambda: [" ".join(terms(t)) for t in texts])
         return vectors.astype(np.float32), term_lists
