@@ -9,6 +9,8 @@ PYTEST_ARGS ?=
 $(BIN)/openbailian: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	@# OCR moved to rapidocr on headless OpenCV; both OpenCV builds write cv2/, so the old one goes first.
+	@$(BIN)/pip uninstall --yes --quiet opencv-python rapidocr-onnxruntime 2>/dev/null || true
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 

@@ -26,6 +26,10 @@ from openbailian.runtime import Runtime
 
 POSTGRES_URL = os.environ.get("OPENBAILIAN_TEST_POSTGRES_URL")
 
+# The SDK's read timeout (seconds) for one call to the bundled local model: on a busy two-core
+# machine one answer, queued behind others and a memory extraction, can pass the SDK's 300 s.
+LOCAL_MODEL_BUDGET = 1200
+
 
 def free_port() -> int:
     with socket.socket() as sock:

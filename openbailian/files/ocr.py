@@ -1,7 +1,7 @@
-"""Text of an image by OCR, with the models bundled in ``rapidocr-onnxruntime``.
+"""Text of an image by OCR, with the models bundled in ``rapidocr``.
 
-The wheel ships its three ONNX models (PP-OCRv4 detection and recognition, a
-direction classifier); nothing is downloaded. The engine is loaded once, on
+The wheel ships its three ONNX models (PP-OCRv6 small detection and recognition, a
+direction classifier), run by onnxruntime; nothing is downloaded. The engine is loaded once, on
 first use, and is not thread-safe, so calls are serialised.
 """
 
@@ -23,10 +23,10 @@ def _get_engine() -> Any:
     global _engine
     if _engine is None:
         try:
-            from rapidocr_onnxruntime import RapidOCR
+            from rapidocr import RapidOCR
         except ImportError:  # pragma: no cover - the package is a dependency
-            raise ParseError("OCR is not available: install rapidocr-onnxruntime") from None
-        _engine = RapidOCR()
+            raise ParseError("OCR is not available: install rapidocr") from None
+        _engine = RapidOCR(params={"Global.log_level": "error"})
     return _engine
 
 
@@ -41,10 +41,11 @@ def ocr_text(path: Path) -> str:
 
             with Image.open(path) as image:
                 pixels = np.asarray(image.convert("RGB"))[:, :, ::-1]  # RGB → BGR
-            result, _elapsed = engine(pixels)
+            result = engine(pixels)
         except Exception as error:  # noqa: BLE001 - any decoder/OCR failure is a parse failure
             raise ParseError(f"OCR failed: {error}") from None
-    lines = [(box[0][1], box[0][0], text) for box, text, _score in (result or [])]
+    found = zip(result.boxes if result.boxes is not None else [], result.txts or ())
+    lines = [(box[0][1], box[0][0], text) for box, text in found]
     return "\n".join(text for _y, _x, text in sorted(lines, key=lambda item: (round(item[0] / 10), item[1])))
 
 

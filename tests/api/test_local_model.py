@@ -6,6 +6,8 @@ import dashscope
 import pytest
 from dashscope import Application
 
+from tests.support import LOCAL_MODEL_BUDGET
+
 pytestmark = pytest.mark.slow
 
 
@@ -17,7 +19,7 @@ def sdk(local_server, monkeypatch):
 
 def test_quick_start_on_the_local_model_answers_in_chinese(sdk):
     app_id = sdk.app(model="local", instructions="You are a helpful assistant.")
-    response = Application.call(api_key=sdk.key(), app_id=app_id, prompt="你是谁？", seed=1, temperature=0.0)
+    response = Application.call(request_timeout=LOCAL_MODEL_BUDGET, api_key=sdk.key(), app_id=app_id, prompt="你是谁？", seed=1, temperature=0.0)
     assert response.status_code == 200
     text = response.output.text
     assert any("\u4e00" <= ch <= "\u9fff" for ch in text)
@@ -29,10 +31,10 @@ def test_quick_start_on_the_local_model_answers_in_chinese(sdk):
 def test_english_multi_turn_on_the_local_model_remembers(sdk):
     app_id = sdk.app(model="local", instructions="You are a helpful assistant. Answer briefly.")
     first = Application.call(
-        api_key=sdk.key(), app_id=app_id, prompt="My name is Alice. Please remember it.", temperature=0.0, seed=1
+        request_timeout=LOCAL_MODEL_BUDGET, api_key=sdk.key(), app_id=app_id, prompt="My name is Alice. Please remember it.", temperature=0.0, seed=1
     )
     second = Application.call(
-        api_key=sdk.key(), app_id=app_id, prompt="What is my name?", session_id=first.output.session_id,
+        request_timeout=LOCAL_MODEL_BUDGET, api_key=sdk.key(), app_id=app_id, prompt="What is my name?", session_id=first.output.session_id,
         temperature=0.0, seed=1,
     )
     assert "alice" in second.output.text.lower()
@@ -41,7 +43,7 @@ def test_english_multi_turn_on_the_local_model_remembers(sdk):
 def test_streaming_on_the_local_model_sends_many_increments(sdk):
     app_id = sdk.app(model="local")
     responses = list(Application.call(
-        api_key=sdk.key(), app_id=app_id, prompt="List three colours.", stream=True, incremental_output=True,
+        request_timeout=LOCAL_MODEL_BUDGET, api_key=sdk.key(), app_id=app_id, prompt="List three colours.", stream=True, incremental_output=True,
         temperature=0.0, seed=1,
     ))
     pieces = [r.output.text for r in responses if r.output.text]
@@ -57,7 +59,7 @@ def test_prompt_variables_steer_the_local_model(sdk):
         variables=[{"name": "city"}],
     )
     response = Application.call(
-        api_key=sdk.key(), app_id=app_id, prompt="Recommend one dish.", temperature=0.0, seed=1,
+        request_timeout=LOCAL_MODEL_BUDGET, api_key=sdk.key(), app_id=app_id, prompt="Recommend one dish.", temperature=0.0, seed=1,
         biz_params={"user_prompt_params": {"city": "Beijing"}},
     )
     assert "beijing" in response.output.text.lower()

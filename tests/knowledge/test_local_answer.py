@@ -29,7 +29,7 @@ import pytest
 from dashscope import Application
 
 from tests.knowledge.corpus import make_pdf
-from tests.support import LiveServer
+from tests.support import LOCAL_MODEL_BUDGET, LiveServer
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +83,7 @@ def sdk(local_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> LiveServer
 
 def ask(server: LiveServer, app_id: str, prompt: str) -> str:
     response = Application.call(
-        api_key=server.key(), app_id=app_id, prompt=prompt, temperature=0.0, seed=1234
+        request_timeout=LOCAL_MODEL_BUDGET, api_key=server.key(), app_id=app_id, prompt=prompt, temperature=0.0, seed=1234
     )
     assert response.status_code == 200, response.message
     return response.output.text

@@ -11,6 +11,7 @@ import pytest
 from dashscope import Application
 
 from openbailian.memory.extract import Fact, extraction_messages, parse_facts
+from tests.support import LOCAL_MODEL_BUDGET
 
 # ---------------------------------------------------------------- the prompt (fast)
 
@@ -67,18 +68,18 @@ def test_seed_memory_flow_on_the_local_model(sdk):
     created = server.http.post("/manage/v1/memories", json={}, headers=server.auth())
     memory_id = created.json()["memory_id"]
 
-    saved = Application.call(api_key=server.key(), app_id=app_id, prompt="用户饮食偏好：面食", memory_id=memory_id)
+    saved = Application.call(request_timeout=LOCAL_MODEL_BUDGET, api_key=server.key(), app_id=app_id, prompt="用户饮食偏好：面食", memory_id=memory_id)
     assert saved.status_code == 200, saved.message
 
     # Extraction runs after the answer, on the same model; bounded so a stuck model fails the test.
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + LOCAL_MODEL_BUDGET
     while not (items := items_of(server, memory_id)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert any("面食" in item for item in items), items
     # A fact about the user, not the model's essay copied back.
     assert all(len(item) <= 60 for item in items), items
 
-    recalled = Application.call(api_key=server.key(), app_id=app_id, prompt="美食推荐", memory_id=memory_id)
+    recalled = Application.call(request_timeout=LOCAL_MODEL_BUDGET, api_key=server.key(), app_id=app_id, prompt="美食推荐", memory_id=memory_id)
     assert recalled.status_code == 200, recalled.message
     assert recalled.output.session_id != saved.output.session_id
     assert NOODLES in recalled.output.text, recalled.output.text
