@@ -26,6 +26,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from openbailian.api.manage.views import file_view
 from openbailian.cli._common import (
     JsonOption,
     WorkspaceOption,
@@ -97,15 +98,15 @@ async def _upload_local(runtime: Runtime, path: Path, workspace: str, display: _
         files, workspace, category_id="default", category_type="SESSION_FILE",
         file_name=path.name, md5=_md5(path), size_in_bytes=path.stat().st_size, base_url="http://localhost",
     )
-    query = parse_qs(urlsplit(grant["Param"]["Url"]).query)
+    query = parse_qs(urlsplit(grant.url).query)
     await receive_upload(
-        files, grant["FileUploadLeaseId"],
+        files, grant.lease_id,
         expires=query["Expires"][0], signature=query["Signature"][0],
-        extra=grant["Param"]["Headers"]["X-bailian-extra"], content_length=str(path.stat().st_size),
+        extra=grant.headers["X-bailian-extra"], content_length=str(path.stat().st_size),
         body=_chunks(path),
     )
     row = await file_service.add_file(
-        files, workspace, lease_id=grant["FileUploadLeaseId"], category_id="default", category_type="SESSION_FILE"
+        files, workspace, lease_id=grant.lease_id, category_id="default", category_type="SESSION_FILE"
     )
     deadline = time.monotonic() + timeout
     try:
@@ -113,7 +114,7 @@ async def _upload_local(runtime: Runtime, path: Path, workspace: str, display: _
             row = await file_service.describe_file(files, workspace, row.id)
             display.show(row.status)
             if row.status in FINAL or time.monotonic() > deadline:
-                return file_service.file_view(row)
+                return file_view(row)
             await asyncio.sleep(0.2)
     finally:
         await files.aclose()
@@ -185,7 +186,7 @@ def _local(work):  # type: ignore[no-untyped-def]
 def describe(file_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonOption) -> None:
     """Status (and failure reason) of a session file."""
     async def work(files):  # type: ignore[no-untyped-def]
-        return file_service.file_view(await file_service.describe_file(files, workspace, file_id))
+        return file_view(await file_service.describe_file(files, workspace, file_id))
 
     view = _local(work)
     emit(view, as_json)
@@ -195,8 +196,8 @@ def describe(file_id: str, workspace: str = WorkspaceOption, as_json: bool = Jso
 def list_files(workspace: str = WorkspaceOption, limit: int = typer.Option(50, min=1, max=200), as_json: bool = JsonOption) -> None:
     """The session files of a workspace, newest first."""
     async def work(files):  # type: ignore[no-untyped-def]
-        rows, _next, total = await file_service.list_files(files, workspace, max_results=limit)
-        return [file_service.file_view(r) for r in rows], total
+        page = await file_service.list_files(files, workspace, max_results=limit, category_type="SESSION_FILE")
+        return [file_view(r) for r in page.files], page.total
 
     views, total = _local(work)
 

@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from openbailian.api.manage.views import base_view, document_view
 from openbailian.cli._common import (
     JsonOption,
     WorkspaceOption,
@@ -59,7 +60,7 @@ def create(
                 session, workspace_id=workspace, name=name,
                 kind="structured" if structured else "unstructured", description=description,
             )
-        return service.base_view(base)
+        return base_view(base)
 
     view = run_with_runtime(work)
     emit({"index_id": view["index_id"]} if as_json else view, as_json,
@@ -72,7 +73,7 @@ def list_(workspace: str = WorkspaceOption, as_json: bool = JsonOption) -> None:
 
     async def work(runtime: Runtime) -> list[dict[str, Any]]:
         async with runtime.db.session() as session:
-            return [service.base_view(b) for b in await service.list_bases(session, workspace)]
+            return [base_view(b) for b in await service.list_bases(session, workspace)]
 
     rows = run_with_runtime(work)
     emit({"indexes": rows}, as_json, lambda: _table(rows, ["index_id", "name", "kind", "created_at"]))
@@ -177,7 +178,7 @@ def docs(index_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonOp
 
     async def work(runtime: Runtime) -> list[dict[str, Any]]:
         async with runtime.db.session() as session:
-            return [service.document_view(d) for d in await service.list_documents(session, index_id, workspace)]
+            return [document_view(d) for d in await service.list_documents(session, index_id, workspace)]
 
     rows = run_with_runtime(work)
     emit({"files": rows}, as_json, lambda: _table(rows, ["file_id", "name", "status", "reason", "chunks", "updated_at"]))
@@ -201,7 +202,7 @@ def show(file_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonOpt
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         async with runtime.db.session() as session:
-            return service.document_view(await service.get_document(session, file_id, workspace))
+            return document_view(await service.get_document(session, file_id, workspace))
 
     view = run_with_runtime(work)
     emit(view, as_json, lambda: _show_document(view))

@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 
 from openbailian.knowledge.parse import ParsedDocument, Section, Table
 
-__all__ = ["Chunk", "chunk_document", "chunk_records", "count_tokens", "TITLE_SEPARATOR"]
+__all__ = [
+    "Chunk",
+    "ChunkRule",
+    "chunk_by_characters",
+    "chunk_document",
+    "chunk_records",
+    "count_tokens",
+    "TITLE_SEPARATOR",
+]
 
 TITLE_SEPARATOR = " > "
 _TOKEN = re.compile(
@@ -91,6 +99,53 @@ def chunk_document(doc: ParsedDocument, *, max_tokens: int = 256, overlap: int =
             pending, pending_tokens = Chunk(piece, title, list(pages)), tokens
     if pending is not None:
         chunks.append(pending)
+    return chunks
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRule:
+    """A knowledge base's own chunking, in characters (the OpenAPI's ChunkSize/OverlapSize/Separator)."""
+
+    size: int
+    overlap: int
+    separator: str = ""
+
+
+def _cut(text: str, size: int, overlap: int) -> list[str]:
+    pieces, start = [], 0
+    while start < len(text):
+        pieces.append(text[start : start + size])
+        if start + size >= len(text):
+            break
+        start += size - overlap
+    return pieces
+
+
+def chunk_by_characters(doc: ParsedDocument, rule: ChunkRule) -> list[Chunk]:
+    """Chunks of at most ``rule.size`` characters: each section is split at ``rule.separator``
+    (when given), neighbouring pieces are packed together up to the size, and a piece longer
+    than the size is cut with ``rule.overlap`` characters shared between its parts."""
+    if not 0 <= rule.overlap < rule.size:
+        raise ValueError("overlap must be smaller than the chunk size")
+    chunks: list[Chunk] = []
+    for section in doc.sections:
+        title = _title(section)
+        pages = [section.page] if section.page else []
+        parts = section.text.split(rule.separator) if rule.separator else [section.text]
+        pending = ""
+        for part in (p.strip() for p in parts):
+            if not part:
+                continue
+            joined = f"{pending}{rule.separator or chr(10)}{part}" if pending else part
+            if len(joined) <= rule.size:
+                pending = joined
+                continue
+            if pending:
+                chunks.append(Chunk(pending, title, list(pages)))
+            *full, pending = _cut(part, rule.size, rule.overlap)
+            chunks.extend(Chunk(piece, title, list(pages)) for piece in full)
+        if pending:
+            chunks.append(Chunk(pending, title, list(pages)))
     return chunks
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from sqlalchemy import delete, select
 
 from openbailian.knowledge.bm25 import terms
-from openbailian.knowledge.chunk import Chunk, chunk_document, chunk_records
+from openbailian.knowledge.chunk import Chunk, ChunkRule, chunk_by_characters, chunk_document, chunk_records
 from openbailian.knowledge.embed import Embedder
 from openbailian.knowledge.parse import ParseError, parse_document, parse_table
 from openbailian.storage import leases
@@ -157,7 +157,7 @@ class Ingestor:
         await self._set(document_id, Status.PARSING)
         path = self.home / document.storage_path
         try:
-            prepared = await asyncio.to_thread(_prepare, path, document.name, base.kind)
+            prepared = await asyncio.to_thread(_prepare, path, document.name, base.kind, _rule_of(base))
         except ParseError as error:
             await self._set(document_id, Status.PARSE_FAILED, error.reason)
             return Status.PARSE_FAILED
@@ -219,14 +219,20 @@ def _embedding_text(chunk: Chunk) -> str:
     return f"{chunk.title}\n{chunk.text}" if chunk.title and chunk.record is None else chunk.text
 
 
-def _prepare(path: Path, name: str, kind: str) -> _Prepared:
+def _rule_of(base: KnowledgeBase) -> ChunkRule | None:
+    if base.chunk_size is None:
+        return None
+    return ChunkRule(base.chunk_size, base.overlap_size or 0, base.separator or "")
+
+
+def _prepare(path: Path, name: str, kind: str, rule: ChunkRule | None = None) -> _Prepared:
     if not path.exists():
         raise ParseError("The uploaded file is missing from storage")
     if kind == "structured":
         table = parse_table(path, name=name)
         return _Prepared(chunk_records(table), pages=1)
     document = parse_document(path, name=name)
-    chunks = chunk_document(document)
+    chunks = chunk_by_characters(document, rule) if rule else chunk_document(document)
     if not chunks:
         raise ParseError("The document contains no text")
     return _Prepared(chunks, pages=document.pages)

@@ -113,12 +113,16 @@ class Retriever:
         metadata: dict[str, str] | None = None,
         structured: dict[str, str] | None = None,
         max_records: int = 50,
+        rerank: bool = True,
+        rerank_min_score: float | None = None,
     ) -> list[Hit]:
         """The best chunks of these bases for ``query``.
 
         ``document_ids``/``tags``/``metadata`` restrict unstructured bases; ``structured``
         returns exactly the matching records of structured bases (up to ``max_records``,
         best first) and leaves unstructured bases out; those are never reranked.
+        ``rerank=False`` keeps the fused order; ``rerank_min_score`` replaces the configured
+        threshold for this search.
         """
         doc_filter = DocumentFilter(
             frozenset(document_ids) if document_ids is not None else None,
@@ -154,30 +158,33 @@ class Retriever:
         query_vector = await asyncio.to_thread(self.embedder.embed_query, query or " ")
         query_terms = await asyncio.to_thread(terms, query)
         limit = max_records if structured else top_k
-        rerank = self.reranker is not None and not structured
+        rerank = rerank and self.reranker is not None and not structured
         fetch = max(limit, self.rerank_candidates) if rerank else limit
         ranked = await asyncio.to_thread(self._rank, masks, query_vector, query_terms, fetch)
         hits = await self._hydrate(ranked)
-        return await self._rerank(query, hits, limit) if rerank else hits
+        if not rerank:
+            return hits
+        min_score = self.rerank_min_score if rerank_min_score is None else rerank_min_score
+        return await self._rerank(query, hits, limit, min_score)
 
-    async def _rerank(self, query: str, hits: list[Hit], limit: int) -> list[Hit]:
+    async def _rerank(self, query: str, hits: list[Hit], limit: int, min_score: float | None = None) -> list[Hit]:
         """The reranker's best ``limit`` of ``hits``; the fused order when it fails."""
         if not hits or self.reranker is None:
             return hits[:limit]
         documents = [_rerank_text(hit) for hit in hits]
         try:
             ranked = await asyncio.to_thread(self.reranker.rerank, query, documents, limit)
-            return self._keep(hits, ranked, limit)
+            return self._keep(hits, ranked, limit, min_score)
         except Exception as error:  # noqa: BLE001 - any reranker failure
             # Retrieval still answers: a reranker outage only costs ranking quality.
             unexpected = not isinstance(error, RerankError)
             logger.warning("reranking failed, keeping the fused order: %s", error, exc_info=unexpected)
             return hits[:limit]
 
-    def _keep(self, hits: list[Hit], ranked: list[Ranked], limit: int) -> list[Hit]:
+    def _keep(self, hits: list[Hit], ranked: list[Ranked], limit: int, min_score: float | None) -> list[Hit]:
         kept = []
         for item in ranked[:limit]:
-            if self.rerank_min_score is not None and item.score < self.rerank_min_score:
+            if min_score is not None and item.score < min_score:
                 continue
             kept.append(replace(hits[item.index], score=item.score))
         return kept

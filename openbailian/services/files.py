@@ -1,15 +1,24 @@
-"""Session-file use cases shared by the management API and the CLI:
-ApplyFileUploadLease, AddFile, DescribeFile, ListFile, DeleteFile, and the
-check a call makes before it uses ``rag_options.session_file_ids``."""
+"""File use cases shared by the management API, the OpenAPI and the CLI:
+ApplyFileUploadLease, AddFile, DescribeFile, ListFile, DeleteFile, the data-center
+categories, and the check a call makes before it uses ``rag_options.session_file_ids``.
+
+A lease's ``CategoryType`` makes either a session file (``SESSION_FILE``: id
+``file_session_…``, used by ``rag_options.session_file_ids``, expires) or a
+data-center document (``UNSTRUCTURED``, the default: id ``file_…``, kept in a category
+until deleted, imported into knowledge bases by CreateIndex / SubmitIndexJob). Both
+go through the same processing (safety check, parsing, content check).
+"""
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from openbailian.errors import (
     Conflict,
@@ -17,33 +26,141 @@ from openbailian.errors import (
     NotFound,
     WorkspaceAccessDenied,
 )
-from openbailian.files.formats import check_size, extension_of, rule_for
-from openbailian.files.status import FileStatus
+from openbailian.files.formats import FileKind, check_size, extension_of, rule_for
+from openbailian.files.status import FAILED, FileStatus
 from openbailian.files.system import SessionFiles
 from openbailian.services.lookup import get_in_workspace
 from openbailian.services.workspaces import ensure_workspace
-from openbailian.storage.files_models import FileUploadLease, SessionFile
+from openbailian.storage.files_models import DataCenterCategory, FileUploadLease, SessionFile
 
 __all__ = [
     "CATEGORY_ID",
     "CATEGORY_TYPE",
+    "DATACENTER_TYPE",
     "FILE_ID_PREFIX",
+    "DOCUMENT_ID_PREFIX",
+    "UploadLease",
+    "FileInfo",
+    "FilePage",
+    "Category",
+    "check_session_category",
     "apply_lease",
     "add_file",
     "describe_file",
     "list_files",
     "delete_file",
+    "datacenter_documents",
+    "add_category",
+    "list_categories",
+    "delete_category",
+    "parse_result",
     "usable_files",
-    "file_view",
 ]
 
 CATEGORY_ID = "default"
 CATEGORY_TYPE = "SESSION_FILE"
+DATACENTER_TYPE = "UNSTRUCTURED"
+CATEGORY_TYPES = (DATACENTER_TYPE, CATEGORY_TYPE)
 FILE_ID_PREFIX = "file_session_"
+DOCUMENT_ID_PREFIX = "file_"
+CATEGORY_ID_PREFIX = "cate_"
 MD5_PATTERN = re.compile(r"^[0-9a-fA-F]{32}$")
+CATEGORY_NAME = re.compile(r"^[\w:.\-]{1,20}$")
+MAX_TAGS = 32
+# A data-center document is kept until it is deleted.
+NEVER = datetime(9999, 12, 31, tzinfo=UTC)
 
 
-def check_category(category_id: str | None, category_type: str | None) -> None:
+@dataclass(frozen=True, slots=True)
+class UploadLease:
+    """How to upload the one file a lease allows."""
+
+    lease_id: str
+    category_type: str
+    method: str
+    url: str
+    headers: dict[str, str]
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    id: str
+    workspace_id: str
+    category_id: str
+    category_type: str
+    file_name: str
+    file_type: str
+    size_in_bytes: int
+    md5: str
+    # A session file's status; a data-center document's as the data center names it
+    # (INIT, PARSING, PARSE_SUCCESS, PARSE_FAILED).
+    status: str
+    failure_reason: str
+    parser: str
+    page_count: int
+    chunk_count: int
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+    has_original: bool
+    has_parse_result: bool
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def is_document(self) -> bool:
+        return self.category_type == DATACENTER_TYPE
+
+    @classmethod
+    def of(cls, row: SessionFile) -> FileInfo:
+        document = row.category_type == DATACENTER_TYPE
+        ready = row.status == FileStatus.FILE_IS_READY
+        return cls(
+            id=row.id, workspace_id=row.workspace_id, category_id=row.category_id,
+            category_type=row.category_type or CATEGORY_TYPE, file_name=row.file_name, file_type=row.file_type,
+            size_in_bytes=row.size_in_bytes, md5=row.md5,
+            status=_document_status(row.status) if document else row.status,
+            failure_reason=row.failure_reason or "", parser=row.parser, page_count=row.page_count or 0,
+            chunk_count=row.chunk_count or 0, created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),
+            expires_at=None if document else _aware(row.expires_at),
+            has_original=row.object_key is not None, has_parse_result=ready and row.index_ref is not None,
+            tags=list(row.tags or []),
+        )
+
+
+def _document_status(status: str) -> str:
+    """The processing status as the data center shows a document's."""
+    if status == FileStatus.INIT:
+        return "INIT"
+    if status == FileStatus.FILE_IS_READY:
+        return "PARSE_SUCCESS"
+    if status in FAILED or status in (FileStatus.FILE_EXPIRED, FileStatus.INDEX_DELETED):
+        return "PARSE_FAILED"
+    return "PARSING"
+
+
+@dataclass(frozen=True, slots=True)
+class FilePage:
+    files: list[FileInfo]
+    next_token: str | None
+    total: int
+    max_results: int
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    id: str
+    name: str
+    category_type: str
+    parent_id: str | None
+    is_default: bool
+
+
+DEFAULT_CATEGORY = Category(CATEGORY_ID, "default", DATACENTER_TYPE, None, True)
+
+
+def check_session_category(category_id: str | None, category_type: str | None) -> None:
+    """The session-file routes of the management API take only ``default`` / ``SESSION_FILE``."""
     if category_id != CATEGORY_ID:
         raise InvalidParameter(
             f"CategoryId must be '{CATEGORY_ID}' for session files, not '{category_id or ''}'"
@@ -52,6 +169,23 @@ def check_category(category_id: str | None, category_type: str | None) -> None:
         raise InvalidParameter(
             f"CategoryType must be '{CATEGORY_TYPE}' for session files, not '{category_type or ''}'"
         )
+
+
+def _category_type(category_type: str | None) -> str:
+    value = category_type or DATACENTER_TYPE
+    if value not in CATEGORY_TYPES:
+        raise InvalidParameter(f"CategoryType must be one of {', '.join(CATEGORY_TYPES)}, not '{value}'")
+    return value
+
+
+async def _check_category(session: AsyncSession, workspace_id: str, category_id: str | None, kind: str) -> str:
+    category_id = category_id or CATEGORY_ID
+    if kind == CATEGORY_TYPE:
+        if category_id != CATEGORY_ID:
+            raise InvalidParameter(f"CategoryId must be '{CATEGORY_ID}' for session files, not '{category_id}'")
+        return category_id
+    await get_category(session, workspace_id, category_id)
+    return category_id
 
 
 async def apply_lease(
@@ -64,13 +198,18 @@ async def apply_lease(
     md5: str,
     size_in_bytes: int,
     base_url: str,
-) -> dict[str, Any]:
-    """The ``Data`` of ApplyFileUploadLease: the lease id and how to upload."""
-    check_category(category_id, category_type)
-    file_name = file_name.strip()
+) -> UploadLease:
+    """A lease to upload one file of this name, size and MD5 (then AddFile it)."""
+    kind = _category_type(category_type)
+    file_name = (file_name or "").strip()
     if not file_name or len(file_name) > 255 or "/" in file_name or "\\" in file_name:
         raise InvalidParameter("FileName must be a file name with its extension (no folders), at most 255 characters")
-    check_size(file_name, size_in_bytes)
+    rule = check_size(file_name, size_in_bytes)
+    if kind == DATACENTER_TYPE and rule.kind not in (FileKind.DOCUMENT, FileKind.IMAGE):
+        raise InvalidParameter(
+            f"A data-center document is a document or an image, not {rule.kind.value} "
+            "(audio and video are session files: CategoryType=SESSION_FILE)"
+        )
     if not MD5_PATTERN.match(md5):
         raise InvalidParameter("Md5 must be the 32 hexadecimal digits of the file's MD5")
     now = files.clock()
@@ -78,12 +217,13 @@ async def apply_lease(
     lease_id = uuid.uuid4().hex
     async with files.db.transaction() as session:
         await ensure_workspace(session, workspace_id)
+        category_id = await _check_category(session, workspace_id, category_id, kind)
         session.add(
             FileUploadLease(
                 id=lease_id,
                 workspace_id=workspace_id,
-                category_id=category_id or CATEGORY_ID,
-                category_type=category_type or CATEGORY_TYPE,
+                category_id=category_id,
+                category_type=kind,
                 file_name=file_name,
                 md5=md5.lower(),
                 size_in_bytes=size_in_bytes,
@@ -92,18 +232,16 @@ async def apply_lease(
             )
         )
     base = files.settings.files_public_url or base_url
-    return dict(
-        FileUploadLeaseId=lease_id,
-        Type="HTTP",
-        Param={
-            "Method": "PUT",
-            "Url": files.signer.url(base, lease_id, expires_at.timestamp()),
-            "Headers": {
-                "X-bailian-extra": files.signer.extra_header(lease_id, workspace_id),
-                "Content-Type": "application/octet-stream",
-            },
+    return UploadLease(
+        lease_id=lease_id,
+        category_type=kind,
+        method="PUT",
+        url=files.signer.url(base, lease_id, expires_at.timestamp()),
+        headers={
+            "X-bailian-extra": files.signer.extra_header(lease_id, workspace_id),
+            "Content-Type": "application/octet-stream",
         },
-        ExpireTime=_iso(expires_at),
+        expires_at=_aware(expires_at),
     )
 
 
@@ -114,8 +252,14 @@ async def add_file(
     lease_id: str,
     category_id: str | None,
     category_type: str | None,
-) -> SessionFile:
-    check_category(category_id, category_type)
+    parser: str | None = None,
+    tags: Sequence[str] | None = None,
+) -> FileInfo:
+    """The file made from an uploaded lease; its processing starts at once."""
+    kind = _category_type(category_type)
+    tag_list = _clean_tags(tags)
+    if not isinstance(lease_id, str) or not lease_id:
+        raise InvalidParameter("LeaseId is required")
     now = files.clock()
     async with files.db.transaction() as session:
         lease = await session.get(FileUploadLease, lease_id)
@@ -130,6 +274,11 @@ async def add_file(
         if lease.workspace_id != workspace_id:
             raise WorkspaceAccessDenied(
                 f"Lease '{lease_id}' belongs to another workspace than '{workspace_id}'"
+            )
+        if lease.category_type != kind or lease.category_id != (category_id or CATEGORY_ID):
+            raise InvalidParameter(
+                f"Lease '{lease_id}' was applied for with CategoryId '{lease.category_id}' and CategoryType "
+                f"'{lease.category_type}': AddFile must name the same"
             )
         if lease.state != "uploaded" or lease.object_key is None or lease.uploaded_at is None:
             raise InvalidParameter(
@@ -149,11 +298,14 @@ async def add_file(
         )
         if spent.rowcount != 1:  # type: ignore[attr-defined]
             raise Conflict(f"Lease '{lease_id}' was already used by AddFile")
+        document = kind == DATACENTER_TYPE
         row = SessionFile(
-            id=f"{FILE_ID_PREFIX}{uuid.uuid4().hex}",
+            id=f"{DOCUMENT_ID_PREFIX if document else FILE_ID_PREFIX}{uuid.uuid4().hex}",
             workspace_id=workspace_id,
             lease_id=lease_id,
             category_id=lease.category_id,
+            category_type=kind,
+            tags=tag_list or None,
             file_name=lease.file_name,
             file_type=extension_of(lease.file_name),
             kind=rule_for(lease.file_name).kind.value,
@@ -161,21 +313,43 @@ async def add_file(
             md5=lease.md5,
             object_key=lease.object_key,
             status=FileStatus.INIT.value,
-            parser="openbailian",
+            parser=_parser(parser, document),
             created_at=now,
             updated_at=now,
-            expires_at=now + timedelta(days=files.settings.files_ttl_days),
+            expires_at=NEVER if document else now + timedelta(days=files.settings.files_ttl_days),
         )
         session.add(row)
     files.schedule(row.id)
-    return row
+    return FileInfo.of(row)
 
 
-async def describe_file(files: SessionFiles, workspace_id: str, file_id: str) -> SessionFile:
+def _parser(parser: str | None, document: bool) -> str:
+    """Every file is parsed by this server's parsers; the name asked for is kept (as Bailian shows it)."""
+    if parser is None or parser == "":
+        return "DASHSCOPE_DOCMIND" if document else "openbailian"
+    if not isinstance(parser, str) or len(parser) > 64:
+        raise InvalidParameter("Parser is a parser name such as DASHSCOPE_DOCMIND")
+    return parser
+
+
+def _clean_tags(tags: Sequence[str] | None) -> list[str]:
+    if tags is None:
+        return []
+    if not isinstance(tags, list | tuple) or not all(isinstance(t, str) and 0 < len(t.strip()) <= 64 for t in tags):
+        raise InvalidParameter("Tags is a list of strings of 1-64 characters")
+    cleaned = list(dict.fromkeys(t.strip() for t in tags))
+    if len(cleaned) > MAX_TAGS:
+        raise InvalidParameter(f"A file has at most {MAX_TAGS} tags")
+    return cleaned
+
+
+async def _file_row(session: AsyncSession, workspace_id: str, file_id: str) -> SessionFile:
+    return await get_in_workspace(session, SessionFile, file_id, workspace_id, missing=NotFound, label="File")
+
+
+async def describe_file(files: SessionFiles, workspace_id: str, file_id: str) -> FileInfo:
     async with files.db.session() as session:
-        return await get_in_workspace(
-            session, SessionFile, file_id, workspace_id, missing=NotFound, label="File"
-        )
+        return FileInfo.of(await _file_row(session, workspace_id, file_id))
 
 
 async def list_files(
@@ -185,18 +359,28 @@ async def list_files(
     max_results: int = 20,
     next_token: str | None = None,
     file_name: str | None = None,
-) -> tuple[list[SessionFile], str | None, int]:
+    category_id: str | None = None,
+    category_type: str | None = None,
+    file_ids: Sequence[str] | None = None,
+) -> FilePage:
+    """Files of the workspace, newest first, ``max_results`` at a time; ``category_id`` /
+    ``category_type`` / ``file_ids`` / a part of the ``file_name`` narrow the list."""
     if not 1 <= max_results <= 200:
         raise InvalidParameter("MaxResults must be between 1 and 200")
-    offset = 0
-    if next_token:
-        if not next_token.isdigit():
-            raise InvalidParameter("NextToken is not one this server returned")
-        offset = int(next_token)
+    offset = _offset(next_token)
     query = select(SessionFile).where(SessionFile.workspace_id == workspace_id)
     if file_name:
         query = query.where(SessionFile.file_name.contains(file_name, autoescape=True))
+    if category_type is not None:
+        query = query.where(SessionFile.category_type == _category_type(category_type))
+    if file_ids is not None:
+        if not isinstance(file_ids, list | tuple) or not all(isinstance(i, str) for i in file_ids):
+            raise InvalidParameter("FileIds is a list of file ids")
+        query = query.where(SessionFile.id.in_(list(file_ids)))
     async with files.db.session() as session:
+        if category_id is not None:
+            await get_category(session, workspace_id, category_id)
+            query = query.where(SessionFile.category_id == category_id)
         total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
         rows = list(
             await session.scalars(
@@ -204,22 +388,162 @@ async def list_files(
             )
         )
     following = offset + len(rows)
-    return rows, (str(following) if following < total else None), total
+    next_page = str(following) if following < total else None
+    return FilePage([FileInfo.of(r) for r in rows], next_page, total, max_results)
 
 
 async def delete_file(files: SessionFiles, workspace_id: str, file_id: str) -> None:
-    """Remove the file at once: its row, its bytes and its index entries."""
-    row = await describe_file(files, workspace_id, file_id)
+    """Remove the file at once: its row, its bytes and its index entries. (The copies a
+    knowledge base imported from a data-center document are the base's, and stay.)"""
+    async with files.db.session() as session:
+        row = await _file_row(session, workspace_id, file_id)
     await files.cancel(file_id)
     await files.drop_data(row)
     async with files.db.transaction() as session:
         await session.execute(delete(SessionFile).where(SessionFile.id == file_id))
 
 
+async def datacenter_documents(
+    session: AsyncSession,
+    workspace_id: str,
+    *,
+    document_ids: Sequence[str] = (),
+    category_ids: Sequence[str] = (),
+) -> list[SessionFile]:
+    """The data-center documents named, and every document of the categories named; an
+    unknown id (or one of another workspace, or a session file) is not found."""
+    rows: dict[str, SessionFile] = {}
+    for document_id in document_ids:
+        row = await session.get(SessionFile, document_id) if isinstance(document_id, str) else None
+        if row is None or row.workspace_id != workspace_id or row.category_type != DATACENTER_TYPE:
+            raise NotFound(f"Document '{document_id}' does not exist in the data center of workspace '{workspace_id}'")
+        rows[row.id] = row
+    for category_id in category_ids:
+        await get_category(session, workspace_id, category_id)
+        found = await session.scalars(
+            select(SessionFile)
+            .where(
+                SessionFile.workspace_id == workspace_id,
+                SessionFile.category_type == DATACENTER_TYPE,
+                SessionFile.category_id == category_id,
+            )
+            .order_by(SessionFile.created_at)
+        )
+        rows.update((row.id, row) for row in found)
+    return list(rows.values())
+
+
+async def parse_result(files: SessionFiles, workspace_id: str, file_id: str) -> str:
+    """What parsing found in the file (its passages, in order); a file not parsed yet is a conflict."""
+    info = await describe_file(files, workspace_id, file_id)
+    async with files.db.session() as session:
+        row = await _file_row(session, workspace_id, file_id)
+    if not info.has_parse_result or row.index_ref is None:
+        raise Conflict(f"File '{file_id}' has no parse result: its status is {info.status}")
+    return "\n\n".join(await files.index.texts(row.index_ref))
+
+
+# ---------------------------------------------------------------- categories
+
+
+async def get_category(session: AsyncSession, workspace_id: str, category_id: str) -> Category:
+    if category_id == CATEGORY_ID:
+        return DEFAULT_CATEGORY
+    row = await session.get(DataCenterCategory, category_id) if isinstance(category_id, str) else None
+    if row is None or row.workspace_id != workspace_id:
+        raise NotFound(f"Category '{category_id}' does not exist in workspace '{workspace_id}'")
+    return _category(row)
+
+
+def _category(row: DataCenterCategory) -> Category:
+    return Category(row.id, row.name, row.category_type, row.parent_id, False)
+
+
+async def add_category(
+    session: AsyncSession, workspace_id: str, *, name: str, category_type: str | None, parent_id: str | None = None
+) -> Category:
+    if not isinstance(name, str) or not CATEGORY_NAME.match(name):
+        raise InvalidParameter(
+            "CategoryName is 1-20 letters, digits, Chinese characters, or ':', '_', '.', '-'"
+        )
+    if (category_type or DATACENTER_TYPE) != DATACENTER_TYPE:
+        raise InvalidParameter(f"CategoryType must be '{DATACENTER_TYPE}', not '{category_type}'")
+    await ensure_workspace(session, workspace_id)
+    if parent_id:
+        await get_category(session, workspace_id, parent_id)
+    row = DataCenterCategory(
+        id=f"{CATEGORY_ID_PREFIX}{uuid.uuid4().hex}", workspace_id=workspace_id, name=name,
+        category_type=DATACENTER_TYPE, parent_id=None if parent_id == CATEGORY_ID else parent_id or None,
+    )
+    session.add(row)
+    await session.flush()
+    return _category(row)
+
+
+async def list_categories(
+    session: AsyncSession,
+    workspace_id: str,
+    *,
+    name: str | None = None,
+    parent_id: str | None = None,
+    max_results: int = 20,
+    next_token: str | None = None,
+) -> tuple[list[Category], str | None, int]:
+    """``default`` first, then the workspace's categories in the order they were made."""
+    max_results = 20 if max_results < 1 else min(max_results, 200)
+    offset = _offset(next_token)
+    if parent_id and parent_id != CATEGORY_ID:
+        await get_category(session, workspace_id, parent_id)
+    rows = await session.scalars(
+        select(DataCenterCategory)
+        .where(
+            DataCenterCategory.workspace_id == workspace_id,
+            DataCenterCategory.parent_id == (parent_id if parent_id and parent_id != CATEGORY_ID else None),
+        )
+        .order_by(DataCenterCategory.created_at, DataCenterCategory.id)
+    )
+    everything = ([DEFAULT_CATEGORY] if not parent_id else []) + [_category(r) for r in rows]
+    if name:
+        everything = [c for c in everything if c.name == name]
+    page = everything[offset : offset + max_results]
+    following = offset + len(page)
+    return page, (str(following) if following < len(everything) else None), len(everything)
+
+
+async def delete_category(session: AsyncSession, workspace_id: str, category_id: str) -> None:
+    """Only an empty category goes (``default`` never): documents are deleted one by one."""
+    if category_id == CATEGORY_ID:
+        raise InvalidParameter("The default category cannot be deleted")
+    category = await get_category(session, workspace_id, category_id)
+    used = await session.scalar(
+        select(func.count()).select_from(SessionFile).where(
+            SessionFile.workspace_id == workspace_id, SessionFile.category_id == category.id
+        )
+    )
+    children = await session.scalar(
+        select(func.count()).select_from(DataCenterCategory).where(DataCenterCategory.parent_id == category.id)
+    )
+    if used or children:
+        raise Conflict(
+            f"Category '{category_id}' still holds {used or 0} file(s) and {children or 0} categories: "
+            "delete them first"
+        )
+    await session.execute(delete(DataCenterCategory).where(DataCenterCategory.id == category.id))
+
+
+def _offset(next_token: str | None) -> int:
+    if not next_token:
+        return 0
+    if not isinstance(next_token, str) or not next_token.isdigit():
+        raise InvalidParameter("NextToken is not one this server returned")
+    return int(next_token)
+
+
 async def usable_files(
     files: SessionFiles, workspace_id: str, file_ids: object, *, max_files: int
 ) -> list[SessionFile]:
-    """The files a call names in ``rag_options.session_file_ids``, each checked."""
+    """The files a call names in ``rag_options.session_file_ids``, each checked (the rows: the
+    context source reads their bytes and index entries)."""
     if not isinstance(file_ids, list) or not all(isinstance(i, str) for i in file_ids):
         raise InvalidParameter("rag_options.session_file_ids must be a list of file ids")
     file_ids = list(dict.fromkeys(file_ids))
@@ -257,32 +581,6 @@ async def usable_files(
     return result
 
 
-def file_view(row: SessionFile) -> dict[str, Any]:
-    """A file as the OpenAPI shows it (PascalCase)."""
-    return {
-        "FileId": row.id,
-        "CategoryId": row.category_id,
-        "CategoryType": CATEGORY_TYPE,
-        "FileName": row.file_name,
-        "FileType": row.file_type,
-        "SizeInBytes": row.size_in_bytes,
-        "Md5": row.md5,
-        "Status": row.status,
-        "FailureReason": row.failure_reason or None,
-        "Parser": row.parser,
-        "PageCount": row.page_count,
-        "ChunkCount": row.chunk_count,
-        "CreateTime": _iso(row.created_at),
-        "UpdateTime": _iso(row.updated_at),
-        "ExpireTime": _iso(row.expires_at),
-        "Tags": [],
-    }
-
-
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _iso(value: datetime) -> str:
-    return _aware(value).isoformat(timespec="seconds")
 

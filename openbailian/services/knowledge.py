@@ -10,7 +10,8 @@ import hashlib
 import shutil
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,19 @@ from openbailian.storage.knowledge_models import (
     KnowledgeBase,
     KnowledgeChunk,
     KnowledgeDocument,
+    KnowledgeJob,
 )
 
 __all__ = [
+    "KnowledgeBaseInfo",
+    "DocumentInfo",
+    "ChunkSettings",
     "BASE_KINDS",
     "SYSTEM_KINDS",
+    "check_chunking",
     "create_base",
     "get_base",
+    "update_base",
     "list_bases",
     "delete_base",
     "ensure_system_base",
@@ -46,13 +53,13 @@ __all__ = [
     "add_document",
     "get_document",
     "list_documents",
+    "documents_by_ids",
+    "resolve_documents",
     "delete_document",
     "reindex_document",
     "SearchRequest",
     "parse_search_options",
     "search",
-    "base_view",
-    "document_view",
 ]
 
 BASE_KINDS = frozenset({"unstructured", "structured"})
@@ -66,43 +73,172 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkSettings:
+    """How a base cuts its documents, in characters; ``None`` everywhere: the default chunker."""
+
+    size: int | None = None
+    overlap: int | None = None
+    separator: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeBaseInfo:
+    id: str
+    workspace_id: str
+    name: str
+    kind: str
+    description: str
+    version: int
+    chunking: ChunkSettings
+    options: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: KnowledgeBase) -> KnowledgeBaseInfo:
+        return cls(
+            id=row.id, workspace_id=row.workspace_id, name=row.name, kind=row.kind,
+            description=row.description or "", version=row.version or 0,
+            chunking=ChunkSettings(row.chunk_size, row.overlap_size, row.separator),
+            options=dict(row.options or {}), created_at=row.created_at, updated_at=row.updated_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInfo:
+    id: str
+    base_id: str
+    workspace_id: str
+    name: str
+    file_type: str
+    size_bytes: int
+    status: str
+    reason: str
+    source: str
+    # The data-center document it was imported from: the id callers know it by.
+    source_id: str | None
+    pages: int
+    chunks: int
+    created_at: datetime
+    updated_at: datetime
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def public_id(self) -> str:
+        return self.source_id or self.id
+
+    @classmethod
+    def of(cls, row: KnowledgeDocument) -> DocumentInfo:
+        return cls(
+            id=row.id, base_id=row.base_id, workspace_id=row.workspace_id, name=row.name,
+            file_type=row.file_type, size_bytes=row.size_bytes, status=row.status, reason=row.reason or "",
+            source=row.source, source_id=row.source_id, pages=row.pages or 0, chunks=row.chunk_count or 0,
+            created_at=row.created_at, updated_at=row.updated_at, tags=list(row.tags or []),
+            metadata=dict(row.meta or {}), history=list(row.history or []),
+        )
+
+
 # ---------------------------------------------------------------- bases
 
 
+MAX_CHUNK_SIZE = 6000
+MAX_OVERLAP = 1024
+
+
+def check_chunking(chunking: ChunkSettings) -> ChunkSettings:
+    """Chunk size 1-6000 characters, overlap 0-1024 and smaller than the size; a separator alone
+    keeps the default size (500) and overlap (100), as Bailian's CreateIndex does."""
+    if chunking.size is None and chunking.overlap is None and not chunking.separator:
+        return ChunkSettings()
+    size = 500 if chunking.size is None else chunking.size
+    overlap = min(100, size - 1) if chunking.overlap is None else chunking.overlap
+    if not 1 <= size <= MAX_CHUNK_SIZE:
+        raise InvalidParameter(f"ChunkSize must be between 1 and {MAX_CHUNK_SIZE} characters, not {size}")
+    if not 0 <= overlap <= MAX_OVERLAP:
+        raise InvalidParameter(f"OverlapSize must be between 0 and {MAX_OVERLAP} characters, not {overlap}")
+    if overlap >= size:
+        raise InvalidParameter(f"OverlapSize ({overlap}) must be smaller than ChunkSize ({size})")
+    separator = chunking.separator or None
+    if separator is not None and len(separator) > 32:
+        raise InvalidParameter("Separator is at most 32 characters")
+    return ChunkSettings(size, overlap, separator)
+
+
 async def create_base(
-    session: AsyncSession, *, workspace_id: str, name: str, kind: str = "unstructured", description: str = ""
-) -> KnowledgeBase:
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    name: str,
+    kind: str = "unstructured",
+    description: str = "",
+    chunking: ChunkSettings | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> KnowledgeBaseInfo:
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidParameter("A knowledge base name is 1-200 characters")
     if kind not in BASE_KINDS | SYSTEM_KINDS:
         raise InvalidParameter(f"A knowledge base is 'unstructured' or 'structured', not '{kind}'")
+    if len(description or "") > 2000:
+        raise InvalidParameter("A knowledge base description is at most 2000 characters")
+    rule = check_chunking(chunking or ChunkSettings())
     await ensure_workspace(session, workspace_id)
-    base = KnowledgeBase(id=_new_id(), workspace_id=workspace_id, name=name, kind=kind, description=description)
+    base = KnowledgeBase(
+        id=_new_id(), workspace_id=workspace_id, name=name, kind=kind, description=description or "",
+        chunk_size=rule.size, overlap_size=rule.overlap, separator=rule.separator,
+        options=dict(options) if options else None,
+    )
     session.add(base)
     await session.flush()
-    return base
+    return KnowledgeBaseInfo.of(base)
 
 
-async def get_base(session: AsyncSession, base_id: str, workspace_id: str) -> KnowledgeBase:
+async def _base_row(session: AsyncSession, base_id: str, workspace_id: str) -> KnowledgeBase:
     base = await session.get(KnowledgeBase, base_id) if isinstance(base_id, str) else None
     if base is None or base.workspace_id != workspace_id:
         raise KnowledgeBaseNotFound(f"Knowledge base '{base_id}' does not exist in workspace '{workspace_id}'")
     return base
 
 
-async def list_bases(session: AsyncSession, workspace_id: str) -> list[KnowledgeBase]:
+async def get_base(session: AsyncSession, base_id: str, workspace_id: str) -> KnowledgeBaseInfo:
+    return KnowledgeBaseInfo.of(await _base_row(session, base_id, workspace_id))
+
+
+async def update_base(
+    session: AsyncSession,
+    base_id: str,
+    workspace_id: str,
+    *,
+    chunking: ChunkSettings | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> KnowledgeBaseInfo:
+    """Change how documents added from now on are cut, and/or merge ``options`` into the base's."""
+    base = await _base_row(session, base_id, workspace_id)
+    if chunking is not None:
+        rule = check_chunking(chunking)
+        base.chunk_size, base.overlap_size, base.separator = rule.size, rule.overlap, rule.separator
+    if options is not None:
+        base.options = {**(base.options or {}), **options}
+    await session.flush()
+    return KnowledgeBaseInfo.of(base)
+
+
+async def list_bases(session: AsyncSession, workspace_id: str) -> list[KnowledgeBaseInfo]:
     query = (
         select(KnowledgeBase)
         .where(KnowledgeBase.workspace_id == workspace_id, KnowledgeBase.kind.in_(BASE_KINDS))
         .order_by(KnowledgeBase.created_at)
     )
-    return list(await session.scalars(query))
+    return [KnowledgeBaseInfo.of(row) for row in await session.scalars(query)]
 
 
 async def delete_base(session: AsyncSession, base_id: str, workspace_id: str, home: Path) -> None:
-    base = await get_base(session, base_id, workspace_id)
+    base = await _base_row(session, base_id, workspace_id)
     documents = list(await session.scalars(select(KnowledgeDocument).where(KnowledgeDocument.base_id == base.id)))
+    await session.execute(delete(KnowledgeJob).where(KnowledgeJob.base_id == base.id))
     await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.base_id == base.id))
     await session.execute(delete(KnowledgeDocument).where(KnowledgeDocument.base_id == base.id))
     await session.delete(base)
@@ -111,7 +247,7 @@ async def delete_base(session: AsyncSession, base_id: str, workspace_id: str, ho
         _remove_file(home, document)
 
 
-async def ensure_system_base(session: AsyncSession, workspace_id: str, kind: str = "session") -> KnowledgeBase:
+async def ensure_system_base(session: AsyncSession, workspace_id: str, kind: str = "session") -> KnowledgeBaseInfo:
     """The workspace's hidden base of this kind (session files keep their documents there)."""
     if kind not in SYSTEM_KINDS:
         raise InvalidParameter(f"'{kind}' is not a system knowledge base kind")
@@ -119,14 +255,14 @@ async def ensure_system_base(session: AsyncSession, workspace_id: str, kind: str
         select(KnowledgeBase).where(KnowledgeBase.workspace_id == workspace_id, KnowledgeBase.kind == kind)
     )
     if found is not None:
-        return found
+        return KnowledgeBaseInfo.of(found)
     return await create_base(session, workspace_id=workspace_id, name=f"{kind} files", kind=kind)
 
 
 # ---------------------------------------------------------------- documents
 
 
-def check_upload(base: KnowledgeBase, name: str, size: int, max_bytes: int) -> str:
+def check_upload(base: KnowledgeBaseInfo, name: str, size: int, max_bytes: int) -> str:
     """The file's type (extension), after refusing what cannot be ingested at all."""
     name = Path(name or "").name
     if not name:
@@ -177,7 +313,7 @@ def _clean_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
 
 async def add_document(
     session: AsyncSession,
-    base: KnowledgeBase,
+    base: KnowledgeBaseInfo,
     *,
     name: str,
     data: bytes | Path,
@@ -186,8 +322,11 @@ async def add_document(
     tags: Sequence[str] | None = None,
     metadata: Mapping[str, Any] | None = None,
     source: str = "upload",
-) -> KnowledgeDocument:
-    """Store the file and queue it (status INIT); ``data`` given as a Path is moved, not copied."""
+    source_id: str | None = None,
+    move: bool = True,
+) -> DocumentInfo:
+    """Store the file and queue it (status INIT); ``data`` given as a Path is moved (copied
+    when ``move`` is False)."""
     size = data.stat().st_size if isinstance(data, Path) else len(data)
     ext = check_upload(base, name, size, max_bytes)
     tags_, meta = _clean_tags(tags), _clean_metadata(metadata)
@@ -196,14 +335,15 @@ async def add_document(
     target = home / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(data, Path):
-        shutil.move(data, target)
+        (shutil.move if move else shutil.copyfile)(data, target)
     else:
         target.write_bytes(data)
     try:
         document = KnowledgeDocument(
             id=document_id, base_id=base.id, workspace_id=base.workspace_id, name=Path(name).name,
             file_type=ext, size_bytes=size, sha256=_sha256(target), storage_path=relative.as_posix(),
-            source=source, tags=tags_, meta=meta, history=[], attempts=0, pages=0, chunk_count=0,
+            source=source, source_id=source_id, tags=tags_, meta=meta, history=[], attempts=0, pages=0,
+            chunk_count=0,
         )
         record_transition(document, Status.INIT)
         session.add(document)
@@ -211,7 +351,7 @@ async def add_document(
     except BaseException:
         target.unlink(missing_ok=True)
         raise
-    return document
+    return DocumentInfo.of(document)
 
 
 def _sha256(path: Path) -> str:
@@ -226,17 +366,53 @@ def _remove_file(home: Path, document: KnowledgeDocument) -> None:
     (home / document.storage_path).unlink(missing_ok=True)
 
 
-async def get_document(session: AsyncSession, document_id: str, workspace_id: str) -> KnowledgeDocument:
+async def _document_row(session: AsyncSession, document_id: str, workspace_id: str) -> KnowledgeDocument:
     document = await session.get(KnowledgeDocument, document_id) if isinstance(document_id, str) else None
     if document is None or document.workspace_id != workspace_id:
         raise KnowledgeFileNotFound(f"File '{document_id}' does not exist in workspace '{workspace_id}'")
     return document
 
 
-async def list_documents(session: AsyncSession, base_id: str, workspace_id: str) -> list[KnowledgeDocument]:
-    base = await get_base(session, base_id, workspace_id)
+async def get_document(session: AsyncSession, document_id: str, workspace_id: str) -> DocumentInfo:
+    return DocumentInfo.of(await _document_row(session, document_id, workspace_id))
+
+
+async def list_documents(session: AsyncSession, base_id: str, workspace_id: str) -> list[DocumentInfo]:
+    base = await _base_row(session, base_id, workspace_id)
     query = select(KnowledgeDocument).where(KnowledgeDocument.base_id == base.id).order_by(KnowledgeDocument.created_at)
-    return list(await session.scalars(query))
+    return [DocumentInfo.of(row) for row in await session.scalars(query)]
+
+
+async def documents_by_ids(session: AsyncSession, document_ids: Sequence[str]) -> dict[str, DocumentInfo]:
+    """The documents among these ids that still exist (a job's, whose documents may be gone)."""
+    if not document_ids:
+        return {}
+    rows = await session.scalars(select(KnowledgeDocument).where(KnowledgeDocument.id.in_(list(document_ids))))
+    return {row.id: DocumentInfo.of(row) for row in rows}
+
+
+async def resolve_documents(
+    session: AsyncSession, workspace_id: str, base_ids: Sequence[str], names: Sequence[str]
+) -> tuple[list[DocumentInfo], list[str]]:
+    """Documents of these bases named by their own id or by the data-center document id they
+    came from; and the names that match none of them."""
+    found: list[DocumentInfo] = []
+    missing: list[str] = []
+    for name in names:
+        rows = list(
+            await session.scalars(
+                select(KnowledgeDocument).where(
+                    KnowledgeDocument.workspace_id == workspace_id,
+                    KnowledgeDocument.base_id.in_(list(base_ids)),
+                    (KnowledgeDocument.id == name) | (KnowledgeDocument.source_id == name),
+                )
+            )
+        )
+        if rows:
+            found.extend(DocumentInfo.of(row) for row in rows)
+        else:
+            missing.append(name)
+    return found, missing
 
 
 async def _bump(session: AsyncSession, base_id: str) -> None:
@@ -247,7 +423,7 @@ async def _bump(session: AsyncSession, base_id: str) -> None:
 
 async def delete_document(session: AsyncSession, document_id: str, workspace_id: str, home: Path) -> None:
     """Delete the document, its chunks and its bytes; indexes drop its vectors before their next search."""
-    document = await get_document(session, document_id, workspace_id)
+    document = await _document_row(session, document_id, workspace_id)
     await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.document_id == document.id))
     await session.delete(document)
     await _bump(session, document.base_id)
@@ -255,9 +431,9 @@ async def delete_document(session: AsyncSession, document_id: str, workspace_id:
     _remove_file(home, document)
 
 
-async def reindex_document(session: AsyncSession, document_id: str, workspace_id: str) -> KnowledgeDocument:
+async def reindex_document(session: AsyncSession, document_id: str, workspace_id: str) -> DocumentInfo:
     """Parse and index the document again from its stored bytes (also a retry after failure)."""
-    document = await get_document(session, document_id, workspace_id)
+    document = await _document_row(session, document_id, workspace_id)
     if document.status not in {Status.FILE_IS_READY, Status.PARSE_FAILED, Status.INDEX_BUILDING_FAILED}:
         raise Conflict(f"File '{document_id}' is being ingested ({document.status}); try again when it is done")
     await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.document_id == document.id))
@@ -267,7 +443,7 @@ async def reindex_document(session: AsyncSession, document_id: str, workspace_id
     document.lease_until = None
     await _bump(session, document.base_id)
     await session.flush()
-    return document
+    return DocumentInfo.of(document)
 
 
 # ---------------------------------------------------------------- search
@@ -327,8 +503,7 @@ async def parse_search_options(
     metadata = _string_map(options, "metadata_filter")
     structured = _string_map(options, "structured_filter")
     base_ids = pipeline_ids if pipeline_ids else list(dict.fromkeys(default_base_ids))
-    documents = [await get_document(session, file_id, workspace_id) for file_id in file_ids or []]
-    outside = [d.id for d in documents if d.base_id not in base_ids]
+    documents, outside = await _named_documents(session, workspace_id, base_ids, file_ids or [])
     if outside:
         # The seed: a file id only counts together with its base's id. Ignoring it
         # silently would search more (or less) than the caller asked for.
@@ -368,29 +543,44 @@ async def parse_search_options(
     )
 
 
-async def search(retriever: Retriever, request: SearchRequest, query: str, *, top_k: int = 5) -> list[Hit]:
+async def _named_documents(
+    session: AsyncSession, workspace_id: str, base_ids: Sequence[str], file_ids: Sequence[str]
+) -> tuple[list[DocumentInfo], list[str]]:
+    """``file_ids`` are documents of the searched bases (by their id, or the data-center id they
+    were imported from); the ids that exist but lie outside them. An id nowhere is not found."""
+    inside, rest = await resolve_documents(session, workspace_id, base_ids, file_ids)
+    outside = []
+    for file_id in rest:
+        known = await session.scalar(
+            select(KnowledgeDocument.id).where(
+                KnowledgeDocument.workspace_id == workspace_id,
+                (KnowledgeDocument.id == file_id) | (KnowledgeDocument.source_id == file_id),
+            ).limit(1)
+        )
+        if known is None and not await _is_datacenter_document(session, workspace_id, file_id):
+            raise KnowledgeFileNotFound(f"File '{file_id}' does not exist in workspace '{workspace_id}'")
+        outside.append(file_id)
+    return inside, outside
+
+
+async def _is_datacenter_document(session: AsyncSession, workspace_id: str, file_id: str) -> bool:
+    from openbailian.storage.files_models import SessionFile
+
+    row = await session.get(SessionFile, file_id)
+    return row is not None and row.workspace_id == workspace_id
+
+
+async def search(
+    retriever: Retriever,
+    request: SearchRequest,
+    query: str,
+    *,
+    top_k: int = 5,
+    rerank: bool = True,
+    rerank_min_score: float | None = None,
+) -> list[Hit]:
     return await retriever.search(
         request.base_ids, query, top_k=top_k, document_ids=request.document_ids, tags=request.tags,
-        metadata=request.metadata, structured=request.structured,
+        metadata=request.metadata, structured=request.structured, rerank=rerank,
+        rerank_min_score=rerank_min_score,
     )
-
-
-# ---------------------------------------------------------------- views
-
-
-def base_view(base: KnowledgeBase) -> dict[str, Any]:
-    return {
-        "index_id": base.id, "name": base.name, "kind": base.kind, "description": base.description,
-        "workspace": base.workspace_id, "created_at": base.created_at.isoformat(),
-    }
-
-
-def document_view(document: KnowledgeDocument) -> dict[str, Any]:
-    return {
-        "file_id": document.id, "index_id": document.base_id, "name": document.name,
-        "file_type": document.file_type, "size_bytes": document.size_bytes, "status": document.status,
-        "reason": document.reason or None, "tags": list(document.tags or []), "metadata": dict(document.meta or {}),
-        "pages": document.pages, "chunks": document.chunk_count, "history": list(document.history or []),
-        "created_at": document.created_at.isoformat(), "updated_at": document.updated_at.isoformat(),
-    }
-

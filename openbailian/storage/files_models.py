@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openbailian.storage.models import Base, utcnow
 
-__all__ = ["FileUploadLease", "SessionFile"]
+__all__ = ["FileUploadLease", "SessionFile", "DataCenterCategory"]
 
 
 class FileUploadLease(Base):
@@ -34,7 +34,13 @@ class FileUploadLease(Base):
 
 
 class SessionFile(Base):
-    """A file added from a lease; usable in calls once FILE_IS_READY."""
+    """A file added from a lease; usable in calls once FILE_IS_READY.
+
+    ``category_type`` tells the two kinds apart: a ``SESSION_FILE`` (used by
+    ``rag_options.session_file_ids``, expires) or an ``UNSTRUCTURED`` data-center
+    document (kept in a category until deleted, imported into knowledge bases).
+    Both go through the same processing.
+    """
 
     __tablename__ = "session_files"
 
@@ -42,6 +48,8 @@ class SessionFile(Base):
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
     lease_id: Mapped[str] = mapped_column(String(64), unique=True)
     category_id: Mapped[str] = mapped_column(String(64))
+    category_type: Mapped[str] = mapped_column(String(32), default="SESSION_FILE", server_default="SESSION_FILE")
+    tags: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     file_name: Mapped[str] = mapped_column(String(255))
     file_type: Mapped[str] = mapped_column(String(16))  # extension, without the dot
     kind: Mapped[str] = mapped_column(String(16))  # document | image | video | audio
@@ -62,3 +70,16 @@ class SessionFile(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class DataCenterCategory(Base):
+    """A folder of data-center documents (``default`` exists without a row)."""
+
+    __tablename__ = "datacenter_categories"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    category_type: Mapped[str] = mapped_column(String(32), default="UNSTRUCTURED")
+    parent_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from openbailian.storage.models import Base, utcnow
 
-__all__ = ["KnowledgeBase", "KnowledgeDocument", "KnowledgeChunk"]
+__all__ = ["KnowledgeBase", "KnowledgeDocument", "KnowledgeChunk", "KnowledgeJob"]
 
 
 class KnowledgeBase(Base):
@@ -32,6 +32,14 @@ class KnowledgeBase(Base):
     embedder: Mapped[str] = mapped_column(String(200), default="")
     # Bumped on every change of its chunks: in-memory indexes compare it to stay in step.
     version: Mapped[int] = mapped_column(Integer, default=0)
+    # How documents are cut (characters, as the OpenAPI's CreateIndex says); None: the
+    # token-based default chunker.
+    chunk_size: Mapped[int | None] = mapped_column(Integer, default=None)
+    overlap_size: Mapped[int | None] = mapped_column(Integer, default=None)
+    separator: Mapped[str | None] = mapped_column(Text, default=None)
+    # What CreateIndex was given beyond that (source type and ids, sink, model names…),
+    # kept as sent so ListIndices shows it back.
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -49,7 +57,9 @@ class KnowledgeDocument(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     storage_path: Mapped[str] = mapped_column(Text)  # the original bytes, relative to home
-    source: Mapped[str] = mapped_column(String(16), default="upload")  # "upload", "session"
+    source: Mapped[str] = mapped_column(String(16), default="upload")  # "upload", "session", "datacenter"
+    # The data-center document this one was imported from (its id is what callers name).
+    source_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(32), index=True, default="INIT")
@@ -82,3 +92,15 @@ class KnowledgeChunk(Base):
     record: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # structured row
     terms: Mapped[str] = mapped_column(Text, default="")  # BM25 terms, space separated
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)  # float32
+
+
+class KnowledgeJob(Base):
+    """One SubmitIndexJob / SubmitIndexAddDocumentsJob: the documents it queued."""
+
+    __tablename__ = "knowledge_jobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    base_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[str] = mapped_column(String(64), index=True)
+    document_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -69,24 +69,24 @@ async def add(files: SessionFiles, name: str = "note.md", data: bytes = NOTE) ->
         size_in_bytes=len(data),
         base_url="http://localhost",
     )
-    query = parse_qs(urlsplit(grant["Param"]["Url"]).query)
+    query = parse_qs(urlsplit(grant.url).query)
 
     async def body() -> AsyncIterator[bytes]:
         yield data
 
     await receive_upload(
         files,
-        grant["FileUploadLeaseId"],
+        grant.lease_id,
         expires=query["Expires"][0],
         signature=query["Signature"][0],
-        extra=grant["Param"]["Headers"]["X-bailian-extra"],
+        extra=grant.headers["X-bailian-extra"],
         content_length=str(len(data)),
         body=body(),
     )
     files.schedule = lambda _file_id: None  # type: ignore[method-assign]
     try:
         row = await file_service.add_file(
-            files, "ws1", lease_id=grant["FileUploadLeaseId"], category_id="default", category_type="SESSION_FILE"
+            files, "ws1", lease_id=grant.lease_id, category_id="default", category_type="SESSION_FILE"
         )
     finally:
         del files.schedule

@@ -13,7 +13,7 @@ from openbailian.errors import (
     RequestTooLarge,
 )
 from openbailian.services import knowledge as kb
-from openbailian.storage.knowledge_models import KnowledgeChunk
+from openbailian.storage.knowledge_models import KnowledgeChunk, KnowledgeDocument
 from tests.knowledge.corpus import make_xlsx
 
 
@@ -51,7 +51,7 @@ async def test_ingest_walks_the_status_machine(knowledge, corpus):
     assert [h["status"] for h in done.history] == [
         "INIT", "PARSING", "PARSE_SUCCESS", "INDEX_BUILDING", "INDEX_BUILD_SUCCESS", "FILE_IS_READY",
     ]
-    assert done.chunk_count > 0 and done.reason == ""
+    assert done.chunks > 0 and done.reason == ""
     assert all("at" in h for h in done.history)
 
 
@@ -152,7 +152,8 @@ async def test_deleted_documents_never_come_back(knowledge, corpus):
 
         stored = set(await session.scalars(select(KnowledgeChunk.id).where(KnowledgeChunk.base_id == base.id)))
     assert live == stored
-    assert not (knowledge.settings.home / phones.storage_path).exists()
+    stored_bytes = knowledge.settings.home / "knowledge" / "files" / base.id
+    assert not list(stored_bytes.glob(f"{phones.id}*"))
 
 
 async def _base_row(system, base_id):
@@ -232,7 +233,7 @@ async def test_restart_resumes_unfinished_work(knowledge, corpus):
     document = await _add(knowledge, base, corpus["phones"])
     # a server died in the middle of parsing: status PARSING, lease gone
     async with knowledge.db.transaction() as session:
-        row = await kb.get_document(session, document.id, "ws1")
+        row = await session.get(KnowledgeDocument, document.id)
         row.status, row.lease_until = "PARSING", None
     await knowledge.worker.start()
     knowledge.worker.wake()

@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from openbailian.api.deps import CurrentCaller
 from openbailian.api.errors import error_status_and_code, request_id_of
-from openbailian.errors import InvalidParameter
+from openbailian.api.manage.views import file_view, lease_view
+from openbailian.errors import InvalidParameter, NotFound
 from openbailian.files.system import SessionFiles, session_files
 from openbailian.files.uploads import receive_upload
 from openbailian.services import files as file_service
@@ -121,7 +122,8 @@ def _files(request: Request) -> SessionFiles:
 
 @router.post("/ApplyFileUploadLease")
 async def apply_file_upload_lease(body: ApplyLeaseBody, caller: CurrentCaller, request: Request) -> JSONResponse:
-    data = await file_service.apply_lease(
+    file_service.check_session_category(body.CategoryId, body.CategoryType)
+    lease = await file_service.apply_lease(
         _files(request),
         caller.workspace_id,
         category_id=body.CategoryId,
@@ -131,11 +133,12 @@ async def apply_file_upload_lease(body: ApplyLeaseBody, caller: CurrentCaller, r
         size_in_bytes=body.SizeInBytes,
         base_url=str(request.base_url),
     )
-    return envelope(request, data)
+    return envelope(request, lease_view(lease))
 
 
 @router.post("/AddFile")
 async def add_file(body: AddFileBody, caller: CurrentCaller, request: Request) -> JSONResponse:
+    file_service.check_session_category(body.CategoryId, body.CategoryType)
     row = await file_service.add_file(
         _files(request),
         caller.workspace_id,
@@ -149,28 +152,31 @@ async def add_file(body: AddFileBody, caller: CurrentCaller, request: Request) -
 @router.post("/DescribeFile")
 async def describe_file(body: FileIdBody, caller: CurrentCaller, request: Request) -> JSONResponse:
     row = await file_service.describe_file(_files(request), caller.workspace_id, body.FileId)
-    return envelope(request, file_service.file_view(row))
+    if row.category_type != file_service.CATEGORY_TYPE:
+        raise NotFound(f"Session file '{body.FileId}' does not exist")
+    return envelope(request, file_view(row))
 
 
 @router.post("/ListFile")
 async def list_file(body: ListFileBody, caller: CurrentCaller, request: Request) -> JSONResponse:
     if body.CategoryId not in (None, file_service.CATEGORY_ID):
         raise InvalidParameter(f"CategoryId must be '{file_service.CATEGORY_ID}' for session files")
-    rows, next_token, total = await file_service.list_files(
+    page = await file_service.list_files(
         _files(request),
         caller.workspace_id,
         max_results=body.MaxResults,
         next_token=body.NextToken,
         file_name=body.FileName,
+        category_type=file_service.CATEGORY_TYPE,
     )
     return envelope(
         request,
         {
-            "FileList": [file_service.file_view(r) for r in rows],
-            "HasNext": next_token is not None,
-            "NextToken": next_token,
+            "FileList": [file_view(r) for r in page.files],
+            "HasNext": page.next_token is not None,
+            "NextToken": page.next_token,
             "MaxResults": body.MaxResults,
-            "TotalCount": total,
+            "TotalCount": page.total,
         },
     )
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from openbailian.api.deps import CurrentCaller, RuntimeDep
+from openbailian.api.manage.views import base_view, document_view
 from openbailian.errors import InvalidParameter
 from openbailian.knowledge.system import knowledge_of
 from openbailian.services import knowledge as service
@@ -43,21 +44,21 @@ async def create_base(body: BaseCreate, caller: CurrentCaller, runtime: RuntimeD
         base = await service.create_base(
             session, workspace_id=caller.workspace_id, name=body.name, kind=body.kind, description=body.description
         )
-    return service.base_view(base)
+    return base_view(base)
 
 
 @router.get("/knowledge/bases")
 async def list_bases(caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
     async with runtime.db.session() as session:
         bases = await service.list_bases(session, caller.workspace_id)
-    return {"indexes": [service.base_view(b) for b in bases]}
+    return {"indexes": [base_view(b) for b in bases]}
 
 
 @router.get("/knowledge/bases/{index_id}")
 async def get_base(index_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
     async with runtime.db.session() as session:
         base = await service.get_base(session, index_id, caller.workspace_id)
-    return service.base_view(base)
+    return base_view(base)
 
 
 @router.delete("/knowledge/bases/{index_id}", status_code=204)
@@ -128,14 +129,14 @@ async def add_files(
 async def list_files(index_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
     async with runtime.db.session() as session:
         documents = await service.list_documents(session, index_id, caller.workspace_id)
-    return {"files": [service.document_view(d) for d in documents]}
+    return {"files": [document_view(d) for d in documents]}
 
 
 @router.get("/knowledge/files/{file_id}")
 async def describe_file(file_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
     async with runtime.db.session() as session:
         document = await service.get_document(session, file_id, caller.workspace_id)
-    return service.document_view(document)
+    return document_view(document)
 
 
 @router.delete("/knowledge/files/{file_id}", status_code=204)
@@ -150,7 +151,7 @@ async def reindex_file(file_id: str, caller: CurrentCaller, runtime: RuntimeDep)
     async with runtime.db.transaction() as session:
         document = await service.reindex_document(session, file_id, caller.workspace_id)
     knowledge_of(runtime).worker.wake()
-    return service.document_view(document)
+    return document_view(document)
 
 
 @router.post("/knowledge/retrieve")
