@@ -119,6 +119,18 @@ PluginOpt = Annotated[list[str] | None, typer.Option("--plugin", help="Plugin (t
 FileOpt = Annotated[Path | None, typer.Option("--file", help="YAML with the app's settings.")]
 
 
+def _app_view(app: app_service.AppRecord) -> dict[str, Any]:
+    return {
+        "app_id": app.id,
+        "name": app.name,
+        "workspace": app.workspace_id,
+        "draft": app.draft.model_dump(mode="json"),
+        "published": None if app.published is None else app.published.model_dump(mode="json"),
+        "published_version": app.published_version,
+        "created_at": app.created_at.isoformat() if app.created_at else None,
+    }
+
+
 @apps_app.command("create")
 def create_app(
     name: NameOpt = None,
@@ -153,7 +165,7 @@ def create_app(
                 session, workspace_id=workspace, name=app_name, config=config,
                 models=runtime.models, publish=not draft,
             )
-            return app_service.app_view(row)
+        return _app_view(row)
 
     view = run_with_runtime(work)
     emit({"app_id": view["app_id"], "workspace": view["workspace"], "name": view["name"]}, as_json,
@@ -200,11 +212,11 @@ def update_app(
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         async with runtime.db.transaction() as session:
-            row = await app_service.get_app(session, app_id)
-            await app_service.update_app(session, row, changes, runtime.models, name=name or file_name)
-            if publish:
-                await app_service.publish_app(session, row)
-            return app_service.app_view(row)
+            row = await app_service.update_app(
+                session, app_id, None, runtime.models, changes=changes, name=name or file_name,
+                publish=publish,
+            )
+        return _app_view(row)
 
     view = run_with_runtime(work)
     emit(view, as_json, lambda: console.print(f"Updated app {app_id}" + (" and published" if publish else "")))
@@ -216,9 +228,8 @@ def publish_app(app_id: str, as_json: bool = JsonOption) -> None:
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         async with runtime.db.transaction() as session:
-            row = await app_service.get_app(session, app_id)
-            await app_service.publish_app(session, row)
-            return app_service.app_view(row)
+            row = await app_service.publish_app(session, app_id)
+        return _app_view(row)
 
     view = run_with_runtime(work)
     emit({"app_id": app_id, "published_version": view["published_version"]}, as_json,
@@ -229,7 +240,7 @@ def publish_app(app_id: str, as_json: bool = JsonOption) -> None:
 def show_app(app_id: str, as_json: bool = JsonOption) -> None:
     async def work(runtime: Runtime) -> dict[str, Any]:
         async with runtime.db.session() as session:
-            return app_service.app_view(await app_service.get_app(session, app_id))
+            return _app_view(await app_service.get_app(session, app_id))
 
     emit(run_with_runtime(work), True if as_json else False)
 
@@ -238,7 +249,7 @@ def show_app(app_id: str, as_json: bool = JsonOption) -> None:
 def list_apps(workspace: str | None = typer.Option(None, "--workspace", "-w"), as_json: bool = JsonOption) -> None:
     async def work(runtime: Runtime) -> list[dict[str, Any]]:
         async with runtime.db.session() as session:
-            return [app_service.app_view(a) for a in await app_service.list_apps(session, workspace)]
+            return [_app_view(a) for a in await app_service.list_apps(session, workspace)]
 
     views = run_with_runtime(work)
     rows = [
@@ -253,7 +264,7 @@ def list_apps(workspace: str | None = typer.Option(None, "--workspace", "-w"), a
 def delete_app(app_id: str, as_json: bool = JsonOption) -> None:
     async def work(runtime: Runtime) -> None:
         async with runtime.db.transaction() as session:
-            await app_service.delete_app(session, await app_service.get_app(session, app_id))
+            await app_service.delete_app(session, app_id)
 
     run_with_runtime(work)
     emit({"app_id": app_id, "deleted": True}, as_json, lambda: console.print(f"Deleted {app_id}"))

@@ -44,6 +44,8 @@ class AppConfig(BaseModel):
     # rag_options.pipeline_ids names others; show_sources fills doc_references.
     knowledge_enabled: bool = False
     knowledge_base_ids: list[str] = Field(default_factory=list)
+    # Passages given to the model per call (the server's default when None).
+    knowledge_top_k: int | None = Field(default=None, ge=1, le=100)
     show_sources: bool = False
     # Session files: rag_options.session_file_ids are only used with this switch.
     file_parsing: bool = False

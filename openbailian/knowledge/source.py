@@ -94,7 +94,8 @@ class KnowledgeSource:
             )
         if request is None:
             return Augmentation()
-        hits = await service.search(self.retriever, request, call.query, top_k=self.top_k)
+        top_k = call.config.knowledge_top_k or self.top_k
+        hits = await service.search(self.retriever, request, call.query, top_k=top_k)
         return augmentation_for(
             hits, indexed=call.doc_reference_type == "indexed", show_sources=call.config.show_sources
         )

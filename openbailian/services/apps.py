@@ -1,12 +1,21 @@
-"""Apps: a draft config that is edited, and published snapshots that calls use."""
+"""Apps: a draft config that is edited, and published snapshots that calls use.
+
+The use cases take and return domain objects (:class:`AppRecord`, :class:`AppPage`,
+:class:`~openbailian.engine.app_config.AppConfig`); each face (``/manage/v1``, the CLI,
+the OpenAPI agents) renders its own shape. ``workspace_id=None`` (the local CLI) skips
+the workspace check.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openbailian.engine.app_config import AppConfig
@@ -25,26 +34,84 @@ from openbailian.storage.db import Database
 from openbailian.storage.models import App
 
 __all__ = [
+    "AppRecord",
+    "AppPage",
+    "MAX_NAME_CHARS",
     "create_app",
     "update_app",
     "publish_app",
     "get_app",
     "list_apps",
+    "list_published_apps",
     "delete_app",
-    "app_view",
     "parse_config",
+    "revise_config",
     "DatabaseAppLoader",
     "stamp_of",
 ]
 
+MAX_NAME_CHARS = 200
 
-def parse_config(data: dict[str, Any]) -> AppConfig:
+
+@dataclass(frozen=True, slots=True)
+class AppRecord:
+    """An app: its draft, its published snapshot (None until published), and the
+    settings a face accepted that have no equivalent here (``unmapped``: kept as sent)."""
+
+    id: str
+    workspace_id: str
+    name: str
+    draft: AppConfig
+    published: AppConfig | None
+    published_version: int
+    unmapped: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppPage:
+    """One page of a listing (``page`` counts from 1)."""
+
+    items: list[AppRecord]
+    page: int
+    page_size: int
+    total: int
+
+
+def parse_config(data: Mapping[str, Any]) -> AppConfig:
     try:
-        return AppConfig.model_validate(data)
+        return AppConfig.model_validate(dict(data))
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "app"
         raise InvalidParameter(f"Invalid app config at '{where}': {first['msg']}") from None
+
+
+def revise_config(config: AppConfig, changes: Mapping[str, Any]) -> AppConfig:
+    """``config`` with some of its fields changed (validated as a whole)."""
+    return parse_config({**config.model_dump(mode="json"), **changes})
+
+
+def _record(app: App) -> AppRecord:
+    return AppRecord(
+        id=app.id,
+        workspace_id=app.workspace_id,
+        name=app.name,
+        draft=AppConfig.model_validate(app.draft),
+        published=None if app.published is None else AppConfig.model_validate(app.published),
+        published_version=app.published_version,
+        unmapped=dict(app.unmapped_settings or {}),
+        created_at=app.created_at,
+        updated_at=app.updated_at,
+    )
+
+
+def _check_name(name: str) -> None:
+    if not name.strip():
+        raise InvalidParameter("An app needs a name")
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidParameter(f"An app name has at most {MAX_NAME_CHARS} characters")
 
 
 async def create_app(
@@ -55,17 +122,22 @@ async def create_app(
     config: AppConfig,
     models: ModelRegistry,
     publish: bool = True,
-) -> App:
+    unmapped: Mapping[str, Any] | None = None,
+) -> AppRecord:
+    _check_name(name)
     models.check(config.model)
     await ensure_workspace(session, workspace_id)
     await check_links(session, workspace_id, config)
     draft = config.model_dump(mode="json")
-    app = App(id=uuid.uuid4().hex, workspace_id=workspace_id, name=name, draft=draft)
+    app = App(
+        id=uuid.uuid4().hex, workspace_id=workspace_id, name=name, draft=draft,
+        unmapped_settings=dict(unmapped or {}),
+    )
     if publish:
         app.published, app.published_version = draft, 1
     session.add(app)
     await session.flush()
-    return app
+    return _record(app)
 
 
 async def check_links(session: AsyncSession, workspace_id: str, config: AppConfig) -> None:
@@ -75,63 +147,87 @@ async def check_links(session: AsyncSession, workspace_id: str, config: AppConfi
     await check_plugin_ids(session, workspace_id, config.plugin_ids)
 
 
-async def get_app(session: AsyncSession, app_id: str, workspace_id: str | None = None) -> App:
+async def _row(session: AsyncSession, app_id: str, workspace_id: str | None) -> App:
     return await get_in_workspace(
         session, App, app_id, workspace_id, missing=AppNotFound, label="App"
     )
 
 
-async def list_apps(session: AsyncSession, workspace_id: str | None = None) -> list[App]:
-    query = select(App).order_by(App.created_at)
+async def get_app(session: AsyncSession, app_id: str, workspace_id: str | None = None) -> AppRecord:
+    return _record(await _row(session, app_id, workspace_id))
+
+
+async def list_apps(session: AsyncSession, workspace_id: str | None = None) -> list[AppRecord]:
+    query = select(App).order_by(App.created_at, App.id)
     if workspace_id is not None:
         query = query.where(App.workspace_id == workspace_id)
-    return list(await session.scalars(query))
+    return [_record(app) for app in await session.scalars(query)]
+
+
+async def list_published_apps(
+    session: AsyncSession, workspace_id: str, *, page: int = 1, page_size: int = 30
+) -> AppPage:
+    """The workspace's published apps, oldest first, one page of them."""
+    if page < 1 or page_size < 1:
+        raise InvalidParameter("page and page size start at 1")
+    where = (App.workspace_id == workspace_id, App.published_version > 0)
+    total = await session.scalar(select(func.count()).select_from(App).where(*where)) or 0
+    query = (
+        select(App).where(*where).order_by(App.created_at, App.id)
+        .offset((page - 1) * page_size).limit(page_size)
+    )
+    items = [_record(app) for app in await session.scalars(query)]
+    return AppPage(items=items, page=page, page_size=page_size, total=total)
 
 
 async def update_app(
     session: AsyncSession,
-    app: App,
-    changes: dict[str, Any],
+    app_id: str,
+    workspace_id: str | None,
     models: ModelRegistry,
     *,
+    changes: Mapping[str, Any] | None = None,
     name: str | None = None,
-) -> App:
-    """Change the draft; calls keep using the published version until ``publish_app``."""
-    config = parse_config({**app.draft, **changes})
+    unmapped: Mapping[str, Any] | None = None,
+    publish: bool = False,
+) -> AppRecord:
+    """Change the draft (``changes``: AppConfig fields), the name and the unmapped
+    settings (replaced when given); calls keep the published version until it is
+    published (``publish=True`` does both in one transaction)."""
+    app = await _row(session, app_id, workspace_id)
+    config = revise_config(AppConfig.model_validate(app.draft), changes or {})
     models.check(config.model)
     await check_links(session, app.workspace_id, config)
     app.draft = config.model_dump(mode="json")
-    if name:
+    if name is not None:
+        _check_name(name)
         app.name = name
+    if unmapped is not None:
+        app.unmapped_settings = dict(unmapped)
     await session.flush()
-    return app
+    if publish:
+        await _publish(session, app)
+    return _record(app)
 
 
-async def publish_app(session: AsyncSession, app: App) -> App:
+async def publish_app(session: AsyncSession, app_id: str, workspace_id: str | None = None) -> AppRecord:
+    app = await _row(session, app_id, workspace_id)
+    await _publish(session, app)
+    return _record(app)
+
+
+async def _publish(session: AsyncSession, app: App) -> None:
     app.published = dict(app.draft)
     # Incremented in SQL: two processes publishing at once must not both write the same
     # version, as processes reuse a parsed config while the version stays the same.
     app.published_version = App.published_version + 1
     await session.flush()
-    await session.refresh(app, ["published_version"])
-    return app
+    await session.refresh(app, ["published_version", "updated_at"])
 
 
-async def delete_app(session: AsyncSession, app: App) -> None:
-    await session.delete(app)
+async def delete_app(session: AsyncSession, app_id: str, workspace_id: str | None = None) -> None:
+    await session.delete(await _row(session, app_id, workspace_id))
     await session.flush()
-
-
-def app_view(app: App) -> dict[str, Any]:
-    return {
-        "app_id": app.id,
-        "name": app.name,
-        "workspace": app.workspace_id,
-        "draft": app.draft,
-        "published": app.published,
-        "published_version": app.published_version,
-        "created_at": app.created_at.isoformat() if app.created_at else None,
-    }
 
 
 def stamp_of(workspace_id: str | None, version: int | None) -> AppStamp:

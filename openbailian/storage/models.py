@@ -57,6 +57,9 @@ class App(Base):
     draft: Mapped[dict[str, Any]] = mapped_column(JSON)
     published: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     published_version: Mapped[int] = mapped_column(Integer, default=0)
+    # Settings a face accepted that have no equivalent here (agent fields of the OpenAPI):
+    # stored and returned as sent, never used by a call. Added by migration 0008.
+    unmapped_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

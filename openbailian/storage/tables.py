@@ -6,4 +6,5 @@ from openbailian.storage import (
     knowledge_models,  # noqa: F401
     memory_models,  # noqa: F401
     models,  # noqa: F401
+    prompt_models,  # noqa: F401
 )

@@ -67,6 +67,18 @@ async def revoke_key(key_id: str, _: AdminCaller, runtime: RuntimeDep) -> Respon
     return Response(status_code=204)
 
 
+def _app_public(app: app_service.AppRecord) -> AppPublic:
+    return AppPublic(
+        app_id=app.id,
+        name=app.name,
+        workspace=app.workspace_id,
+        draft=app.draft.model_dump(mode="json"),
+        published=None if app.published is None else app.published.model_dump(mode="json"),
+        published_version=app.published_version,
+        created_at=app.created_at.isoformat() if app.created_at else None,
+    )
+
+
 @router.post("/apps", status_code=201)
 async def create_app(body: AppCreate, caller: CurrentCaller, runtime: RuntimeDep) -> AppPublic:
     config = AppConfig.model_validate(body.model_dump(exclude={"name", "publish"}))
@@ -79,21 +91,21 @@ async def create_app(body: AppCreate, caller: CurrentCaller, runtime: RuntimeDep
             models=runtime.models,
             publish=body.publish,
         )
-        return AppPublic(**app_service.app_view(app))
+    return _app_public(app)
 
 
 @router.get("/apps")
 async def list_apps(caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, list[AppPublic]]:
     async with runtime.db.session() as session:
         rows = await app_service.list_apps(session, caller.workspace_id)
-        return {"apps": [AppPublic(**app_service.app_view(a)) for a in rows]}
+    return {"apps": [_app_public(a) for a in rows]}
 
 
 @router.get("/apps/{app_id}")
 async def get_app(app_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> AppPublic:
     async with runtime.db.session() as session:
         app = await app_service.get_app(session, app_id, caller.workspace_id)
-        return AppPublic(**app_service.app_view(app))
+    return _app_public(app)
 
 
 @router.patch("/apps/{app_id}")
@@ -102,22 +114,21 @@ async def update_app(
 ) -> AppPublic:
     changes = body.model_dump(exclude_unset=True, exclude={"name"})
     async with runtime.db.transaction() as session:
-        app = await app_service.get_app(session, app_id, caller.workspace_id)
-        await app_service.update_app(session, app, changes, runtime.models, name=body.name)
-        return AppPublic(**app_service.app_view(app))
+        app = await app_service.update_app(
+            session, app_id, caller.workspace_id, runtime.models, changes=changes, name=body.name
+        )
+    return _app_public(app)
 
 
 @router.post("/apps/{app_id}/publish")
 async def publish_app(app_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> AppPublic:
     async with runtime.db.transaction() as session:
-        app = await app_service.get_app(session, app_id, caller.workspace_id)
-        await app_service.publish_app(session, app)
-        return AppPublic(**app_service.app_view(app))
+        app = await app_service.publish_app(session, app_id, caller.workspace_id)
+    return _app_public(app)
 
 
 @router.delete("/apps/{app_id}", status_code=204)
 async def delete_app(app_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> Response:
     async with runtime.db.transaction() as session:
-        app = await app_service.get_app(session, app_id, caller.workspace_id)
-        await app_service.delete_app(session, app)
+        await app_service.delete_app(session, app_id, caller.workspace_id)
     return Response(status_code=204)

@@ -46,6 +46,7 @@ class AppUpdate(BaseModel):
     max_history_turns: int | None = None
     knowledge_enabled: bool | None = None
     knowledge_base_ids: list[str] | None = None
+    knowledge_top_k: int | None = None
     show_sources: bool | None = None
     file_parsing: bool | None = None
     memory_enabled: bool | None = None
