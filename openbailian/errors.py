@@ -7,6 +7,9 @@ __all__ = [
     "OpenBailianError",
     "InvalidParameter",
     "InvalidApiKey",
+    "SignatureMismatch",
+    "SignatureExpired",
+    "SignatureNonceUsed",
     "AccessDenied",
     "WorkspaceAccessDenied",
     "NotFound",
@@ -35,6 +38,18 @@ class InvalidParameter(OpenBailianError):
 
 class InvalidApiKey(OpenBailianError):
     """The API key is missing, unknown or revoked."""
+
+
+class SignatureMismatch(InvalidApiKey):
+    """An ACS3-HMAC-SHA256 signature that is malformed or does not match the request."""
+
+
+class SignatureExpired(InvalidApiKey):
+    """A signed request whose ``x-acs-date`` is missing or more than 15 minutes away."""
+
+
+class SignatureNonceUsed(InvalidApiKey):
+    """A signed request whose ``x-acs-signature-nonce`` was already seen (a replay)."""
 
 
 class AccessDenied(OpenBailianError):

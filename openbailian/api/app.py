@@ -17,8 +17,10 @@ from openbailian.api.manage import memory as memory_manage
 from openbailian.api.manage import plugins as plugins_manage
 from openbailian.api.manage.router import router as manage_router
 from openbailian.api.middleware import RequestIdMiddleware
+from openbailian.api.openapi.router import router as openapi_router
 from openbailian.api.ratelimit import RateLimiter
 from openbailian.config import Settings
+from openbailian.crypto import SecretBox
 from openbailian.runtime import Runtime
 from openbailian.services.admin import admin_token
 
@@ -47,6 +49,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.admin_token = admin_token(settings)
+    app.state.secret_box = SecretBox.from_settings(settings)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(completion_router)
@@ -55,6 +58,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(plugins_manage.router)
     app.include_router(files_manage.router)
     app.include_router(knowledge_manage.router)
+    app.include_router(openapi_router)  # /{WorkspaceId}/…: the Bailian OpenAPI face
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

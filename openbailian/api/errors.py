@@ -24,6 +24,9 @@ logger = logging.getLogger("openbailian.api")
 ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
     (errors.ModelNotFound, 400, "InvalidParameter.Model"),
     (errors.InvalidParameter, 400, "InvalidParameter"),
+    (errors.SignatureMismatch, 401, "SignatureDoesNotMatch"),
+    (errors.SignatureExpired, 401, "InvalidTimeStamp.Expired"),
+    (errors.SignatureNonceUsed, 401, "SignatureNonceUsed"),
     (errors.InvalidApiKey, 401, "InvalidApiKey"),
     (errors.WorkspaceAccessDenied, 403, "Workspace.AccessDenied"),
     (errors.AccessDenied, 403, "AccessDenied"),

@@ -18,6 +18,7 @@ from openbailian.cli._common import (
     run_with_runtime,
 )
 from openbailian.config import Settings
+from openbailian.crypto import SecretBox
 from openbailian.runtime import Runtime
 from openbailian.services import apps as app_service
 from openbailian.services import keys as key_service
@@ -39,12 +40,21 @@ def create_key(
 
     async def work(runtime: Runtime) -> key_service.CreatedKey:
         async with runtime.db.transaction() as session:
-            return await key_service.create_key(session, workspace, name)
+            return await key_service.create_key(
+                session, workspace, name, box=SecretBox.from_settings(runtime.settings)
+            )
 
     created = run_with_runtime(work)
-    data = {"api_key": created.api_key, "workspace": created.workspace_id, "key_id": created.id}
+    data = {
+        "api_key": created.api_key,
+        "workspace": created.workspace_id,
+        "key_id": created.id,
+        "access_key_id": created.access_key_id,
+        "access_key_secret": created.access_key_secret,
+    }
     emit(data, as_json, lambda: console.print(
-        f"API key for workspace [bold]{created.workspace_id}[/bold] (shown once):\n{created.api_key}"
+        f"API key for workspace [bold]{created.workspace_id}[/bold] (shown once):\n{created.api_key}\n"
+        f"AccessKey pair (OpenAPI SDKs, shown once): {created.access_key_id} {created.access_key_secret}"
     ))
 
 

@@ -16,12 +16,38 @@ from openbailian.cli._common import (
 )
 from openbailian.runtime import Runtime
 from openbailian.services import memory as memory_service
+from openbailian.services.memory import MemoryInfo, MemoryNode
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Long-term memory: memory bodies and what they remember.", no_args_is_help=True)
 
 AnyWorkspace = typer.Option(None, "--workspace", "-w", help="Only this workspace (default: all).")
+
+
+def memory_view(memory: MemoryInfo) -> dict[str, Any]:
+    return {
+        "memory_id": memory.id,
+        "memoryId": memory.id,
+        "workspace": memory.workspace_id,
+        "description": memory.description,
+        "created_at": memory.created_at.isoformat() if memory.created_at else None,
+        "items": memory.items,
+    }
+
+
+def item_view(item: MemoryNode) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "memory_node_id": item.id,
+        "memoryNodeId": item.id,
+        "memory_id": item.memory_id,
+        "content": item.content,
+        "subject": item.subject,
+        "source": item.source,
+        "created_at": item.created_at.isoformat() if item.created_at else None,
+        "updated_at": item.updated_at.isoformat() if item.updated_at else None,
+    }
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -41,8 +67,7 @@ def create(
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         async with runtime.db.transaction() as session:
-            memory = await memory_service.create_memory(session, workspace, description)
-            return memory_service.memory_view(memory, 0)
+            return memory_view(await memory_service.create_memory(session, workspace, description))
 
     view = run_with_runtime(work)
     emit(view, as_json, lambda: console.print(f"memory_id: [bold]{view['memory_id']}[/bold]"))
@@ -52,8 +77,8 @@ def create(
 def list_(workspace: str | None = AnyWorkspace, as_json: bool = JsonOption) -> None:
     async def work(runtime: Runtime) -> list[dict[str, Any]]:
         async with runtime.db.session() as session:
-            rows = await memory_service.list_memories(session, workspace)
-            return [memory_service.memory_view(m, n) for m, n in rows]
+            page = await memory_service.list_memories(session, workspace)
+            return [memory_view(m) for m in page.items]
 
     rows = run_with_runtime(work)
     emit({"memories": rows}, as_json, lambda: _table(rows, ["memory_id", "workspace", "items", "description"]))
@@ -65,8 +90,7 @@ def delete(memory_id: str, workspace: str | None = AnyWorkspace, as_json: bool =
 
     async def work(runtime: Runtime) -> None:
         async with runtime.db.transaction() as session:
-            memory = await memory_service.get_memory(session, memory_id, workspace)
-            await memory_service.delete_memory(session, memory)
+            await memory_service.delete_memory(session, memory_id, workspace)
 
     run_with_runtime(work)
     emit({"memory_id": memory_id, "deleted": True}, as_json, lambda: console.print(f"Deleted {memory_id}"))
@@ -78,8 +102,8 @@ def items(memory_id: str, workspace: str | None = AnyWorkspace, as_json: bool = 
 
     async def work(runtime: Runtime) -> list[dict[str, Any]]:
         async with runtime.db.session() as session:
-            memory = await memory_service.get_memory(session, memory_id, workspace)
-            return [memory_service.item_view(i) for i in await memory_service.list_items(session, memory)]
+            page = await memory_service.list_items(session, memory_id, workspace)
+            return [item_view(i) for i in page.items]
 
     rows = run_with_runtime(work)
     emit({"memory_id": memory_id, "items": rows}, as_json, lambda: _table(rows, ["id", "content", "source", "updated_at"]))
@@ -97,8 +121,7 @@ def add(
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         async with runtime.db.transaction() as session:
-            memory = await memory_service.get_memory(session, memory_id, workspace)
-            return memory_service.item_view(await memory_service.add_item(session, memory, content, subject))
+            return item_view(await memory_service.add_item(session, memory_id, workspace, content, subject))
 
     view = run_with_runtime(work)
     emit(view, as_json, lambda: console.print(f"Added item {view['id']}"))
@@ -117,10 +140,8 @@ def update(
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         async with runtime.db.transaction() as session:
-            memory = await memory_service.get_memory(session, memory_id, workspace)
-            item = await memory_service.get_item(session, memory, item_id)
-            return memory_service.item_view(
-                await memory_service.update_item(session, memory, item, content, subject)
+            return item_view(
+                await memory_service.update_item(session, memory_id, item_id, workspace, content, subject)
             )
 
     view = run_with_runtime(work)
@@ -135,8 +156,7 @@ def forget(
 
     async def work(runtime: Runtime) -> None:
         async with runtime.db.transaction() as session:
-            memory = await memory_service.get_memory(session, memory_id, workspace)
-            await memory_service.delete_item(session, memory, await memory_service.get_item(session, memory, item_id))
+            await memory_service.delete_item(session, memory_id, item_id, workspace)
 
     run_with_runtime(work)
     emit({"id": item_id, "deleted": True}, as_json, lambda: console.print(f"Deleted item {item_id}"))

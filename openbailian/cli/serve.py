@@ -12,6 +12,7 @@ import uvicorn
 
 from openbailian.cli._common import console, run_with_runtime
 from openbailian.config import Settings
+from openbailian.crypto import SecretBox
 from openbailian.runtime import Runtime
 from openbailian.services import apps as app_service
 from openbailian.services import keys as key_service
@@ -54,7 +55,9 @@ async def ensure_demo(runtime: Runtime) -> dict[str, str]:
         app = await app_service.create_app(
             session, workspace_id=DEMO_WORKSPACE, name="demo", config=config, models=runtime.models
         )
-        key = await key_service.create_key(session, DEMO_WORKSPACE, "demo")
+        key = await key_service.create_key(
+            session, DEMO_WORKSPACE, "demo", box=SecretBox.from_settings(runtime.settings)
+        )
     saved = {"app_id": app.id, "api_key": key.api_key, "workspace": DEMO_WORKSPACE, "model": model}
     # The demo key is kept in clear text on purpose, readable by the owner only, so
     # that `make serve` prints the same working key every time.

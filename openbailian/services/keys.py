@@ -1,25 +1,38 @@
-"""API keys: ``sk-`` + 32 hex digits, shown once, stored as a SHA-256 hash."""
+"""API keys: ``sk-`` + 32 hex digits, shown once, stored as a SHA-256 hash.
+
+Each key also has an AccessKey pair (``access_key_id`` / ``access_key_secret``) for
+ACS3-HMAC-SHA256 signed OpenAPI calls: the secret is shown once and kept sealed with
+``crypto.SecretBox`` (the server must read it back to verify a signature). Revoking the
+key revokes both forms; both are read from the database on every call.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import string
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openbailian.crypto import SecretBox, SecretUnreadable
 from openbailian.engine.run import AppStamp
-from openbailian.errors import InvalidApiKey, NotFound
+from openbailian.errors import InvalidApiKey, NotFound, SignatureNonceUsed
 from openbailian.services.apps import stamp_of
 from openbailian.services.workspaces import ensure_workspace
 from openbailian.storage.db import Database
-from openbailian.storage.models import ApiKey, App, utcnow
+from openbailian.storage.models import ApiKey, App, SignatureNonce, utcnow
 
 __all__ = [
     "CreatedKey",
     "KeyCheck",
+    "AccessKey",
+    "check_access_key",
+    "remember_nonce",
     "check_key",
     "create_key",
     "hash_key",
@@ -33,6 +46,25 @@ class CreatedKey:
     id: str
     api_key: str
     workspace_id: str
+    access_key_id: str
+    access_key_secret: str  # shown once, like api_key
+
+
+@dataclass(frozen=True, slots=True)
+class AccessKey:
+    """An AccessKey pair's key, read for a signed call (the secret opened)."""
+
+    key_id: str
+    workspace_id: str
+    access_key_id: str
+    secret: str
+
+
+_ALPHANUMERIC = string.ascii_letters + string.digits
+
+
+def _random_text(length: int) -> str:
+    return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(length))
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,19 +78,32 @@ def hash_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
-async def create_key(session: AsyncSession, workspace_id: str, name: str = "") -> CreatedKey:
+async def create_key(
+    session: AsyncSession, workspace_id: str, name: str = "", *, box: SecretBox
+) -> CreatedKey:
+    """A new key and its AccessKey pair; ``box`` seals the AccessKey secret."""
     await ensure_workspace(session, workspace_id)
     api_key = "sk-" + secrets.token_hex(16)
+    access_key_id = "OBAK" + _random_text(20)
+    access_key_secret = _random_text(30)
     row = ApiKey(
         id=uuid.uuid4().hex,
         workspace_id=workspace_id,
         key_hash=hash_key(api_key),
         display=f"{api_key[:6]}…{api_key[-4:]}",
         name=name,
+        access_key_id=access_key_id,
+        access_key_secret=box.seal(access_key_secret),
     )
     session.add(row)
     await session.flush()
-    return CreatedKey(id=row.id, api_key=api_key, workspace_id=workspace_id)
+    return CreatedKey(
+        id=row.id,
+        api_key=api_key,
+        workspace_id=workspace_id,
+        access_key_id=access_key_id,
+        access_key_secret=access_key_secret,
+    )
 
 
 async def list_keys(session: AsyncSession, workspace_id: str | None = None) -> list[ApiKey]:
@@ -90,3 +135,34 @@ async def check_key(db: Database, api_key: str, app_id: str | None = None) -> Ke
         raise InvalidApiKey("Invalid API-key provided.")
     app = stamp_of(row.app_workspace_id, row.published_version) if app_id is not None else None
     return KeyCheck(key_id=row.id, workspace_id=row.workspace_id, app=app)
+
+
+async def check_access_key(db: Database, box: SecretBox, access_key_id: str) -> AccessKey:
+    """The key of an AccessKey id with its secret opened, read on every call (revocation
+    is seen at once by every process)."""
+    query = select(ApiKey.id, ApiKey.workspace_id, ApiKey.revoked_at, ApiKey.access_key_secret).where(
+        ApiKey.access_key_id == access_key_id
+    )
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+    if row is None or row.revoked_at is not None or not row.access_key_secret:
+        raise InvalidApiKey("The AccessKey ID is unknown or revoked.")
+    try:
+        secret = box.open(row.access_key_secret)
+    except SecretUnreadable:  # the server key changed since the pair was made
+        raise InvalidApiKey("This AccessKey cannot be verified by this server (its secret key changed).") from None
+    return AccessKey(key_id=row.id, workspace_id=row.workspace_id, access_key_id=access_key_id, secret=secret)
+
+
+async def remember_nonce(db: Database, access_key_id: str, nonce: str, expires_at: datetime) -> None:
+    """Record a signature nonce until ``expires_at``; SignatureNonceUsed when it was seen
+    already (by any process: the row is in the database). Expired nonces are dropped."""
+    try:
+        async with db.transaction() as session:
+            await session.execute(delete(SignatureNonce).where(SignatureNonce.expires_at < utcnow()))
+            session.add(SignatureNonce(access_key_id=access_key_id, nonce=nonce, expires_at=expires_at))
+            await session.flush()
+    except IntegrityError:
+        raise SignatureNonceUsed(
+            "The x-acs-signature-nonce was already used: each signed request needs a new nonce."
+        ) from None

@@ -8,9 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openbailian.errors import InvalidParameter, WorkspaceNotFound
 from openbailian.storage.models import Workspace
 
-__all__ = ["WORKSPACE_ID", "ensure_workspace", "get_workspace", "list_workspaces"]
+__all__ = ["WORKSPACE_ID", "RESERVED_WORKSPACE_IDS", "ensure_workspace", "get_workspace", "list_workspaces"]
 
 WORKSPACE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# First path segments of the server's other faces: OpenAPI paths start with /{WorkspaceId}.
+RESERVED_WORKSPACE_IDS = frozenset({"api", "manage", "console", "docs", "redoc", "healthz", "static"})
 
 
 async def ensure_workspace(session: AsyncSession, workspace_id: str) -> Workspace:
@@ -18,6 +20,10 @@ async def ensure_workspace(session: AsyncSession, workspace_id: str) -> Workspac
     if not WORKSPACE_ID.match(workspace_id):
         raise InvalidParameter(
             "A workspace id is 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    if workspace_id.lower() in RESERVED_WORKSPACE_IDS:
+        raise InvalidParameter(
+            f"'{workspace_id}' cannot be a workspace id (reserved: {', '.join(sorted(RESERVED_WORKSPACE_IDS))})"
         )
     workspace = await session.get(Workspace, workspace_id)
     if workspace is None:

@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Workspace", "ApiKey", "App", "ChatSession", "SessionMessage", "utcnow"]
+__all__ = ["Base", "Workspace", "ApiKey", "SignatureNonce", "App", "ChatSession", "SessionMessage", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -46,6 +46,21 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The AccessKey pair of the same key (OpenAPI ACS3 signatures); NULL for keys made before 0006.
+    access_key_id: Mapped[str | None] = mapped_column(String(32), unique=True, index=True, default=None)
+    # Sealed with crypto.SecretBox: the server must read it back to verify a signature.
+    access_key_secret: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class SignatureNonce(Base):
+    """A signature nonce seen on a signed OpenAPI call, kept while its x-acs-date is
+    acceptable so a replay is refused by every process."""
+
+    __tablename__ = "signature_nonces"
+
+    access_key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(128), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class App(Base):

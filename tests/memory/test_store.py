@@ -17,8 +17,7 @@ async def new_memory(runtime, workspace="ws1"):
 
 async def contents(runtime, memory_id):
     async with runtime.db.session() as session:
-        memory = await memory_service.get_memory(session, memory_id, None)
-        return [i.content for i in await memory_service.list_items(session, memory)]
+        return [i.content for i in (await memory_service.list_items(session, memory_id, None)).items]
 
 
 async def test_save_then_recall(runtime, embedder):
@@ -85,26 +84,22 @@ async def test_manual_edits_are_seen_by_recall(runtime, embedder):
     await store.remember(memory_id, [Fact("用户喜欢猫")])
     assert [r.content for r in await store.recall(memory_id, "宠物")] == ["用户喜欢猫"]  # cached now
     async with runtime.db.transaction() as session:
-        memory = await memory_service.get_memory(session, memory_id, "ws1")
-        (item,) = await memory_service.list_items(session, memory)
-        await memory_service.update_item(session, memory, item, "用户喜欢狗")
-        added = await memory_service.add_item(session, memory, "用户住在杭州")
+        (item,) = (await memory_service.list_items(session, memory_id, "ws1")).items
+        await memory_service.update_item(session, memory_id, item.id, "ws1", "用户喜欢狗")
+        added = await memory_service.add_item(session, memory_id, "ws1", "用户住在杭州")
     assert sorted(r.content for r in await store.recall(memory_id, "x")) == ["用户住在杭州", "用户喜欢狗"]
     async with runtime.db.transaction() as session:
-        memory = await memory_service.get_memory(session, memory_id, "ws1")
-        await memory_service.delete_item(session, memory, await memory_service.get_item(session, memory, added.id))
+        await memory_service.delete_item(session, memory_id, added.id, "ws1")
     assert [r.content for r in await store.recall(memory_id, "x")] == ["用户喜欢狗"]
 
 
 async def test_item_ops_check_the_item_belongs_to_the_memory(runtime):
     first, second = await new_memory(runtime), await new_memory(runtime)
     async with runtime.db.transaction() as session:
-        memory = await memory_service.get_memory(session, first, "ws1")
-        item = await memory_service.add_item(session, memory, "用户饮食偏好：面食")
+        item = await memory_service.add_item(session, first, "ws1", "用户饮食偏好：面食")
         assert item.subject == "饮食偏好"
-        other = await memory_service.get_memory(session, second, "ws1")
         with pytest.raises(NotFound):
-            await memory_service.get_item(session, other, item.id)
+            await memory_service.get_item(session, second, item.id, "ws1")
 
 
 async def test_deleting_a_memory_deletes_its_items_only(runtime, embedder):
@@ -113,7 +108,7 @@ async def test_deleting_a_memory_deletes_its_items_only(runtime, embedder):
     await store.remember(first, [Fact("用户喜欢猫")])
     await store.remember(second, [Fact("用户喜欢狗")])
     async with runtime.db.transaction() as session:
-        await memory_service.delete_memory(session, await memory_service.get_memory(session, first, "ws1"))
+        await memory_service.delete_memory(session, first, "ws1")
     with pytest.raises(MemoryNotFound):
         await store.recall(first, "猫")
     assert await contents(runtime, second) == ["用户喜欢狗"]

@@ -20,8 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from openbailian.api.deps import CurrentCaller, RuntimeDep
 from openbailian.services import memory as memory_service
+from openbailian.services.memory import MemoryInfo, MemoryNode
 
-__all__ = ["router"]
+__all__ = ["router", "memory_view", "item_view"]
 
 router = APIRouter(prefix="/manage/v1", tags=["memory"])
 
@@ -37,33 +38,55 @@ class NodeWrite(BaseModel):
     subject: str | None = Field(default=None, max_length=200)
 
 
+def memory_view(memory: MemoryInfo) -> dict[str, Any]:
+    return {
+        "memory_id": memory.id,
+        "memoryId": memory.id,
+        "workspace": memory.workspace_id,
+        "description": memory.description,
+        "created_at": memory.created_at.isoformat() if memory.created_at else None,
+        "items": memory.items,
+    }
+
+
+def item_view(item: MemoryNode) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "memory_node_id": item.id,
+        "memoryNodeId": item.id,
+        "memory_id": item.memory_id,
+        "content": item.content,
+        "subject": item.subject,
+        "source": item.source,
+        "created_at": item.created_at.isoformat() if item.created_at else None,
+        "updated_at": item.updated_at.isoformat() if item.updated_at else None,
+    }
+
+
 @router.post("/memories", status_code=201)
 async def create_memory(body: MemoryCreate, caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
     async with runtime.db.transaction() as session:
         memory = await memory_service.create_memory(session, caller.workspace_id, body.description)
-        return memory_service.memory_view(memory, 0)
+    return memory_view(memory)
 
 
 @router.get("/memories")
 async def list_memories(caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
     async with runtime.db.session() as session:
-        rows = await memory_service.list_memories(session, caller.workspace_id)
-        return {"memories": [memory_service.memory_view(m, n) for m, n in rows]}
+        page = await memory_service.list_memories(session, caller.workspace_id)
+    return {"memories": [memory_view(m) for m in page.items]}
 
 
 @router.get("/memories/{memory_id}")
 async def get_memory(memory_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
     async with runtime.db.session() as session:
-        memory = await memory_service.get_memory(session, memory_id, caller.workspace_id)
-        items = await memory_service.list_items(session, memory)
-        return memory_service.memory_view(memory, len(items))
+        return memory_view(await memory_service.get_memory(session, memory_id, caller.workspace_id))
 
 
 @router.delete("/memories/{memory_id}", status_code=204)
 async def delete_memory(memory_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> Response:
     async with runtime.db.transaction() as session:
-        memory = await memory_service.get_memory(session, memory_id, caller.workspace_id)
-        await memory_service.delete_memory(session, memory)
+        await memory_service.delete_memory(session, memory_id, caller.workspace_id)
     return Response(status_code=204)
 
 
@@ -72,17 +95,17 @@ async def create_node(
     memory_id: str, body: NodeWrite, caller: CurrentCaller, runtime: RuntimeDep
 ) -> dict[str, Any]:
     async with runtime.db.transaction() as session:
-        memory = await memory_service.get_memory(session, memory_id, caller.workspace_id)
-        item = await memory_service.add_item(session, memory, body.content, body.subject)
-        return memory_service.item_view(item)
+        item = await memory_service.add_item(
+            session, memory_id, caller.workspace_id, body.content, body.subject
+        )
+    return item_view(item)
 
 
 @router.get("/memories/{memory_id}/nodes")
 async def list_nodes(memory_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
     async with runtime.db.session() as session:
-        memory = await memory_service.get_memory(session, memory_id, caller.workspace_id)
-        items = await memory_service.list_items(session, memory)
-        return {"memory_id": memory.id, "items": [memory_service.item_view(i) for i in items]}
+        page = await memory_service.list_items(session, memory_id, caller.workspace_id)
+    return {"memory_id": memory_id, "items": [item_view(i) for i in page.items]}
 
 
 @router.patch("/memories/{memory_id}/nodes/{node_id}")
@@ -90,10 +113,10 @@ async def update_node(
     memory_id: str, node_id: str, body: NodeWrite, caller: CurrentCaller, runtime: RuntimeDep
 ) -> dict[str, Any]:
     async with runtime.db.transaction() as session:
-        memory = await memory_service.get_memory(session, memory_id, caller.workspace_id)
-        item = await memory_service.get_item(session, memory, node_id)
-        await memory_service.update_item(session, memory, item, body.content, body.subject)
-        return memory_service.item_view(item)
+        item = await memory_service.update_item(
+            session, memory_id, node_id, caller.workspace_id, body.content, body.subject
+        )
+    return item_view(item)
 
 
 @router.delete("/memories/{memory_id}/nodes/{node_id}", status_code=204)
@@ -101,7 +124,5 @@ async def delete_node(
     memory_id: str, node_id: str, caller: CurrentCaller, runtime: RuntimeDep
 ) -> Response:
     async with runtime.db.transaction() as session:
-        memory = await memory_service.get_memory(session, memory_id, caller.workspace_id)
-        item = await memory_service.get_item(session, memory, node_id)
-        await memory_service.delete_item(session, memory, item)
+        await memory_service.delete_item(session, memory_id, node_id, caller.workspace_id)
     return Response(status_code=204)

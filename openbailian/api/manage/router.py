@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from openbailian.api.deps import AdminCaller, CurrentCaller, RuntimeDep
 from openbailian.api.manage.schemas import (
@@ -41,11 +41,19 @@ async def list_workspaces(_: AdminCaller, runtime: RuntimeDep) -> dict[str, list
 
 @router.post("/workspaces/{workspace_id}/keys", status_code=201)
 async def create_key(
-    workspace_id: str, body: KeyCreate, _: AdminCaller, runtime: RuntimeDep
+    workspace_id: str, body: KeyCreate, _: AdminCaller, runtime: RuntimeDep, request: Request
 ) -> KeyCreated:
     async with runtime.db.transaction() as session:
-        created = await key_service.create_key(session, workspace_id, body.name)
-    return KeyCreated(key_id=created.id, api_key=created.api_key, workspace=created.workspace_id)
+        created = await key_service.create_key(
+            session, workspace_id, body.name, box=request.app.state.secret_box
+        )
+    return KeyCreated(
+        key_id=created.id,
+        api_key=created.api_key,
+        workspace=created.workspace_id,
+        access_key_id=created.access_key_id,
+        access_key_secret=created.access_key_secret,
+    )
 
 
 @router.get("/workspaces/{workspace_id}/keys")

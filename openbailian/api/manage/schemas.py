@@ -23,6 +23,8 @@ class KeyCreated(BaseModel):
     key_id: str
     api_key: str
     workspace: str
+    access_key_id: str
+    access_key_secret: str
 
 
 class AppCreate(AppConfig):
