@@ -4,7 +4,11 @@ the eight operations with paging, a memory used by an application call, and bad 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import dashscope
 import pytest
@@ -14,6 +18,8 @@ from alibabacloud_tea_openapi.exceptions import ClientException
 from dashscope import Application
 
 from tests.api.openapi.conftest import WORKSPACE, OpenApi, create_key
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
 def refused(call, status: int, code: str, mentions: str = "") -> None:  # type: ignore[no-untyped-def]
@@ -157,3 +163,26 @@ def test_a_chunked_form_body_is_read(openapi: OpenApi) -> None:
     assert response.status_code == 200, response.text
     assert response.json()["memoryNodeId"]
     assert node_contents(openapi.bearer, memory_id) == ["用户喜欢猫"]
+
+
+def test_the_sdk_memory_example_runs(openapi: OpenApi) -> None:
+    """examples/openapi_memory.py, unchanged, with only its environment set."""
+    server = openapi.server
+    app_id = server.app(WORKSPACE, memory_enabled=True, instructions="你是美食顾问。")
+    env = {
+        **os.environ,
+        "BAILIAN_ENDPOINT": f"127.0.0.1:{server.port}",
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": openapi.credentials["access_key_id"],
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": openapi.credentials["access_key_secret"],
+        "BAILIAN_WORKSPACE_ID": WORKSPACE,
+        "BAILIAN_APP_ID": app_id,
+        "DASHSCOPE_API_KEY": openapi.credentials["api_key"],
+        "DASHSCOPE_HTTP_BASE_URL": server.base_http_api_url,
+    }
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "openapi_memory.py")], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "node " in result.stdout and "用户饮食偏好：不吃辣" in result.stdout.split("node ", 1)[1]
+    answer = json.loads(result.stdout[result.stdout.index('{"messages"'):])  # the echo model's context
+    assert "用户饮食偏好：不吃辣" in answer["messages"][0]["content"]
