@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     sse_keepalive_seconds: float = 15.0
     model_timeout_seconds: float = 300.0
     admin_token: str | None = None
+    # Console (openbailian/console): how long a browser sign-in lasts.
+    console_session_hours: float = Field(default=12.0, gt=0)
     # Encrypts secrets kept in the database (AccessKey secrets, plugin tokens); default:
     # generated once in <home>/secret.key. Changing it makes those secrets unreadable.
     secret_key: str | None = None

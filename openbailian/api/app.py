@@ -20,6 +20,7 @@ from openbailian.api.middleware import RequestIdMiddleware
 from openbailian.api.openapi.router import router as openapi_router
 from openbailian.api.ratelimit import RateLimiter
 from openbailian.config import Settings
+from openbailian.console import install_console
 from openbailian.crypto import SecretBox
 from openbailian.runtime import Runtime
 from openbailian.services.admin import admin_token
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(plugins_manage.router)
     app.include_router(files_manage.router)
     app.include_router(knowledge_manage.router)
+    install_console(app)
     app.include_router(openapi_router)  # /{WorkspaceId}/…: the Bailian OpenAPI face
 
     @app.get("/healthz", include_in_schema=False)

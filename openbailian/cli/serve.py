@@ -80,6 +80,10 @@ def _print_demo(settings: Settings, demo: dict[str, str]) -> None:
     console.rule("[bold]openbailian demo")
     console.print(f"app id  : [bold]{demo['app_id']}[/bold]  (model: {demo['model']})")
     console.print(f"api key : [bold]{demo['api_key']}[/bold]")
+    console.print(
+        f"console : [bold]http://{settings.host}:{settings.port}/console[/bold]  "
+        f"(sign in with the api key, or the admin token: OPENBAILIAN_ADMIN_TOKEN or {settings.home / 'admin_token'})"
+    )
     console.print("\n[bold]Python SDK[/bold] (pip install dashscope):")
     console.print(
         f"export DASHSCOPE_HTTP_BASE_URL={base}\nexport DASHSCOPE_API_KEY={demo['api_key']}\n"

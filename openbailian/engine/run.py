@@ -88,6 +88,9 @@ class RunRequest:
     user_defined_params: dict[str, Any] = field(default_factory=dict)
     user_defined_tokens: dict[str, Any] = field(default_factory=dict)
     app_stamp: AppStamp | None = None  # already read with the API key; None: not yet
+    # Run this config instead of the published one (the console's playground on a draft;
+    # the caller has checked that the app is in the workspace).
+    config: AppConfig | None = None
 
 
 class AppLoader:
@@ -149,7 +152,7 @@ class Engine:
 
     async def prepare(self, request: RunRequest) -> PreparedRun:
         """Every check that can fail the call, done before anything is streamed."""
-        config = await self._apps.published(
+        config = request.config or await self._apps.published(
             request.app_id, request.workspace_id, request.app_stamp
         )
         caller_system, history, current = _conversation(request)
