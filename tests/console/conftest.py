@@ -30,8 +30,10 @@ if not Path(CHROMIUM).exists():
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope, not session: while Playwright's sync API runs, the main thread has a
+    # running event loop, and later tests calling asyncio.run() would fail.
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield browser
