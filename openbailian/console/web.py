@@ -72,8 +72,13 @@ def language(request: Request) -> str:
 
 
 def wants_json(request: Request) -> bool:
-    return "application/json" in request.headers.get("accept", "") or request.method != "GET" and bool(
-        request.headers.get("x-csrf-token")
+    """The page's own fetches (JSON or SSE, or carrying the CSRF header) get JSON errors."""
+    accept = request.headers.get("accept", "")
+    return (
+        "application/json" in accept
+        or "text/event-stream" in accept
+        or request.headers.get("content-type", "").startswith("application/json")
+        or bool(request.headers.get("x-csrf-token"))
     )
 
 
