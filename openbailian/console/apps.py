@@ -52,7 +52,7 @@ async def edit_app(request: Request, app_id: str, user: SignedIn, done: str = ""
         app = await app_service.get_app(session, app_id, user.workspace_id)
         bases = await knowledge_service.list_bases(session, user.workspace_id)
         plugins = await plugin_service.list_plugins(session, user.workspace_id)
-    draft = AppConfig.model_validate(app.draft)
+    draft = app.draft
     plugin_choices = [(p.id, p.name) for p in plugins] + [(tool_id, b.title) for tool_id, b in BUILTINS.items()]
     return await page(
         request, "app_edit.html", app=app, draft=draft, variables=list(draft.declared_variables().values()),
@@ -69,26 +69,23 @@ async def save_app(request: Request, app_id: str, user: Changing) -> Response:
     name, changes = app_changes(form)
     publish = form.get("action") == "publish"
     async with runtime.db.transaction() as session:
-        app = await app_service.get_app(session, app_id, user.workspace_id)
-        await app_service.update_app(session, app, changes, runtime.models, name=name)
-        if publish:
-            await app_service.publish_app(session, app)
+        await app_service.update_app(
+            session, app_id, user.workspace_id, runtime.models, changes=changes, name=name, publish=publish
+        )
     return redirect(f"/console/apps/{app_id}", done="published" if publish else "saved")
 
 
 @router.post("/{app_id}/publish")
 async def publish_app(request: Request, app_id: str, user: Changing) -> Response:
     async with runtime_of(request).db.transaction() as session:
-        app = await app_service.get_app(session, app_id, user.workspace_id)
-        await app_service.publish_app(session, app)
+        await app_service.publish_app(session, app_id, user.workspace_id)
     return redirect(f"/console/apps/{app_id}", done="published")
 
 
 @router.post("/{app_id}/delete")
 async def delete_app(request: Request, app_id: str, user: Changing) -> Response:
     async with runtime_of(request).db.transaction() as session:
-        app = await app_service.get_app(session, app_id, user.workspace_id)
-        await app_service.delete_app(session, app)
+        await app_service.delete_app(session, app_id, user.workspace_id)
     return redirect("/console/apps", done="deleted")
 
 

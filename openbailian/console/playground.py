@@ -36,7 +36,7 @@ async def playground(request: Request, app_id: str, user: SignedIn) -> Response:
     async with runtime_of(request).db.session() as session:
         app = await app_service.get_app(session, app_id, user.workspace_id)
         memories = [m for m, _ in await memory_service.list_memories(session, user.workspace_id)]
-    draft = AppConfig.model_validate(app.draft)
+    draft = app.draft
     return await page(
         request, "playground.html", app=app, draft=draft,
         variables=list(draft.declared_variables().values()), memories=memories,
@@ -68,7 +68,7 @@ async def chat(request: Request, app_id: str, user: Changing) -> Response:
         app = await app_service.get_app(session, app_id, user.workspace_id)
     config: AppConfig | None = None
     if data.get("target", "draft") == "draft":
-        config = app_service.parse_config(app.draft)
+        config = app.draft
     elif not app.published_version:
         raise AppNotPublished(f"App '{app_id}' has no published version; publish it first")
     run = await runtime.engine.prepare(
