@@ -36,7 +36,9 @@ async def list_keys(request: Request, user: SignedIn, done: str = "") -> Respons
 async def create_key(request: Request, user: Changing, name: str = Form("")) -> Response:
     _require_admin(user)
     async with runtime_of(request).db.transaction() as session:
-        created = await key_service.create_key(session, user.workspace_id, name.strip()[:200])
+        created = await key_service.create_key(
+            session, user.workspace_id, name.strip()[:200], box=request.app.state.secret_box
+        )
     # The one time the key is shown: this response is not cached and not reachable again.
     return await _keys_page(request, user, created=created)
 

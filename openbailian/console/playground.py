@@ -35,7 +35,7 @@ MAX_CHAT_BODY = 256 * 1024
 async def playground(request: Request, app_id: str, user: SignedIn) -> Response:
     async with runtime_of(request).db.session() as session:
         app = await app_service.get_app(session, app_id, user.workspace_id)
-        memories = [m for m, _ in await memory_service.list_memories(session, user.workspace_id)]
+        memories = (await memory_service.list_memories(session, user.workspace_id)).items
     draft = app.draft
     return await page(
         request, "playground.html", app=app, draft=draft,

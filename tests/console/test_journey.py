@@ -26,6 +26,7 @@ def create_key(page: Page, server: LiveServer, name: str) -> str:
     page.get_by_test_id("create-key").click()
     key = page.get_by_test_id("new-key").inner_text()
     assert re.fullmatch(r"sk-[0-9a-f]{32}", key)
+    assert page.get_by_test_id("new-access-key-secret").inner_text()  # its AccessKey pair, shown once too
     return key
 
 
@@ -50,11 +51,12 @@ def test_journey_from_sign_in_to_a_published_app_called_by_the_sdk(
     assert session_cookie["httpOnly"] and session_cookie["sameSite"] == "Strict"
 
     key = create_key(page, server, "journey")
+    secret = page.get_by_test_id("new-access-key-secret").inner_text()
     expect(page.get_by_test_id("keys")).to_contain_text("journey")
     shoot(page, "keys")
     page.goto(f"{server.url}/console/keys")  # shown once: a fresh view of the page never shows it again
     expect(page.get_by_test_id("new-key")).to_have_count(0)
-    assert key not in page.content()
+    assert key not in page.content() and secret not in page.content()
 
     docx = make_docx(tmp_path / "百炼系列手机产品介绍.docx")
     base_id = create_base_with(page, server, "手机", [docx])
