@@ -17,6 +17,7 @@ from openbailian.api.manage import memory as memory_manage
 from openbailian.api.manage import plugins as plugins_manage
 from openbailian.api.manage.router import router as manage_router
 from openbailian.api.middleware import RequestIdMiddleware
+from openbailian.api.native import knowledge as native_knowledge
 from openbailian.api.openapi.router import router as openapi_router
 from openbailian.api.ratelimit import RateLimiter
 from openbailian.config import Settings
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(files_manage.router)
     app.include_router(knowledge_manage.router)
     install_console(app)
+    app.include_router(native_knowledge.router)
     app.include_router(openapi_router)  # /{WorkspaceId}/…: the Bailian OpenAPI face
 
     @app.get("/healthz", include_in_schema=False)

@@ -13,7 +13,7 @@ from openbailian.errors import AccessDenied, InvalidApiKey, WorkspaceAccessDenie
 from openbailian.runtime import Runtime
 from openbailian.services.keys import check_key
 
-__all__ = ["Caller", "CurrentCaller", "MeteredCaller", "AdminCaller", "RuntimeDep"]
+__all__ = ["Caller", "CurrentCaller", "KeyCaller", "MeteredCaller", "AdminCaller", "RuntimeDep"]
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,16 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-async def _authenticate(request: Request, runtime: Runtime, app_id: str | None) -> Caller:
-    checked = await check_key(runtime.db, _bearer(request), app_id)
+def _bearer_or_bare(request: Request) -> str:
+    """``Bearer sk-…``, or the bare key (LlamaIndex's DashScopeCloudRetriever sends it so)."""
+    header = request.headers.get("authorization", "").strip()
+    if header and " " not in header:
+        return header
+    return _bearer(request)
+
+
+async def _authenticate(request: Request, runtime: Runtime, app_id: str | None, *, bare: bool = False) -> Caller:
+    checked = await check_key(runtime.db, _bearer_or_bare(request) if bare else _bearer(request), app_id)
     caller = Caller(key_id=checked.key_id, workspace_id=checked.workspace_id, app=checked.app)
     requested = request.headers.get("x-dashscope-workspace")
     if requested and requested != caller.workspace_id:
@@ -54,6 +62,14 @@ async def get_caller(request: Request, runtime: RuntimeDep) -> Caller:
 
 
 CurrentCaller = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_key_caller(request: Request, runtime: RuntimeDep) -> Caller:
+    return await _authenticate(request, runtime, None, bare=True)
+
+
+# The DashScope-native knowledge API: the key with or without "Bearer ".
+KeyCaller = Annotated[Caller, Depends(get_key_caller)]
 
 
 async def get_metered_caller(app_id: str, request: Request, runtime: RuntimeDep) -> Caller:

@@ -17,9 +17,10 @@ from openbailian.config import Settings
 from openbailian.crypto import owner_only_secret
 from openbailian.errors import AccessDenied
 
-__all__ = ["UploadSigner", "load_secret", "UPLOAD_PATH"]
+__all__ = ["UploadSigner", "load_secret", "UPLOAD_PATH", "DOWNLOAD_PATH"]
 
 UPLOAD_PATH = "/manage/v1/files/upload"
+DOWNLOAD_PATH = "/manage/v1/files/download"
 
 
 def load_secret(settings: Settings) -> bytes:
@@ -40,6 +41,23 @@ class UploadSigner:
         expires = int(expires_at)
         query = urlencode({"Expires": expires, "Signature": self._signature(lease_id, expires)})
         return f"{base_url.rstrip('/')}{UPLOAD_PATH}/{lease_id}?{query}"
+
+    def download_url(self, base_url: str, file_id: str, what: str, expires_at: float) -> str:
+        """A link to a file's bytes (``what="origin"``) or parse result (``"parsed"``) until ``expires_at``."""
+        expires = int(expires_at)
+        query = urlencode({"Expires": expires, "Signature": self._signature(f"download/{what}/{file_id}", expires)})
+        return f"{base_url.rstrip('/')}{DOWNLOAD_PATH}/{file_id}/{what}?{query}"
+
+    def verify_download(
+        self, file_id: str, what: str, expires: str | None, signature: str | None, now: float | None = None
+    ) -> None:
+        """Raise AccessDenied unless this server made the link and it has not expired."""
+        if not expires or not signature or not expires.isdigit():
+            raise AccessDenied("The download link is not signed: use the URL DescribeFile returned")
+        if not hmac.compare_digest(self._signature(f"download/{what}/{file_id}", int(expires)), signature):
+            raise AccessDenied("The download link's signature does not match: use the URL as returned")
+        if (now if now is not None else time.time()) > int(expires):
+            raise AccessDenied("The download link has expired: call DescribeFile for a new one")
 
     def extra_header(self, lease_id: str, workspace_id: str) -> str:
         """The ``X-bailian-extra`` value: which lease and workspace the upload is for."""

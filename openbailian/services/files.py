@@ -54,6 +54,9 @@ __all__ = [
     "list_categories",
     "delete_category",
     "parse_result",
+    "download_links",
+    "DownloadLinks",
+    "open_download",
     "usable_files",
 ]
 
@@ -441,6 +444,53 @@ async def parse_result(files: SessionFiles, workspace_id: str, file_id: str) -> 
     if not info.has_parse_result or row.index_ref is None:
         raise Conflict(f"File '{file_id}' has no parse result: its status is {info.status}")
     return "\n\n".join(await files.index.texts(row.index_ref))
+
+
+DOWNLOAD_LINK_SECONDS = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadLinks:
+    """Signed links, valid for an hour, to a file's bytes and to what parsing found in it."""
+
+    origin: str | None
+    parsed: str | None
+    expires_at: datetime
+
+
+def download_links(files: SessionFiles, file: FileInfo, base_url: str) -> DownloadLinks:
+    base = files.settings.files_public_url or base_url
+    expires_at = files.clock() + timedelta(seconds=DOWNLOAD_LINK_SECONDS)
+    stamp = expires_at.timestamp()
+    return DownloadLinks(
+        origin=files.signer.download_url(base, file.id, "origin", stamp) if file.has_original else None,
+        parsed=files.signer.download_url(base, file.id, "parsed", stamp) if file.has_parse_result else None,
+        expires_at=_aware(expires_at),
+    )
+
+
+async def open_download(
+    files: SessionFiles, file_id: str, what: str, *, expires: str | None, signature: str | None
+) -> tuple[str, bytes, str]:
+    """(file name, content, media type) behind a signed link."""
+    if what not in ("origin", "parsed"):
+        raise NotFound(f"There is no '{what}' download")
+    files.signer.verify_download(file_id, what, expires, signature, now=files.clock().timestamp())
+    async with files.db.session() as session:
+        row = await session.get(SessionFile, file_id)
+    if row is None:
+        raise NotFound(f"File '{file_id}' does not exist")
+    if what == "parsed":
+        text = await parse_result(files, row.workspace_id, file_id)
+        return f"{row.file_name}.md", text.encode(), "text/markdown; charset=utf-8"
+    if row.object_key is None:
+        raise NotFound(f"The bytes of file '{file_id}' are gone (its processing failed or it expired)")
+    import asyncio
+    import mimetypes
+
+    content = await asyncio.to_thread(files.store.get, row.object_key)
+    media = mimetypes.types_map.get(f".{row.file_type}", "application/octet-stream")
+    return row.file_name, content, media
 
 
 # ---------------------------------------------------------------- categories

@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -203,3 +204,15 @@ async def upload(lease_id: str, request: Request) -> JSONResponse:
         {"FileUploadLeaseId": lease.id, "SizeInBytes": lease.size_in_bytes, "Md5": lease.md5},
         message="File uploaded successfully.",
     )
+
+
+@router.get("/download/{file_id}/{what}", response_model=None)
+async def download(file_id: str, what: str, request: Request) -> Response:
+    """A signed link of DescribeFile (OriginFileDownloadUrl, ParseResultDownloadUrl):
+    authenticated by its signature, valid until its Expires."""
+    name, content, media = await file_service.open_download(
+        _files(request), file_id, what,
+        expires=request.query_params.get("Expires"), signature=request.query_params.get("Signature"),
+    )
+    disposition = f"attachment; filename*=UTF-8''{quote(name)}"
+    return Response(content, media_type=media, headers={"Content-Disposition": disposition})
