@@ -50,6 +50,7 @@ async def edit_app(request: Request, app_id: str, user: SignedIn, done: str = ""
     runtime = runtime_of(request)
     async with runtime.db.session() as session:
         app = await app_service.get_app(session, app_id, user.workspace_id)
+        versions = await app_service.list_versions(session, app_id, user.workspace_id)
         bases = await knowledge_service.list_bases(session, user.workspace_id)
         plugins = await plugin_service.list_plugins(session, user.workspace_id)
     draft = app.draft
@@ -57,7 +58,7 @@ async def edit_app(request: Request, app_id: str, user: SignedIn, done: str = ""
     return await page(
         request, "app_edit.html", app=app, draft=draft, variables=list(draft.declared_variables().values()),
         models=list(runtime.settings.all_models), bases=bases, plugins=plugin_choices,
-        changed=app.published != app.draft, versions=[], snippets=call_snippets(str(request.base_url), app.id, draft),
+        changed=app.published != app.draft, versions=versions, snippets=call_snippets(str(request.base_url), app.id, draft),
         done=done,
     )
 
@@ -80,6 +81,14 @@ async def publish_app(request: Request, app_id: str, user: Changing) -> Response
     async with runtime_of(request).db.transaction() as session:
         await app_service.publish_app(session, app_id, user.workspace_id)
     return redirect(f"/console/apps/{app_id}", done="published")
+
+
+@router.post("/{app_id}/rollback")
+async def roll_back(request: Request, app_id: str, user: Changing, version: int = Form(...)) -> Response:
+    runtime = runtime_of(request)
+    async with runtime.db.transaction() as session:
+        await app_service.roll_back(session, app_id, user.workspace_id, version, runtime.models)
+    return redirect(f"/console/apps/{app_id}", done="rolled_back")
 
 
 @router.post("/{app_id}/delete")

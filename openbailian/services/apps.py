@@ -24,6 +24,7 @@ from openbailian.errors import (
     AppNotFound,
     AppNotPublished,
     InvalidParameter,
+    NotFound,
 )
 from openbailian.providers.registry import ModelRegistry
 from openbailian.services.knowledge import get_base
@@ -31,7 +32,7 @@ from openbailian.services.lookup import check_owner, get_in_workspace
 from openbailian.services.plugins import check_plugin_ids
 from openbailian.services.workspaces import ensure_workspace
 from openbailian.storage.db import Database
-from openbailian.storage.models import App
+from openbailian.storage.models import App, AppVersion
 
 __all__ = [
     "AppRecord",
@@ -43,6 +44,9 @@ __all__ = [
     "get_app",
     "list_apps",
     "list_published_apps",
+    "PublishedVersion",
+    "list_versions",
+    "roll_back",
     "delete_app",
     "parse_config",
     "revise_config",
@@ -137,6 +141,9 @@ async def create_app(
         app.published, app.published_version = draft, 1
     session.add(app)
     await session.flush()
+    if publish:
+        session.add(AppVersion(app_id=app.id, version=1, config=draft))
+        await session.flush()
     return _record(app)
 
 
@@ -223,6 +230,43 @@ async def _publish(session: AsyncSession, app: App) -> None:
     app.published_version = App.published_version + 1
     await session.flush()
     await session.refresh(app, ["published_version", "updated_at"])
+    session.add(AppVersion(app_id=app.id, version=app.published_version, config=dict(app.published)))
+    await session.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedVersion:
+    version: int
+    config: AppConfig
+    created_at: datetime | None
+
+
+async def list_versions(session: AsyncSession, app_id: str, workspace_id: str | None = None) -> list[PublishedVersion]:
+    """The app's published versions, newest first (versions published before they were
+    kept, by migration 0010a, are not listed)."""
+    await _row(session, app_id, workspace_id)
+    query = select(AppVersion).where(AppVersion.app_id == app_id).order_by(AppVersion.version.desc())
+    return [
+        PublishedVersion(version=v.version, config=AppConfig.model_validate(v.config), created_at=v.created_at)
+        for v in await session.scalars(query)
+    ]
+
+
+async def roll_back(
+    session: AsyncSession, app_id: str, workspace_id: str | None, version: int, models: ModelRegistry
+) -> AppRecord:
+    """Publish an earlier version's config again (as a new version; the draft becomes it too)."""
+    app = await _row(session, app_id, workspace_id)
+    kept = await session.get(AppVersion, (app.id, version))
+    if kept is None:
+        raise NotFound(f"App '{app_id}' has no published version {version}")
+    config = AppConfig.model_validate(kept.config)
+    models.check(config.model)
+    await check_links(session, app.workspace_id, config)  # a base or plugin may be gone since
+    app.draft = dict(kept.config)
+    await session.flush()
+    await _publish(session, app)
+    return _record(app)
 
 
 async def delete_app(session: AsyncSession, app_id: str, workspace_id: str | None = None) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Workspace", "ApiKey", "SignatureNonce", "App", "ChatSession", "SessionMessage", "utcnow"]
+__all__ = ["Base", "Workspace", "ApiKey", "SignatureNonce", "App", "AppVersion", "ChatSession", "SessionMessage", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -77,6 +77,17 @@ class App(Base):
     unmapped_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AppVersion(Base):
+    """Each published snapshot of an app, kept so it can be listed and rolled back to."""
+
+    __tablename__ = "app_versions"
+
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ChatSession(Base):

@@ -96,3 +96,28 @@ def test_chinese_first_when_the_browser_asks_and_switchable(browser: Browser, co
         shoot(page, "apps-zh")
     finally:
         context.close()
+
+
+def test_published_versions_are_listed_and_one_click_rolls_back(page: Page, console_server: LiveServer) -> None:
+    server = console_server
+    sign_in(page, server)
+    app_id = server.app(workspace="default", model="echo", instructions="第一版")
+
+    def published_instructions() -> str:
+        answer = server.call(app_id, {"input": {"prompt": "hi"}}, workspace="default").json()
+        return json.loads(answer["output"]["text"])["messages"][0]["content"]
+
+    page.goto(f"{server.url}/console/apps/{app_id}")
+    page.get_by_test_id("instructions").fill("第二版")
+    page.get_by_test_id("publish").click()
+    expect(page.get_by_test_id("published-version")).to_have_text(re.compile("2$"))
+    assert published_instructions() == "第二版"
+    page.get_by_test_id("rollback-1").click()
+    expect(page.get_by_test_id("flash")).to_be_visible()
+    expect(page.get_by_test_id("published-version")).to_have_text(re.compile("3$"))
+    expect(page.get_by_test_id("instructions")).to_have_value("第一版")
+    assert published_instructions() == "第一版"
+    versions = page.get_by_test_id("versions").locator("tbody tr")
+    expect(versions).to_have_count(3)
+    expect(versions.first).to_contain_text("v3")
+    shoot(page, "app-versions")
