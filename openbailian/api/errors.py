@@ -64,6 +64,17 @@ def request_id_of(request: Request) -> str:
     return getattr(request.state, "request_id", "")
 
 
+def _body_for(request: Request, code: str, message: str) -> dict[str, str]:
+    """The DashScope error body; a Bailian OpenAPI SDK (it sends ``x-acs-action``) also gets the
+    ``Code``/``Message``/``RequestId``/``requestId`` it reads (an unknown path, a body refused
+    before any route: the OpenAPI routes render their own envelopes)."""
+    body = error_body(code, message, request_id_of(request))
+    if "x-acs-action" in request.headers:
+        rid = body["request_id"]
+        body.update({"Code": code, "Message": message, "RequestId": rid, "requestId": rid})
+    return body
+
+
 def error_response(request: Request, error: BaseException) -> JSONResponse:
     status, code, message = error_status_and_code(error)
     if status >= 500:
@@ -71,9 +82,8 @@ def error_response(request: Request, error: BaseException) -> JSONResponse:
     headers = {}
     if isinstance(error, errors.RateLimited):
         headers["Retry-After"] = str(error.retry_after)
-    return JSONResponse(
-        error_body(code, message, request_id_of(request)), status_code=status, headers=headers
-    )
+        headers["x-acs-retry-after"] = str(error.retry_after)
+    return JSONResponse(_body_for(request, code, message), status_code=status, headers=headers)
 
 
 def _validation_message(error: RequestValidationError) -> str:
@@ -98,10 +108,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {404: "NotFound", 405: "MethodNotAllowed"}.get(error.status_code, "InvalidRequest")
-        return JSONResponse(
-            error_body(code, str(error.detail), request_id_of(request)),
-            status_code=error.status_code,
-        )
+        return JSONResponse(_body_for(request, code, str(error.detail)), status_code=error.status_code)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, error: Exception) -> JSONResponse:

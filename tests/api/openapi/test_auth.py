@@ -43,7 +43,7 @@ def test_both_credential_forms_reach_the_same_workspace(openapi: OpenApi) -> Non
 
 
 def test_a_wrong_secret_is_refused_and_changes_nothing(openapi: OpenApi) -> None:
-    wrong = {**openapi.credentials, "access_key_secret": openapi.credentials["access_key_secret"][:-1] + "x"}
+    wrong = {**openapi.credentials, "access_key_secret": "wrong" + openapi.credentials["access_key_secret"]}
     client = openapi.client(credentials=wrong)
     refused(lambda: client.create_memory(WORKSPACE, models.CreateMemoryRequest(description="x")), 401, "SignatureDoesNotMatch")
     assert memory_count(openapi) == 0
@@ -193,3 +193,13 @@ def test_other_faces_are_not_shadowed(openapi: OpenApi) -> None:
         headers={"Authorization": f"Bearer {openapi.server.admin_token}"},
     )
     assert made.status_code == 400 and "reserved" in made.json()["message"]
+
+
+def test_an_unknown_operation_path_answers_what_the_sdk_reads(openapi: OpenApi) -> None:
+    response = openapi.server.http.get(
+        f"/{WORKSPACE}/no/such/operation",
+        headers={"x-acs-action": "NoSuchOperation", "x-acs-bearer-token": openapi.credentials["api_key"]},
+    )
+    body = response.json()
+    assert response.status_code == 404
+    assert body["Code"] == "NotFound" and body["RequestId"] == body["requestId"] == response.headers["x-request-id"]
