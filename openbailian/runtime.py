@@ -1,9 +1,11 @@
-"""The composition root: settings → database, models, engine, features.
+"""The composition root: settings → database, models, features, engine.
 
-Shared by the server and the CLI. Each feature plugs in here: a context
-source (knowledge, session files, memory), a turn observer (memory
-extraction), the tool runner (plugins), and background workers (ingestion,
-expiry) that the server starts and stops.
+Built once per process (``Runtime.build``), by the server and by the CLI, and
+the only place that knows every part. Each feature is a typed field; the engine
+gets the features' context sources, turn observers and tool runner here. The
+server starts the background workers once (``start``) and closes everything once
+(``aclose``); the CLI builds the same runtime but drives the work itself.
+Nothing below this module imports it.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from openbailian.config import Settings
-from openbailian.engine.augment import ContextSource, ToolRunner, TurnObserver
 from openbailian.engine.run import Engine
 from openbailian.engine.sessions import SessionStore
+from openbailian.files.source import SessionFileSource
+from openbailian.files.system import SessionFiles
 from openbailian.knowledge.source import KnowledgeSource
 from openbailian.knowledge.system import KnowledgeSystem
 from openbailian.memory import MemoryObserver, MemorySource, MemoryStore
@@ -28,62 +31,68 @@ __all__ = ["Runtime", "BackgroundWorker"]
 
 
 class BackgroundWorker(Protocol):
-    """Work the server runs beside requests (ingestion queue, expiry sweeper)."""
+    """Work the server runs beside requests (ingestion queue, file processing and expiry)."""
 
     async def start(self) -> None: ...
 
     async def aclose(self) -> None: ...
 
 
-@dataclass
+@dataclass(eq=False)
 class Runtime:
     settings: Settings
     db: Database
     models: ModelRegistry
+    knowledge: KnowledgeSystem
+    files: SessionFiles
+    memory: MemoryStore
+    tools: PluginToolRunner
     engine: Engine
-    workers: list[BackgroundWorker] = field(default_factory=list)
+    _started: bool = field(default=False, repr=False)
+    _closed: bool = field(default=False, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         settings.home.mkdir(parents=True, exist_ok=True)
         db = Database(settings.resolved_database_url)
         models = ModelRegistry(settings)
-        context_sources: list[ContextSource] = []
-        observers: list[TurnObserver] = []
-        tool_runner: ToolRunner | None = None
-        workers: list[BackgroundWorker] = []
-        # Features register their context sources, observers, tools and workers here.
         knowledge = KnowledgeSystem.from_settings(db, settings)
-        context_sources.append(KnowledgeSource(db, knowledge.retriever))
-        workers.append(knowledge)
-        from openbailian.files.source import SessionFileSource
-        from openbailian.files.system import SessionFiles
-
         files = SessionFiles.build(settings, db, knowledge)
-        context_sources.append(SessionFileSource(files))
-        workers.append(files)
-        memory_store = MemoryStore(db, knowledge.embedder)
-        context_sources.append(MemorySource(memory_store))
-        observers.append(MemoryObserver(memory_store, models, settings))
-        tool_runner = PluginToolRunner(db, settings)
+        memory = MemoryStore(db, knowledge.embedder)
+        tools = PluginToolRunner(db, settings)
         engine = Engine(
             DatabaseAppLoader(db),
             SessionStore(db),
             models,
-            context_sources=context_sources,
-            observers=observers,
-            tool_runner=tool_runner,
+            context_sources=[
+                KnowledgeSource(db, knowledge.retriever),
+                SessionFileSource(files),
+                MemorySource(memory),
+            ],
+            observers=[MemoryObserver(memory, models, settings)],
+            tool_runner=tools,
             max_history_turns=settings.max_history_turns,
             max_output_tokens=settings.max_output_tokens,
             model_timeout=settings.model_timeout_seconds,
         )
-        return cls(settings=settings, db=db, models=models, engine=engine, workers=workers)
+        return cls(
+            settings=settings, db=db, models=models, knowledge=knowledge, files=files,
+            memory=memory, tools=tools, engine=engine,
+        )
+
+    @property
+    def workers(self) -> tuple[BackgroundWorker, ...]:
+        """Started in this order, closed in the reverse one (files hand work to knowledge)."""
+        return (self.knowledge, self.files)
 
     async def migrate(self) -> None:
         await asyncio.to_thread(migrate, self.settings.resolved_database_url)
 
     async def start(self) -> None:
-        """What the server does before it takes requests."""
+        """What the server does before it takes requests (once; a second call does nothing)."""
+        if self._started:
+            return
+        self._started = True
         await self.migrate()
         for name in self.settings.preload_models:
             await self.models.get(name)
@@ -91,6 +100,10 @@ class Runtime:
             await worker.start()
 
     async def aclose(self) -> None:
+        """Stop the workers, wait for the engine's background tasks, close models and database (once)."""
+        if self._closed:
+            return
+        self._closed = True
         for worker in reversed(self.workers):
             await worker.aclose()
         await self.engine.drain()

@@ -90,10 +90,9 @@ class _Display:
 
 
 async def _upload_local(runtime: Runtime, path: Path, workspace: str, display: _Display, timeout: float) -> dict[str, Any]:
-    from openbailian.files.system import session_files
     from openbailian.files.uploads import receive_upload
 
-    files = session_files(runtime)
+    files = runtime.files
     grant = await file_service.apply_lease(
         files, workspace, category_id="default", category_type="SESSION_FILE",
         file_name=path.name, md5=_md5(path), size_in_bytes=path.stat().st_size, base_url="http://localhost",
@@ -109,15 +108,12 @@ async def _upload_local(runtime: Runtime, path: Path, workspace: str, display: _
         files, workspace, lease_id=grant.lease_id, category_id="default", category_type="SESSION_FILE"
     )
     deadline = time.monotonic() + timeout
-    try:
-        while True:
-            row = await file_service.describe_file(files, workspace, row.id)
-            display.show(row.status)
-            if row.status in FINAL or time.monotonic() > deadline:
-                return file_view(row)
-            await asyncio.sleep(0.2)
-    finally:
-        await files.aclose()
+    while True:  # the runtime's aclose stops the processing when this returns
+        row = await file_service.describe_file(files, workspace, row.id)
+        display.show(row.status)
+        if row.status in FINAL or time.monotonic() > deadline:
+            return file_view(row)
+        await asyncio.sleep(0.2)
 
 
 def _upload_remote(url: str, api_key: str, path: Path, display: _Display, timeout: float) -> dict[str, Any]:
@@ -174,10 +170,8 @@ def upload(
 
 
 def _local(work):  # type: ignore[no-untyped-def]
-    from openbailian.files.system import session_files
-
     async def run(runtime: Runtime):  # type: ignore[no-untyped-def]
-        return await work(session_files(runtime))
+        return await work(runtime.files)
 
     return run_with_runtime(run)
 

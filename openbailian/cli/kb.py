@@ -19,7 +19,6 @@ from openbailian.cli._common import (
     run_with_runtime,
 )
 from openbailian.knowledge.ingest import TERMINAL, Status
-from openbailian.knowledge.system import knowledge_of
 from openbailian.runtime import Runtime
 from openbailian.services import knowledge as service
 
@@ -144,7 +143,7 @@ def _emit_files(rows: list[dict[str, Any]], as_json: bool) -> None:
 
 
 async def _ingest(runtime: Runtime, workspace: str, results: dict[str, dict[str, Any]], *, show: bool) -> None:
-    ingestor = knowledge_of(runtime).ingestor
+    ingestor = runtime.knowledge.ingestor
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
         console=console, disable=not show, transient=False,

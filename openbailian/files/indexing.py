@@ -17,6 +17,7 @@ from sqlalchemy import select
 from openbailian.config import Settings
 from openbailian.files.formats import FORMATS
 from openbailian.knowledge.chunk import count_tokens
+from openbailian.knowledge.system import KnowledgeSystem
 from openbailian.storage.db import Database
 from openbailian.storage.knowledge_models import KnowledgeChunk, KnowledgeDocument
 
@@ -43,25 +44,10 @@ class Passage:
 
 
 class FileIndex:
-    def __init__(self, db: Database, knowledge: object | None, settings: Settings) -> None:
+    def __init__(self, db: Database, knowledge: KnowledgeSystem, settings: Settings) -> None:
         self.db = db
-        self._knowledge = knowledge
-        self._owned = knowledge is None
+        self.knowledge = knowledge
         self.settings = settings
-
-    @property
-    def knowledge(self):  # type: ignore[no-untyped-def]
-        """The shared knowledge system (``runtime.knowledge``), or one of our own."""
-        if self._knowledge is None:
-            from openbailian.knowledge.system import KnowledgeSystem
-
-            self._knowledge = KnowledgeSystem.from_settings(self.db, self.settings)
-        return self._knowledge
-
-    async def aclose(self) -> None:
-        if self._owned and self._knowledge is not None:
-            await self._knowledge.aclose()
-            self._knowledge = None
 
     async def add(self, workspace_id: str, file_id: str, file_name: str, source: Path) -> str:
         """Hand the file at ``source`` to the pipeline (it is moved); the document id."""

@@ -17,7 +17,7 @@ import mimetypes
 from openbailian.engine.augment import Augmentation, CallContext
 from openbailian.errors import InvalidParameter
 from openbailian.files.formats import FileKind
-from openbailian.files.system import SessionFiles, session_files
+from openbailian.files.system import SessionFiles
 from openbailian.knowledge.retrieve import Hit
 from openbailian.knowledge.source import augmentation_for
 from openbailian.services.files import usable_files
@@ -34,10 +34,6 @@ class SessionFileSource:
         self.files = files
         self.whole_file_tokens = whole_file_tokens
         self.top_k = top_k
-
-    @classmethod
-    def from_runtime(cls, runtime: object) -> SessionFileSource:
-        return cls(session_files(runtime))
 
     async def gather(self, call: CallContext) -> Augmentation:
         file_ids = (call.rag_options or {}).get("session_file_ids")

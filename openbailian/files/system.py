@@ -30,12 +30,13 @@ from openbailian.files.leases import UploadSigner, load_secret
 from openbailian.files.safety import SafetyLimits, UnsafeFile, check_file, check_text
 from openbailian.files.status import FAILED, IN_PROGRESS, FileStatus
 from openbailian.files.store import LocalObjectStore, ObjectStore, materialized
+from openbailian.knowledge.system import KnowledgeSystem
 from openbailian.storage import leases
 from openbailian.storage.db import Database
 from openbailian.storage.files_models import FileUploadLease, SessionFile
 from openbailian.storage.models import utcnow
 
-__all__ = ["SessionFiles", "session_files"]
+__all__ = ["SessionFiles"]
 
 logger = logging.getLogger("openbailian.files")
 
@@ -60,8 +61,8 @@ class SessionFiles:
     _slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
 
     @classmethod
-    def build(cls, settings: Settings, db: Database, knowledge: object | None = None) -> SessionFiles:
-        """``knowledge``: the runtime's KnowledgeSystem (one of our own is built when None)."""
+    def build(cls, settings: Settings, db: Database, knowledge: KnowledgeSystem) -> SessionFiles:
+        """Session files of this process; their documents go to ``knowledge``'s pipeline."""
         from openbailian.files.parsers import register_session_parsers
 
         register_session_parsers(settings)
@@ -112,7 +113,6 @@ class SessionFiles:
         self._tasks.clear()
         self._sweeper = None
         self._started = False
-        await self.index.aclose()
 
     def schedule(self, file_id: str) -> None:
         if file_id in self._tasks:
@@ -350,21 +350,3 @@ def _aware(value: datetime) -> datetime:
 
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
-
-def session_files(runtime: object) -> SessionFiles:
-    """The runtime's :class:`SessionFiles`: the one among its workers when
-    ``Runtime.build`` wires it, else one built here on first use (sharing the
-    runtime's knowledge system) and kept on the runtime."""
-    for worker in getattr(runtime, "workers", []):
-        if isinstance(worker, SessionFiles):
-            return worker
-    existing = getattr(runtime, "files", None)
-    if isinstance(existing, SessionFiles):
-        return existing
-    from openbailian.knowledge.system import KnowledgeSystem
-
-    knowledge = next((w for w in getattr(runtime, "workers", []) if isinstance(w, KnowledgeSystem)), None)
-    settings: Settings = runtime.settings  # type: ignore[attr-defined]
-    files = SessionFiles.build(settings, runtime.db, knowledge)  # type: ignore[attr-defined]
-    runtime.files = files  # type: ignore[attr-defined]
-    return files

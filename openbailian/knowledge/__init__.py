@@ -38,13 +38,12 @@ bases and documents are opaque strings (uuid4 hex), scoped to a workspace.
     ``Reranker`` protocol (``rerank(query, documents, top_n) -> list[Ranked]``, ``close()``);
     ``HTTPReranker`` (``rerank`` or ``dashscope`` API style); ``reranker_from_settings``.
 ``openbailian.knowledge.source``
-    ``KnowledgeSource.from_runtime(runtime)`` — the ``ContextSource`` for app calls.
+    ``KnowledgeSource(db, retriever)`` — the ``ContextSource`` for app calls.
     ``augmentation_for(hits, *, indexed: bool, show_sources: bool) -> Augmentation`` — turn
     hits into context block, ``agentRag`` thought and ``doc_references`` (reuse it for files).
 ``openbailian.knowledge.system``
     ``KnowledgeSystem.from_settings(db, settings)`` — embedder, retriever, ingestor and worker
-    built once (by ``Runtime.build``, registered in ``runtime.workers``); ``knowledge_of(runtime)``
-    finds it.
+    built once (by ``Runtime.build``, the runtime's ``knowledge`` field).
 
 Use cases with validation and workspace checks are in ``openbailian.services.knowledge``:
 ``create_base``, ``get_base``, ``list_bases``, ``delete_base``, ``ensure_system_base(session,
@@ -54,7 +53,7 @@ metadata=None, source="upload")``, ``get_document``, ``list_documents``,
 ``delete_document(session, document_id, workspace_id, home)``, ``reindex_document``,
 ``parse_search_options(session, workspace_id, default_base_ids, rag_options, retriever)`` and
 ``search(retriever, request, query, top_k=5)``. Documents added there are picked up by the
-worker (call ``knowledge_of(runtime).worker.wake()`` after the commit).
+worker (call ``runtime.knowledge.worker.wake()`` after the commit).
 
 Session files: keep documents in the workspace's ``ensure_system_base(..., "session")`` base,
 add parsers for images/audio with ``register_parser``, and search with

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 from openbailian.engine.augment import Augmentation, CallContext, data_block
 from openbailian.engine.events import DocReference, Thought
 from openbailian.knowledge.retrieve import Hit, Retriever
 from openbailian.services import knowledge as service
 from openbailian.storage.db import Database
-
-if TYPE_CHECKING:
-    from openbailian.runtime import Runtime
 
 __all__ = ["KnowledgeSource", "augmentation_for", "format_hits"]
 
@@ -75,12 +71,6 @@ class KnowledgeSource:
         self.db = db
         self.retriever = retriever
         self.top_k = top_k
-
-    @classmethod
-    def from_runtime(cls, runtime: Runtime) -> KnowledgeSource:
-        from openbailian.knowledge.system import knowledge_of
-
-        return cls(runtime.db, knowledge_of(runtime).retriever)
 
     async def gather(self, call: CallContext) -> Augmentation:
         options = call.rag_options or {}

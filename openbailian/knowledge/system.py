@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from openbailian.config import Settings
 from openbailian.knowledge.embed import (
@@ -16,10 +15,7 @@ from openbailian.knowledge.rerank import reranker_from_settings
 from openbailian.knowledge.retrieve import Retriever
 from openbailian.storage.db import Database
 
-if TYPE_CHECKING:
-    from openbailian.runtime import Runtime
-
-__all__ = ["KnowledgeSystem", "knowledge_of"]
+__all__ = ["KnowledgeSystem"]
 
 
 @dataclass
@@ -59,10 +55,3 @@ class KnowledgeSystem:
         await self.worker.aclose()
         await self.retriever.aclose()
 
-
-def knowledge_of(runtime: Runtime) -> KnowledgeSystem:
-    """The runtime's knowledge system (registered among its workers by ``Runtime.build``)."""
-    for worker in runtime.workers:
-        if isinstance(worker, KnowledgeSystem):
-            return worker
-    raise RuntimeError("knowledge bases are not wired into this runtime (see Runtime.build)")

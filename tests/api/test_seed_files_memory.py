@@ -30,7 +30,6 @@ import pytest
 import requests
 from dashscope import Application
 
-from openbailian.files.system import session_files
 from openbailian.providers.base import ChatMessage, GenerationOptions, ModelChunk
 from tests.support import POSTGRES_URL, LiveServer, PostgresDatabase, make_settings
 
@@ -285,7 +284,7 @@ def test_sdk_errors_for_files_that_are_not_ready(sdk, phones, tmp_path: Path, mo
     assert "not ready" in message and "PARSE_FAILED" in message
 
     # A file still waiting to be processed (processing held back for the test).
-    files = session_files(sdk.runtime)
+    files = sdk.runtime.files
     monkeypatch.setattr(files, "_slots", asyncio.Semaphore(0))
     waiting = client.upload(make_docx(tmp_path / "waiting.docx"))
     status, code, message = sdk_error(sdk, app_id, [waiting])

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from openbailian.files.system import SessionFiles, session_files
+from openbailian.files.system import SessionFiles
 from openbailian.storage.db import sync_url
 from openbailian.storage.files_models import FileUploadLease, SessionFile
 from openbailian.storage.knowledge_models import KnowledgeChunk, KnowledgeDocument
@@ -43,7 +43,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 @pytest.fixture
 def files(live: LiveServer) -> Iterator[SessionFiles]:
     """The server's session files; the clock is put back after each test."""
-    system = session_files(live.runtime)
+    system = live.runtime.files
     yield system
     system.clock = utcnow
 

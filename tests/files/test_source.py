@@ -15,7 +15,6 @@ from openbailian.engine.app_config import AppConfig
 from openbailian.engine.augment import Augmentation, CallContext
 from openbailian.errors import InvalidParameter, NotFound, WorkspaceAccessDenied
 from openbailian.files.source import SessionFileSource
-from openbailian.files.system import session_files
 from openbailian.runtime import Runtime
 from openbailian.storage.db import sync_url
 from openbailian.storage.files_models import SessionFile
@@ -40,9 +39,8 @@ def gather(live, file_ids, *, workspace="src", query=QUESTION, indexed=False, **
     async def run() -> Augmentation:
         runtime = Runtime.build(live.settings)
         try:
-            return await SessionFileSource.from_runtime(runtime).gather(call)
+            return await SessionFileSource(runtime.files).gather(call)
         finally:
-            await session_files(runtime).aclose()
             await runtime.aclose()
 
     return asyncio.run(run())

@@ -11,22 +11,21 @@ not by an API key.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
-from openbailian.api.deps import CurrentCaller
+from openbailian.api.deps import CurrentCaller, get_runtime
 from openbailian.api.errors import error_status_and_code, request_id_of
 from openbailian.api.manage.views import file_view, lease_view
 from openbailian.errors import InvalidParameter, NotFound
-from openbailian.files.system import SessionFiles, session_files
+from openbailian.files.system import SessionFiles
 from openbailian.files.uploads import receive_upload
 from openbailian.services import files as file_service
 
@@ -74,18 +73,7 @@ class EnvelopeRoute(APIRoute):
         return envelope_errors
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Processing of added files and the expiry sweeper run with the server."""
-    files = session_files(app.state.runtime)
-    await files.start()
-    try:
-        yield
-    finally:
-        await files.aclose()
-
-
-router = APIRouter(prefix="/manage/v1/files", tags=["session files"], route_class=EnvelopeRoute, lifespan=lifespan)
+router = APIRouter(prefix="/manage/v1/files", tags=["session files"], route_class=EnvelopeRoute)
 
 
 class _Body(BaseModel):
@@ -118,7 +106,7 @@ class ListFileBody(_Body):
 
 
 def _files(request: Request) -> SessionFiles:
-    return session_files(request.app.state.runtime)
+    return get_runtime(request).files
 
 
 @router.post("/ApplyFileUploadLease")

@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 from openbailian.api.deps import CurrentCaller, RuntimeDep
 from openbailian.api.manage.views import base_view, document_view
 from openbailian.errors import InvalidParameter
-from openbailian.knowledge.system import knowledge_of
 from openbailian.services import knowledge as service
 
 __all__ = ["router"]
@@ -65,7 +64,7 @@ async def get_base(index_id: str, caller: CurrentCaller, runtime: RuntimeDep) ->
 async def delete_base(index_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> Response:
     async with runtime.db.transaction() as session:
         await service.delete_base(session, index_id, caller.workspace_id, runtime.settings.home)
-    knowledge_of(runtime).retriever.index.forget(index_id)
+    runtime.knowledge.retriever.index.forget(index_id)
     return Response(status_code=204)
 
 
@@ -121,7 +120,7 @@ async def add_files(
     finally:
         for _, path in staged:
             path.unlink(missing_ok=True)
-    knowledge_of(runtime).worker.wake()
+    runtime.knowledge.worker.wake()
     return {"files": [{"file_id": d.id, "name": d.name, "status": d.status} for d in documents]}
 
 
@@ -150,14 +149,14 @@ async def delete_file(file_id: str, caller: CurrentCaller, runtime: RuntimeDep) 
 async def reindex_file(file_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
     async with runtime.db.transaction() as session:
         document = await service.reindex_document(session, file_id, caller.workspace_id)
-    knowledge_of(runtime).worker.wake()
+    runtime.knowledge.worker.wake()
     return document_view(document)
 
 
 @router.post("/knowledge/retrieve")
 async def retrieve(body: RetrieveRequest, caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
     """What a call would retrieve (for debugging a base); same rules as ``rag_options``."""
-    retriever = knowledge_of(runtime).retriever
+    retriever = runtime.knowledge.retriever
     options = body.model_dump(exclude={"query", "top_k", "index_ids"}, exclude_none=True)
     options["pipeline_ids"] = body.index_ids
     async with runtime.db.session() as session:
