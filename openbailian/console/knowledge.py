@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse, Response
 
 from openbailian.console.web import Changing, ConsoleRoute, SignedIn, page, redirect, render_fragment, runtime_of
 from openbailian.knowledge.ingest import TERMINAL
-from openbailian.knowledge.system import knowledge_of
 from openbailian.services import knowledge as service
 
 __all__ = ["router"]
@@ -49,7 +48,7 @@ async def show_base(
         documents = await service.list_documents(session, base_id, user.workspace_id)
     hits = None
     if q.strip():
-        retriever = knowledge_of(runtime).retriever
+        retriever = runtime.knowledge.retriever
         options: dict[str, object] = {"pipeline_ids": [base.id]}
         tag_list = [t.strip() for t in tags.split(",") if t.strip()]
         if tag_list:
@@ -95,7 +94,7 @@ async def upload(request: Request, base_id: str, user: Changing, file: UploadFil
             )
     finally:
         staged.unlink(missing_ok=True)
-    knowledge_of(runtime).worker.wake()
+    runtime.knowledge.worker.wake()
     return JSONResponse({"file_id": document.id, "name": document.name, "status": document.status}, 201)
 
 
@@ -104,7 +103,7 @@ async def retry(request: Request, document_id: str, user: Changing) -> Response:
     runtime = runtime_of(request)
     async with runtime.db.transaction() as session:
         document = await service.reindex_document(session, document_id, user.workspace_id)
-    knowledge_of(runtime).worker.wake()
+    runtime.knowledge.worker.wake()
     return redirect(f"/console/knowledge/{document.base_id}")
 
 
@@ -123,5 +122,5 @@ async def delete_base(request: Request, base_id: str, user: Changing) -> Respons
     runtime = runtime_of(request)
     async with runtime.db.transaction() as session:
         await service.delete_base(session, base_id, user.workspace_id, runtime.settings.home)
-    knowledge_of(runtime).retriever.index.forget(base_id)
+    runtime.knowledge.retriever.index.forget(base_id)
     return redirect("/console/knowledge", done="deleted")

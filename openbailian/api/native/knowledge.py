@@ -19,12 +19,11 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from openbailian.api.deps import KeyCaller
+from openbailian.api.deps import KeyCaller, get_runtime
 from openbailian.api.errors import request_id_of
 from openbailian.errors import InvalidParameter
-from openbailian.files.system import SessionFiles, session_files
+from openbailian.files.system import SessionFiles
 from openbailian.knowledge.retrieve import Retriever
-from openbailian.knowledge.system import knowledge_of
 from openbailian.services import files as file_service
 from openbailian.services import indexes as index_service
 from openbailian.services import knowledge as kb
@@ -77,11 +76,11 @@ class RetrieveBody(_Body):
 
 
 def _files(request: Request) -> SessionFiles:
-    return session_files(request.app.state.runtime)
+    return get_runtime(request).files
 
 
 def _retriever(request: Request) -> Retriever:
-    return knowledge_of(request.app.state.runtime).retriever
+    return get_runtime(request).knowledge.retriever
 
 
 def _ok(request: Request, **fields: Any) -> dict[str, Any]:
