@@ -23,6 +23,7 @@ __all__ = [
     "RequestTooLarge",
     "RateLimited",
     "Conflict",
+    "PromptTemplateNotFound",
 ]
 
 
@@ -112,3 +113,7 @@ class MemoryNotFound(NotFound):
 
 class PluginNotFound(NotFound):
     """A plugin (tool_id) that does not exist."""
+
+
+class PromptTemplateNotFound(NotFound):
+    """A prompt template id that does not exist in the caller's workspace."""

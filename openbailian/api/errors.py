@@ -35,6 +35,7 @@ ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
     (errors.WorkspaceNotFound, 404, "WorkspaceNotFound"),
     (errors.MemoryNotFound, 404, "MemoryNotFound"),
     (errors.PluginNotFound, 404, "PluginNotFound"),
+    (errors.PromptTemplateNotFound, 404, "PromptTemplateNotFound"),
     (errors.KnowledgeBaseNotFound, 404, "Index.NotFound"),
     (errors.KnowledgeFileNotFound, 404, "Index.FileNotFound"),
     (errors.NotFound, 404, "NotFound"),
