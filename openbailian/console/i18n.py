@@ -69,7 +69,7 @@ _PAIRS: dict[str, tuple[str, str]] = {
     "max_history_turns": ("多轮对话轮数", "History turns"),
     "save_draft": ("保存草稿", "Save draft"),
     "publish": ("发布", "Publish"),
-    "saved": ("草稿已保存。", "Draft saved."),
+    "saved": ("已保存。", "Saved."),
     "published": ("已发布。", "Published."),
     "rolled_back": ("已回滚。", "Rolled back."),
     "created": ("已创建。", "Created."),
@@ -143,6 +143,37 @@ _PAIRS: dict[str, tuple[str, str]] = {
     "no_keys": ("还没有 API Key。", "No API keys yet."),
     "admin_only_keys": ("只有管理员能创建或撤销 API Key。", "Only the administrator can create or revoke API keys."),
     "key": ("Key", "Key"),
+    # memory
+    "memory": ("长期记忆", "Memory"),
+    "memory_help": (
+        "记忆体保存从对话中提取的事实；调用时传 memory_id（应用需开启长期记忆）。",
+        "A memory keeps facts taken from conversations; calls pass its memory_id (the app needs long-term memory on).",
+    ),
+    "facts": ("记忆片段", "Facts"),
+    "fact": ("内容", "Fact"),
+    "subject": ("主题", "Subject"),
+    "source": ("来源", "Source"),
+    "source_auto": ("对话提取", "From a conversation"),
+    "source_manual": ("手动添加", "Added by hand"),
+    "no_memories": ("还没有记忆体。", "No memories yet."),
+    "no_facts": ("还没有记忆片段。", "No facts yet."),
+    "create_memory": ("新建记忆体", "New memory"),
+    "add_fact": ("添加记忆片段", "Add a fact"),
+    "save": ("保存", "Save"),
+    # plugins
+    "endpoint": ("接口", "Endpoint"),
+    "builtin": ("内置", "built-in"),
+    "register_plugin": ("注册插件", "Register a plugin"),
+    "plugin_help": (
+        "插件描述（JSON）：name、description、method、url、parameters（JSON Schema）、passthrough、headers、auth。",
+        "The plugin's spec as JSON: name, description, method, url, parameters (JSON Schema), passthrough, headers, auth.",
+    ),
+    "spec": ("插件描述", "Spec"),
+    "used_by": ("关联的应用", "Used by"),
+    "unused": ("没有应用使用它。", "No app uses it."),
+    "test_call": ("测试调用", "Test a call"),
+    "arguments": ("参数（JSON）", "Arguments (JSON)"),
+    "observation": ("返回", "Result"),
 }
 
 MESSAGES: dict[str, dict[str, str]] = {
