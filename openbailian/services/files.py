@@ -36,7 +36,9 @@ from openbailian.storage.files_models import DataCenterCategory, FileUploadLease
 __all__ = [
     "CATEGORY_ID",
     "CATEGORY_TYPE",
+    "CATEGORY_TYPES",
     "DATACENTER_TYPE",
+    "MAX_TAGS",
     "FILE_ID_PREFIX",
     "DOCUMENT_ID_PREFIX",
     "UploadLease",
@@ -47,6 +49,7 @@ __all__ = [
     "apply_lease",
     "add_file",
     "describe_file",
+    "update_tags",
     "list_files",
     "delete_file",
     "datacenter_documents",
@@ -353,6 +356,15 @@ async def _file_row(session: AsyncSession, workspace_id: str, file_id: str) -> S
 async def describe_file(files: SessionFiles, workspace_id: str, file_id: str) -> FileInfo:
     async with files.db.session() as session:
         return FileInfo.of(await _file_row(session, workspace_id, file_id))
+
+
+async def update_tags(files: SessionFiles, workspace_id: str, file_id: str, tags: Sequence[str]) -> FileInfo:
+    """Replace the file's tags (knowledge bases importing it later copy them)."""
+    cleaned = _clean_tags(tags)
+    async with files.db.transaction() as session:
+        row = await _file_row(session, workspace_id, file_id)
+        row.tags = cleaned or None
+        return FileInfo.of(row)
 
 
 async def list_files(
