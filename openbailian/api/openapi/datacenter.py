@@ -20,7 +20,8 @@ from openbailian.api.openapi.envelopes import Envelope, ok
 from openbailian.api.openapi.params import ParamsDep
 from openbailian.api.openapi.routing import WORKSPACE, family_router
 from openbailian.errors import InvalidParameter
-from openbailian.files.system import SessionFiles, session_files
+from openbailian.files.system import SessionFiles
+from openbailian.runtime import Runtime
 from openbailian.services import files as file_service
 
 __all__ = ["router", "bailian_time"]
@@ -37,8 +38,8 @@ def bailian_time(value: datetime) -> str:
     return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _files(runtime: object) -> SessionFiles:
-    return session_files(runtime)
+def _files(runtime: Runtime) -> SessionFiles:
+    return runtime.files
 
 
 def _data(request: Request, data: Any) -> JSONResponse:

@@ -19,8 +19,6 @@ from openbailian.api.openapi.auth import OpenApiCaller
 from openbailian.api.openapi.envelopes import Envelope, ok
 from openbailian.api.openapi.params import Params, ParamsDep
 from openbailian.api.openapi.routing import WORKSPACE, family_router
-from openbailian.files.system import session_files
-from openbailian.knowledge.system import knowledge_of
 from openbailian.services import indexes as index_service
 from openbailian.services import knowledge as kb
 
@@ -79,14 +77,14 @@ async def create_index(request: Request, caller: OpenApiCaller, params: ParamsDe
         chunking=_chunking(params), description=params.text("Description", default="", max_length=2000) or "",
         extras=extras,
     )
-    base = await index_service.create_index(session_files(runtime), caller.workspace_id, spec)
+    base = await index_service.create_index(runtime.files, caller.workspace_id, spec)
     return _data(request, {"Id": base.id})
 
 
 @router.post(INDEX + "/submit_index_job")
 async def submit_index_job(request: Request, caller: OpenApiCaller, params: ParamsDep, runtime: RuntimeDep) -> JSONResponse:
     job = await index_service.submit_job(
-        session_files(runtime), caller.workspace_id, params.required_text("IndexId", max_length=64)
+        runtime.files, caller.workspace_id, params.required_text("IndexId", max_length=64)
     )
     return _data(request, {"Id": job.id, "IndexId": job.index_id})
 
@@ -98,7 +96,7 @@ async def submit_index_add_documents_job(
     index_id = params.required_text("IndexId", max_length=64)
     source_type = params.choice("SourceType", SOURCE_TYPES, required=True)
     job = await index_service.submit_job(
-        session_files(runtime), caller.workspace_id, index_id, source_type=source_type,
+        runtime.files, caller.workspace_id, index_id, source_type=source_type,
         document_ids=params.json_list("DocumentIds", max_items=index_service.MAX_SOURCES) or [],
         category_ids=params.json_list("CategoryIds", max_items=index_service.MAX_SOURCES) or [],
         chunking=_chunking(params),
@@ -112,7 +110,7 @@ async def get_index_job_status(
 ) -> JSONResponse:
     number, size = _paging(params, "pageSize")
     status = await index_service.job_status(
-        session_files(runtime), caller.workspace_id,
+        runtime.files, caller.workspace_id,
         params.required_text("IndexId", max_length=64), params.required_text("JobId", max_length=64),
         page_number=number, page_size=size,
     )
@@ -151,7 +149,7 @@ def _index(base: kb.KnowledgeBaseInfo, document_ids: list[str]) -> dict[str, Any
 async def list_indices(request: Request, caller: OpenApiCaller, params: ParamsDep, runtime: RuntimeDep) -> JSONResponse:
     number, size = _paging(params)
     bases, documents, total = await index_service.list_indices(
-        session_files(runtime), caller.workspace_id,
+        runtime.files, caller.workspace_id,
         name=params.text("IndexName", allow_empty=False, max_length=200), page_number=number, page_size=size,
     )
     return _data(request, {
@@ -170,7 +168,7 @@ async def list_index_documents(
     index_id = params.required_text("IndexId", max_length=64)
     params.boolean("EnableNameLike")  # names always match by part here
     documents, total = await index_service.list_index_documents(
-        session_files(runtime), caller.workspace_id, index_id,
+        runtime.files, caller.workspace_id, index_id,
         name=params.text("DocumentName", allow_empty=False, max_length=255),
         status=params.text("DocumentStatus", allow_empty=False, max_length=32),
         page_number=number, page_size=size,
@@ -195,7 +193,7 @@ async def delete_index_document(
     request: Request, caller: OpenApiCaller, params: ParamsDep, runtime: RuntimeDep
 ) -> JSONResponse:
     deleted = await index_service.delete_index_documents(
-        session_files(runtime), caller.workspace_id, params.required_text("IndexId", max_length=64),
+        runtime.files, caller.workspace_id, params.required_text("IndexId", max_length=64),
         params.json_list("DocumentIds", required=True, max_items=index_service.MAX_SOURCES) or [],
     )
     return _data(request, {"DeletedDocument": deleted})
@@ -204,7 +202,7 @@ async def delete_index_document(
 @router.post(INDEX + "/delete")
 async def delete_index(request: Request, caller: OpenApiCaller, params: ParamsDep, runtime: RuntimeDep) -> JSONResponse:
     await index_service.delete_index(
-        session_files(runtime), knowledge_of(runtime).retriever, caller.workspace_id,
+        runtime.files, runtime.knowledge.retriever, caller.workspace_id,
         params.required_text("IndexId", max_length=64),
     )
     return _data(request, None)
@@ -226,7 +224,7 @@ async def retrieve(request: Request, caller: OpenApiCaller, params: ParamsDep, r
     params.boolean("SaveRetrieverHistory")
     params.json_list("QueryHistory", item=dict)
     nodes = await index_service.retrieve(
-        session_files(runtime), knowledge_of(runtime).retriever, caller.workspace_id, index_id, search
+        runtime.files, runtime.knowledge.retriever, caller.workspace_id, index_id, search
     )
     return _data(request, {
         "Nodes": [
