@@ -360,3 +360,28 @@ def test_the_agent_example_runs_unchanged(openapi: OpenApi) -> None:
     assert messages[-1] == {"role": "user", "content": "美食推荐"}
     managed = server.http.get(f"/manage/v1/apps/{lines['app_id']}", headers=server.auth(WORKSPACE)).json()
     assert managed["published"]["parameters"]["max_tokens"] == 256
+
+
+def test_tools_are_the_apps_plugins_and_file_parsing_switch(calls: OpenApi) -> None:
+    sdk = calls.signed
+    Tool = models.CreateAndPulishAgentRequestApplicationConfigTools
+    app_id = create(sdk, application_config=Config(tools=[Tool(type="builtin:calculator"), Tool(type="file_parsing")]))
+    managed = calls.server.http.get(f"/manage/v1/apps/{app_id}", headers=calls.server.auth(WORKSPACE)).json()
+    assert managed["published"]["plugin_ids"] == ["builtin:calculator"] and managed["published"]["file_parsing"] is True
+    tools = sdk.get_published_agent(WORKSPACE, app_id, models.GetPublishedAgentRequest()).body.data.application_config.tools
+    assert sorted(t.type for t in tools) == ["builtin:calculator", "file_parsing"]
+
+    response = call(calls, app_id, prompt='#call calculator {"expression": "6*7"}', has_thoughts=True)
+    api = [t for t in response.output.thoughts if t["action_type"] == "api"]
+    assert len(api) == 1 and api[0]["action"] == "calculator" and "42" in api[0]["observation"]
+
+    # the Python SDK sends "tools": [] with every applicationConfig: a selective update keeps the tools
+    sdk.update_and_publish_agent_selective(WORKSPACE, app_id, models.UpdateAndPublishAgentSelectiveRequest(
+        application_config=models.UpdateAndPublishAgentSelectiveRequestApplicationConfig(
+            parameters=models.UpdateAndPublishAgentSelectiveRequestApplicationConfigParameters(temperature=0.1))))
+    tools = sdk.get_published_agent(WORKSPACE, app_id, models.GetPublishedAgentRequest()).body.data.application_config.tools
+    assert sorted(t.type for t in tools) == ["builtin:calculator", "file_parsing"]
+    # a full update without them clears them
+    sdk.update_and_publish_agent(WORKSPACE, app_id, models.UpdateAndPublishAgentRequest(instructions="x"))
+    managed = calls.server.http.get(f"/manage/v1/apps/{app_id}", headers=calls.server.auth(WORKSPACE)).json()
+    assert managed["published"]["plugin_ids"] == [] and managed["published"]["file_parsing"] is False
