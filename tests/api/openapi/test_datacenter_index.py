@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import dashscope
@@ -30,6 +34,7 @@ GUIDE = (
     "Visitors may climb the tower on Sundays between ten and noon, never in a storm.\n"
 ).encode()
 DEADLINE = 120
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
 def refused(call, status: int, code: str, mentions: str = "") -> None:  # type: ignore[no-untyped-def]
@@ -296,3 +301,26 @@ def test_bad_input_is_refused_in_the_envelope_and_changes_nothing(openapi: OpenA
     refused(lambda: sdk.describe_file(WORKSPACE, foreign_file, models.DescribeFileRequest()), 403,
             "Workspace.AccessDenied")
     assert store() == before
+
+
+def test_the_sdk_knowledge_example_runs(openapi: OpenApi) -> None:
+    """examples/openapi_knowledge.py, unchanged, with only its environment set."""
+    server = openapi.server
+    env = {
+        **os.environ,
+        "BAILIAN_ENDPOINT": f"127.0.0.1:{server.port}",
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": openapi.credentials["access_key_id"],
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": openapi.credentials["access_key_secret"],
+        "BAILIAN_WORKSPACE_ID": WORKSPACE,
+        "BAILIAN_APP_ID": server.app(WORKSPACE),
+        "DASHSCOPE_API_KEY": openapi.credentials["api_key"],
+        "DASHSCOPE_HTTP_BASE_URL": server.base_http_api_url,
+    }
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "openapi_knowledge.py")], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert re.search(r"document file_\w+ lighthouse\.md: FINISH", result.stdout), result.stdout
+    assert "retrieved (" in result.stdout
+    answer = json.loads(result.stdout[result.stdout.index('{"messages"'):])  # the echo model's context
+    assert "wound every evening at dusk" in answer["messages"][0]["content"]
