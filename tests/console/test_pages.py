@@ -68,7 +68,7 @@ def test_a_failed_document_shows_its_reason_and_can_be_retried_or_deleted(
     row = page.locator("[data-document='broken.pdf']")
     expect(row.get_by_test_id("status")).to_have_text("PARSE_FAILED", timeout=120_000)
     expect(row.get_by_test_id("reason")).not_to_be_empty()
-    expect(page.locator("[data-document='notes.txt']").get_by_test_id("status")).to_have_text("FILE_IS_READY")
+    expect(page.locator("[data-document='notes.txt']").get_by_test_id("status")).to_have_text("FILE_IS_READY", timeout=120_000)
     assert page.locator("[data-document='tool.exe']").count() == 0
     shoot(page, "knowledge-failed")
     row.get_by_test_id("retry").click()
