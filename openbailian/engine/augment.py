@@ -47,6 +47,9 @@ class CallContext:
     user_defined_params: dict[str, Any] = field(default_factory=dict)
     user_defined_tokens: dict[str, Any] = field(default_factory=dict)
     model_accepts_images: bool = False
+    # input.image_list / input.file_list: URLs (http(s) or data:) fetched for this call only.
+    image_urls: tuple[str, ...] = ()
+    file_urls: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

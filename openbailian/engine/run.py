@@ -85,6 +85,9 @@ class RunRequest:
     memory_id: str | None = None
     rag_options: dict[str, Any] | None = None
     doc_reference_type: str = "simple"
+    doc_tag_codes: list[str] = field(default_factory=list)
+    image_urls: list[str] = field(default_factory=list)  # image_list: fetched for this call only
+    file_urls: list[str] = field(default_factory=list)  # file_list: fetched for this call only
     user_defined_params: dict[str, Any] = field(default_factory=dict)
     user_defined_tokens: dict[str, Any] = field(default_factory=dict)
     app_stamp: AppStamp | None = None  # already read with the API key; None: not yet
@@ -373,12 +376,28 @@ def _call_context(
         query=current[-1]["content"],
         session_id=session_id,
         memory_id=request.memory_id,
-        rag_options=dict(request.rag_options or {}),
+        rag_options=_with_tag_codes(request.rag_options, request.doc_tag_codes),
         doc_reference_type=request.doc_reference_type,
+        image_urls=tuple(request.image_urls),
+        file_urls=tuple(request.file_urls),
         user_defined_params=dict(request.user_defined_params),
         user_defined_tokens=dict(request.user_defined_tokens),
         model_accepts_images=model_accepts_images,
     )
+
+
+def _with_tag_codes(rag_options: dict[str, Any] | None, tag_codes: list[str]) -> dict[str, Any]:
+    """``doc_tag_codes`` are document tags like ``rag_options.tags``: the two lists are joined,
+    and a document carrying any one of the tags is searched."""
+    options = dict(rag_options or {})
+    if tag_codes:
+        tags = options.get("tags") or []
+        if not isinstance(tags, list):
+            raise InvalidParameter("rag_options.tags must be a list of non-empty strings")
+        if not all(isinstance(t, str) and t for t in tag_codes):
+            raise InvalidParameter("input.doc_tag_codes must be a list of non-empty strings")
+        options["tags"] = list(dict.fromkeys([*tags, *tag_codes]))
+    return options
 
 
 def _first(*values):  # type: ignore[no-untyped-def]

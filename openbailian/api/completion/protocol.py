@@ -1,8 +1,9 @@
 """The request body of the application call, as the dashscope SDK sends it.
 
-Types are strict: ``"temperature": "0.5"`` is an error, not a coercion.
-Fields this server does not implement (``image_list``, ``file_list``) are
-refused with a clear message rather than silently ignored.
+Types are strict: ``"temperature": "0.5"`` is an error, not a coercion. Every
+field is either acted on or refused: a field this server does not know
+(``parameters.flow_stream_mode``, a typo) is a 400 naming it, never silently
+ignored (docs/errors.md lists the refused ones Bailian knows).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "Message",
+    "HistoryTurn",
     "BizParams",
     "RagOptions",
     "CompletionInput",
@@ -22,14 +24,19 @@ __all__ = [
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow")
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 class Message(_Strict):
-    model_config = ConfigDict(strict=True, extra="forbid")
-
     role: Literal["system", "user", "assistant"]
     content: str
+
+
+class HistoryTurn(_Strict):
+    """One turn of the SDK's older ``history`` form: ``{"user": …, "bot": …}``."""
+
+    user: str
+    bot: str
 
 
 class BizParams(_Strict):
@@ -39,8 +46,6 @@ class BizParams(_Strict):
 
 
 class RagOptions(_Strict):
-    model_config = ConfigDict(strict=True, extra="forbid")
-
     pipeline_ids: list[str] | None = None
     file_ids: list[str] | None = None
     tags: list[str] | None = None
@@ -52,6 +57,7 @@ class RagOptions(_Strict):
 class CompletionInput(_Strict):
     prompt: str | None = None
     messages: list[Message] | None = None
+    history: list[HistoryTurn] | None = None
     session_id: str | None = Field(default=None, max_length=128)
     memory_id: str | None = Field(default=None, max_length=128)
     biz_params: BizParams | None = None
@@ -74,6 +80,9 @@ class CompletionParameters(_Strict):
 
 
 class CompletionRequest(_Strict):
-    model: str | None = None
+    # The SDK sends "": the app decides the model, so any other value is refused.
+    model: Literal[""] | None = None
     input: CompletionInput
     parameters: CompletionParameters = Field(default_factory=CompletionParameters)
+    # Bailian's HTTP examples send "debug": {}; nothing else is accepted in it.
+    debug: dict[str, Any] | None = Field(default=None, max_length=0)

@@ -29,12 +29,6 @@ __all__ = ["router", "read_json_body"]
 
 router = APIRouter()
 
-NOT_YET_SUPPORTED = {
-    ("input", "image_list"): "image_list (use session files: rag_options.session_file_ids)",
-    ("input", "file_list"): "file_list (use session files: rag_options.session_file_ids)",
-}
-
-
 async def read_json_body(request: Request, limit: int) -> Any:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -56,13 +50,45 @@ def parse_completion(data: Any) -> CompletionRequest:
     try:
         parsed = CompletionRequest.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidParameter(f"{where}: {first['msg']}") from None
-    for (section, field), feature in NOT_YET_SUPPORTED.items():
-        if getattr(getattr(parsed, section), field):
-            raise InvalidParameter(f"{section}.{field}: {feature} is not supported by this server yet")
+        raise InvalidParameter(_validation_message(error.errors()[0])) from None
+    if parsed.input.history and parsed.input.messages is not None:
+        raise InvalidParameter(
+            "input.history and input.messages are two forms of the conversation: pass one "
+            "(the SDK sends history only without messages)"
+        )
+    for name in ("image_list", "file_list"):
+        if getattr(parsed.input, name):
+            raise InvalidParameter(
+                f"input.{name} is not supported by this server yet: use session files "
+                "(rag_options.session_file_ids)"
+            )
     return parsed
+
+
+def _validation_message(error: Any) -> str:
+    where = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return (
+            f"{where} is not a parameter this server acts on, so it is refused rather than "
+            "ignored (docs/errors.md lists the refused ones)"
+        )
+    if where == "model":
+        return "model: an app's model is set in the app; send \"\" or leave it out"
+    if where == "debug":
+        return "debug: only an empty object is accepted"
+    return f"{where}: {error['msg']}"
+
+
+def _history_messages(body: CompletionRequest) -> list[dict[str, Any]] | None:
+    """The caller's conversation as messages: ``messages``, or the older ``history`` pairs."""
+    if body.input.messages is not None:
+        return [m.model_dump() for m in body.input.messages]
+    if body.input.history:
+        messages: list[dict[str, Any]] = []
+        for turn in body.input.history:
+            messages += [{"role": "user", "content": turn.user}, {"role": "assistant", "content": turn.bot}]
+        return messages
+    return None
 
 
 def to_run_request(
@@ -80,9 +106,7 @@ def to_run_request(
         workspace_id=workspace_id,
         request_id=request_id,
         prompt=body.input.prompt,
-        messages=(
-            [m.model_dump() for m in body.input.messages] if body.input.messages is not None else None
-        ),
+        messages=_history_messages(body),
         session_id=body.input.session_id,
         prompt_params=dict(biz.user_prompt_params) if biz else {},
         enable_thinking=params.enable_thinking,
@@ -96,6 +120,9 @@ def to_run_request(
             params.rag_options.model_dump(exclude_none=True) if params.rag_options else None
         ),
         doc_reference_type=body.input.doc_reference_type or "simple",
+        doc_tag_codes=list(body.input.doc_tag_codes or []),
+        image_urls=list(body.input.image_list or []),
+        file_urls=list(body.input.file_list or []),
         user_defined_params=dict(biz.user_defined_params) if biz else {},
         user_defined_tokens=dict(biz.user_defined_tokens) if biz else {},
         app_stamp=app_stamp,
