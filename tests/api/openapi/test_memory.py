@@ -17,7 +17,8 @@ from alibabacloud_bailian20231229.client import Client
 from alibabacloud_tea_openapi.exceptions import ClientException
 from dashscope import Application
 
-from tests.api.openapi.conftest import WORKSPACE, OpenApi, create_key
+from tests.api.openapi.conftest import WORKSPACE, OpenApi, create_key, sdk_client
+from tests.support import LiveServer, make_settings
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -186,3 +187,27 @@ def test_the_sdk_memory_example_runs(openapi: OpenApi) -> None:
     assert "node " in result.stdout and "用户饮食偏好：不吃辣" in result.stdout.split("node ", 1)[1]
     answer = json.loads(result.stdout[result.stdout.index('{"messages"'):])  # the echo model's context
     assert "用户饮食偏好：不吃辣" in answer["messages"][0]["content"]
+
+
+def test_an_oversized_form_body_is_refused_before_it_is_stored(tmp_path, database_url) -> None:  # type: ignore[no-untyped-def]
+    server = LiveServer(make_settings(tmp_path / "home", database_url, max_body_bytes=1024)).start()
+    try:
+        key = create_key(server, WORKSPACE)["api_key"]
+        client = sdk_client(server, bearer_token=key)
+        memory_id = client.create_memory(WORKSPACE, models.CreateMemoryRequest()).body.memory_id
+
+        def chunks():  # type: ignore[no-untyped-def]
+            yield b"content="
+            for _ in range(8):
+                yield b"a" * 256
+
+        response = server.http.post(
+            f"/{WORKSPACE}/memories/{memory_id}/memoryNodes",
+            content=chunks(),
+            headers={"x-acs-bearer-token": key, "content-type": "application/x-www-form-urlencoded"},
+        )
+        assert response.status_code == 413, response.text
+        assert response.json()["Code"] == "RequestTooLarge" and response.json()["RequestId"]
+        assert node_contents(client, memory_id) == []
+    finally:
+        server.stop()
