@@ -385,3 +385,13 @@ def test_tools_are_the_apps_plugins_and_file_parsing_switch(calls: OpenApi) -> N
     sdk.update_and_publish_agent(WORKSPACE, app_id, models.UpdateAndPublishAgentRequest(instructions="x"))
     managed = calls.server.http.get(f"/manage/v1/apps/{app_id}", headers=calls.server.auth(WORKSPACE)).json()
     assert managed["published"]["plugin_ids"] == [] and managed["published"]["file_parsing"] is False
+
+
+def test_dialog_round_limits_the_history_a_session_gives_the_model(calls: OpenApi) -> None:
+    app_id = create(calls.signed, application_config=Config(parameters=Parameters(dialog_round=1)))
+    first = call(calls, app_id, prompt="第一句")
+    session_id = first.output.session_id
+    call(calls, app_id, prompt="第二句", session_id=session_id)
+    third = call(calls, app_id, prompt="第三句", session_id=session_id)
+    users = [m["content"] for m in json.loads(third.output.text)["messages"] if m["role"] == "user"]
+    assert users == ["第二句", "第三句"]  # one earlier round kept, the first one dropped
