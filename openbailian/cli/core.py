@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.table import Table
 
 from openbailian.cli._common import (
     JsonOption,
@@ -15,6 +14,7 @@ from openbailian.cli._common import (
     console,
     emit,
     fail,
+    print_table,
     run_with_runtime,
 )
 from openbailian.config import Settings
@@ -60,6 +60,7 @@ def create_key(
 
 @keys_app.command("list")
 def list_keys(workspace: str | None = typer.Option(None, "--workspace", "-w"), as_json: bool = JsonOption) -> None:
+    """List API keys (never the secret itself), all workspaces or one."""
     async def work(runtime: Runtime) -> list[dict[str, Any]]:
         async with runtime.db.session() as session:
             rows = await key_service.list_keys(session, workspace)
@@ -75,6 +76,7 @@ def list_keys(workspace: str | None = typer.Option(None, "--workspace", "-w"), a
 
 @keys_app.command("revoke")
 def revoke_key(key_id: str, as_json: bool = JsonOption) -> None:
+    """Revoke an API key by its key_id; calls with it are refused at once."""
     async def work(runtime: Runtime) -> None:
         async with runtime.db.transaction() as session:
             await key_service.revoke_key(session, key_id)
@@ -248,6 +250,7 @@ def publish_app(app_id: str, as_json: bool = JsonOption) -> None:
 
 @apps_app.command("show")
 def show_app(app_id: str, as_json: bool = JsonOption) -> None:
+    """Show an app: its workspace, draft and published configuration."""
     async def work(runtime: Runtime) -> dict[str, Any]:
         async with runtime.db.session() as session:
             return _app_view(await app_service.get_app(session, app_id))
@@ -257,6 +260,7 @@ def show_app(app_id: str, as_json: bool = JsonOption) -> None:
 
 @apps_app.command("list")
 def list_apps(workspace: str | None = typer.Option(None, "--workspace", "-w"), as_json: bool = JsonOption) -> None:
+    """List apps with their ids, all workspaces or one."""
     async def work(runtime: Runtime) -> list[dict[str, Any]]:
         async with runtime.db.session() as session:
             return [_app_view(a) for a in await app_service.list_apps(session, workspace)]
@@ -272,6 +276,7 @@ def list_apps(workspace: str | None = typer.Option(None, "--workspace", "-w"), a
 
 @apps_app.command("delete")
 def delete_app(app_id: str, as_json: bool = JsonOption) -> None:
+    """Delete an app by id; calls to it then answer 404."""
     async def work(runtime: Runtime) -> None:
         async with runtime.db.transaction() as session:
             await app_service.delete_app(session, app_id)
@@ -282,6 +287,7 @@ def delete_app(app_id: str, as_json: bool = JsonOption) -> None:
 
 @models_app.command("list")
 def list_models(as_json: bool = JsonOption) -> None:
+    """List the models apps can use (OPENBAILIAN_MODELS plus the built-in ones)."""
     settings = Settings()
     rows = [
         {"name": name, "provider": spec.provider, "model": spec.model or spec.path or ""}
@@ -291,7 +297,4 @@ def list_models(as_json: bool = JsonOption) -> None:
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*(str(row[c]) for c in columns))
-    console.print(table)
+    print_table(columns, [[row[c] for c in columns] for row in rows])

@@ -33,6 +33,7 @@ from openbailian.cli._common import (
     console,
     emit,
     fail,
+    print_table,
     run_with_runtime,
 )
 from openbailian.files.status import FINAL, FileStatus
@@ -196,12 +197,10 @@ def list_files(workspace: str = WorkspaceOption, limit: int = typer.Option(50, m
     views, total = _local(work)
 
     def human() -> None:
-        from rich.table import Table
-
-        table = Table("FileId", "FileName", "Status", "SizeInBytes", "ExpireTime")
-        for v in views:
-            table.add_row(v["FileId"], v["FileName"], v["Status"], str(v["SizeInBytes"]), v["ExpireTime"])
-        console.print(table)
+        print_table(
+            ["FileId", "FileName", "Status", "SizeInBytes", "ExpireTime"],
+            [[v["FileId"], v["FileName"], v["Status"], v["SizeInBytes"], v["ExpireTime"]] for v in views],
+        )
 
     emit({"files": views, "total": total}, as_json, human)
 

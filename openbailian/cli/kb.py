@@ -7,7 +7,6 @@ from typing import Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn
-from rich.table import Table
 
 from openbailian.api.manage.views import base_view, document_view
 from openbailian.cli._common import (
@@ -16,6 +15,7 @@ from openbailian.cli._common import (
     console,
     emit,
     fail,
+    print_table,
     run_with_runtime,
 )
 from openbailian.knowledge.ingest import TERMINAL, Status
@@ -37,10 +37,7 @@ _STEPS = {
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    console.print(table)
+    print_table(columns, [[row.get(c) for c in columns] for row in rows])
 
 
 @app.command("create")
@@ -208,12 +205,10 @@ def show(file_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonOpt
 
 
 def _show_document(view: dict[str, Any]) -> None:
-    table = Table("field", "value", show_header=False)
-    for key in ("file_id", "index_id", "name", "status", "reason", "pages", "chunks", "tags", "metadata",
-                "created_at", "updated_at"):
-        if view.get(key) not in (None, [], {}):
-            table.add_row(key, str(view[key]))
-    console.print(table)
+    keys = ("file_id", "index_id", "name", "status", "reason", "pages", "chunks", "tags", "metadata",
+            "created_at", "updated_at")
+    rows = [[key, view[key]] for key in keys if view.get(key) not in (None, [], {})]
+    print_table(["field", "value"], rows, show_header=False)
     _table(view["history"], ["status", "at", "reason"])
 
 

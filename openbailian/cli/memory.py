@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from openbailian.cli._common import (
     JsonOption,
     WorkspaceOption,
     console,
     emit,
+    print_table,
     run_with_runtime,
 )
 from openbailian.runtime import Runtime
@@ -51,10 +51,7 @@ def item_view(item: MemoryNode) -> dict[str, Any]:
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*(str(row.get(c, "")) for c in columns))
-    console.print(table)
+    print_table(columns, [[row.get(c, "") for c in columns] for row in rows])
 
 
 @app.command("create")
@@ -75,6 +72,7 @@ def create(
 
 @app.command("list")
 def list_(workspace: str | None = AnyWorkspace, as_json: bool = JsonOption) -> None:
+    """List memory bodies (memory_id), all workspaces or one."""
     async def work(runtime: Runtime) -> list[dict[str, Any]]:
         async with runtime.db.session() as session:
             page = await memory_service.list_memories(session, workspace)

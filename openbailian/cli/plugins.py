@@ -8,7 +8,6 @@ from typing import Any
 
 import typer
 import yaml
-from rich.table import Table
 
 from openbailian.cli._common import (
     JsonOption,
@@ -16,6 +15,7 @@ from openbailian.cli._common import (
     console,
     emit,
     fail,
+    print_table,
     run_with_runtime,
 )
 from openbailian.runtime import Runtime
@@ -84,6 +84,7 @@ def update(tool_id: str, file: Path = FileOption, workspace: str | None = AnyWor
 
 @app.command("list")
 def list_(workspace: str | None = AnyWorkspace, as_json: bool = JsonOption) -> None:
+    """List plugins (tool_id), all workspaces or one."""
     async def work(runtime: Runtime) -> list[dict[str, Any]]:
         async with runtime.db.session() as session:
             return [plugin_service.plugin_view(p) for p in await plugin_service.list_plugins(session, workspace)]
@@ -91,16 +92,17 @@ def list_(workspace: str | None = AnyWorkspace, as_json: bool = JsonOption) -> N
     rows = run_with_runtime(work)
 
     def human() -> None:
-        table = Table("tool_id", "workspace", "name", "method", "url")
-        for row in rows:
-            table.add_row(row["tool_id"], row["workspace"], row["name"], row["spec"]["method"], row["spec"]["url"])
-        console.print(table)
+        print_table(
+            ["tool_id", "workspace", "name", "method", "url"],
+            [[row["tool_id"], row["workspace"], row["name"], row["spec"]["method"], row["spec"]["url"]] for row in rows],
+        )
 
     emit({"plugins": rows}, as_json, human)
 
 
 @app.command("show")
 def show(tool_id: str, workspace: str | None = AnyWorkspace, as_json: bool = JsonOption) -> None:
+    """Show a plugin's spec (tokens are never shown)."""
     async def work(runtime: Runtime) -> dict[str, Any]:
         async with runtime.db.session() as session:
             return plugin_service.plugin_view(await plugin_service.get_plugin(session, tool_id, workspace))
@@ -111,6 +113,7 @@ def show(tool_id: str, workspace: str | None = AnyWorkspace, as_json: bool = Jso
 
 @app.command("delete")
 def delete(tool_id: str, workspace: str | None = AnyWorkspace, as_json: bool = JsonOption) -> None:
+    """Delete a plugin by tool_id."""
     async def work(runtime: Runtime) -> None:
         async with runtime.db.transaction() as session:
             await plugin_service.delete_plugin(session, await plugin_service.get_plugin(session, tool_id, workspace))

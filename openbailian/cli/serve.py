@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import typer
 import uvicorn
 
-from openbailian.cli._common import console, run_with_runtime
+from openbailian.cli._common import console, fail, run_with_runtime
 from openbailian.config import Settings
 from openbailian.crypto import SecretBox
 from openbailian.runtime import Runtime
@@ -32,6 +34,7 @@ def serve(
     """Serve the DashScope-compatible API (data under OPENBAILIAN_HOME)."""
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)
+    _check_port_free(settings.host, settings.port)
     if demo:
         demo_info = run_with_runtime(lambda runtime: ensure_demo(runtime))
         preload = [*settings.preload_models, demo_info["model"]]
@@ -40,6 +43,23 @@ def serve(
     from openbailian.api.app import create_app
 
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail in one line, before any banner, when the port is taken (uvicorn would only say Errno 98)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            fail(
+                f"port {port} on {host} is already in use: choose another with --port N "
+                f"or OPENBAILIAN_PORT=N (e.g. openbailian serve --port {port + 1})",
+                code="PortInUse",
+            )
 
 
 async def ensure_demo(runtime: Runtime) -> dict[str, str]:
@@ -99,4 +119,5 @@ def _print_demo(settings: Settings, demo: dict[str, str]) -> None:
         "  -d '{\"input\": {\"prompt\": \"你是谁？\"}, \"parameters\": {}}'",
         markup=False, highlight=False, soft_wrap=True,
     )
+    console.print(f"\nAPI reference: http://{settings.host}:{settings.port}/docs")
     console.rule()

@@ -5,9 +5,13 @@ through as they come (models that call tools usually say nothing else in that
 round; whatever they did say stays in the assistant message). When a round ends
 with tool calls, each call is run, shown as a ``Thought`` (``action_type``
 ``api``), and its observation is appended as a ``tool`` message; then the model
-is called again. After ``max_rounds`` rounds with tool calls the model is
-called once more *without* tools, so it has to answer. The last item is a
-``ModelChunk`` with the final ``finish_reason`` and the tokens of all rounds.
+is called again. After ``max_rounds`` rounds with tool calls a ``Thought``
+says the cap was hit and the model is called once more *without* tools, the
+results given as plain text (a small model shown tool messages tends to call
+again or say nothing), so it has to answer. Should it still say nothing, the
+answer is what the tools returned: a call never ends in an empty answer. The
+last item is a ``ModelChunk`` with the final ``finish_reason`` and the tokens
+of all rounds.
 """
 
 from __future__ import annotations
@@ -60,10 +64,16 @@ async def run_with_tools(
     titles = {t.name: getattr(t, "title", "") or t.name for t in tools}
     with_tools = replace(options, tools=function_specs(tools)) if tools else options
     without_tools = replace(options, tools=())
+    question = list(messages)
     messages = list(messages)
+    results: list[tuple[str, ToolCall, str]] = []  # (title, call, observation), in order
     input_tokens = output_tokens = 0
     for round_number in range(max_rounds + 1):
         offer = tools and round_number < max_rounds
+        capped = bool(tools) and not offer
+        if capped:
+            yield Thought(action_type="response", thought=_cap_note(max_rounds))
+            messages = [*question, _results_as_text(results)]
         text: list[str] = []
         calls: list[dict[str, Any]] = []
         finish_reason = "stop"
@@ -79,6 +89,8 @@ async def run_with_tools(
                     input_tokens += chunk.input_tokens or 0
                     output_tokens += chunk.output_tokens or 0
         if not calls:
+            if capped and not "".join(text).strip():
+                yield ModelChunk(text=_results_answer(results))
             yield ModelChunk(
                 finish_reason=finish_reason, input_tokens=input_tokens, output_tokens=output_tokens
             )
@@ -87,6 +99,7 @@ async def run_with_tools(
         messages.append(_assistant_message("".join(text), calls))
         for tool_call in calls:
             observation = await _run_one(runner, call, tool_call)
+            results.append((titles.get(tool_call.name, tool_call.name), tool_call, observation))
             yield Thought(
                 action_type="api",
                 thought=f"调用插件 {titles.get(tool_call.name, tool_call.name)}",
@@ -96,6 +109,28 @@ async def run_with_tools(
                 observation=observation,
             )
             messages.append({"role": "tool", "tool_call_id": tool_call.id, "content": observation})
+
+
+def _cap_note(max_rounds: int) -> str:
+    return f"插件调用已达上限（{max_rounds} 轮），不再调用插件，根据已返回的结果回答"
+
+
+def _results_as_text(results: list[tuple[str, ToolCall, str]]) -> ChatMessage:
+    lines = [
+        f"{number}. {title} {json.dumps(tool_call.arguments, ensure_ascii=False)} → {observation}"
+        for number, (title, tool_call, observation) in enumerate(results, 1)
+    ]
+    return {
+        "role": "user",
+        "content": "插件已返回以下结果：\n" + "\n".join(lines)
+        + "\n请只根据这些结果直接回答上面的问题，不要再调用插件。",
+    }
+
+
+def _results_answer(results: list[tuple[str, ToolCall, str]]) -> str:
+    """What the tools returned, as the answer of a model that would not give one."""
+    title, _call, observation = results[-1]
+    return f"{title} 返回：{observation}"
 
 
 async def _run_one(runner: ToolRunner, call: CallContext, tool_call: ToolCall) -> str:

@@ -63,3 +63,15 @@ def test_prompt_variables_steer_the_local_model(sdk):
         biz_params={"user_prompt_params": {"city": "Beijing"}},
     )
     assert "beijing" in response.output.text.lower()
+
+
+def test_a_plugin_call_on_the_local_model_never_ends_empty(sdk):
+    app_id = sdk.app(model="local", plugin_ids=["builtin:calculator"], parameters={"max_tokens": 128})
+    response = Application.call(
+        request_timeout=LOCAL_MODEL_BUDGET, api_key=sdk.key(), app_id=app_id, prompt="用计算器算 123*45 等于多少？",
+        has_thoughts=True, temperature=0.0, seed=1,
+    )
+    assert response.status_code == 200, response.message
+    observations = [t.observation for t in response.output.thoughts or [] if t.action_type == "api"]
+    assert "5535" in observations, response.output.thoughts
+    assert response.output.text.strip(), response.output.thoughts

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import pytest
 from typer.testing import CliRunner
@@ -103,3 +104,43 @@ def test_chat_streams_a_turn_against_a_live_server(server, monkeypatch):
     assert '"content": "你好"' in result.output
     # The second turn continued the same session: its echo holds the first turn.
     assert result.output.count('"content": "你好"') >= 2
+
+
+def test_a_busy_port_is_one_clear_line_before_any_banner(run):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", "--demo", "--host", "127.0.0.1", "--port", str(port), expect=1)
+    assert f"port {port} on 127.0.0.1 is already in use" in result.output
+    assert "--port" in result.output and "OPENBAILIAN_PORT" in result.output
+    assert "api key" not in result.output and "Errno" not in result.output
+
+
+def _commands(group, path=()):
+    for name, command in group.commands.items():
+        yield (*path, name), command
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*path, name))
+
+
+def test_every_command_has_a_help_line():
+    import typer.main
+
+    group = typer.main.get_command(cli)
+    missing = [" ".join(path) for path, command in _commands(group) if not (command.help or "").strip()]
+    assert missing == []
+
+
+def test_tables_never_cut_ids_even_on_a_narrow_pipe(run, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    app_ids = [
+        as_json(run("apps", "create", "--name", f"an app with a rather long name {n}", "--model", "echo",
+                    "--workspace", "a-workspace-with-a-long-name", "--json"))["app_id"]
+        for n in range(2)
+    ]
+    listed = run("apps", "list").output
+    for app_id in app_ids:
+        assert app_id in listed, listed
+    key = as_json(run("keys", "create", "--workspace", "narrow", "--json"))
+    assert key["key_id"] in run("keys", "list").output

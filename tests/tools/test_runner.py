@@ -173,7 +173,8 @@ async def test_rounds_stop_at_max_rounds_and_usage_is_summed(runtime):
                        call_for(["builtin:calculator"]), max_rounds=2)
     )
     thoughts = [i for i in items if isinstance(i, Thought)]
-    assert [t.observation for t in thoughts] == ["42", "42"]
+    assert [t.observation for t in thoughts] == ["42", "42", None]
+    assert thoughts[-1].action_type == "response" and "上限（2 轮）" in thoughts[-1].thought
     assert model.offered == [True, True, False]
     assert "".join(i.text for i in items if isinstance(i, ModelChunk)) == "答案是 42"
     assert (items[-1].input_tokens, items[-1].output_tokens) == (40, 7)
