@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from openbailian.config import Settings
-from tests.support import POSTGRES_URL, LiveServer, PostgresDatabase, make_settings
+from tests.support import LOCAL_MODEL_BUDGET, POSTGRES_URL, LiveServer, PostgresDatabase, make_settings
 
 
 @pytest.fixture
@@ -40,7 +40,9 @@ def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServe
     home = tmp_path_factory.mktemp("local-home")
     database = PostgresDatabase(POSTGRES_URL) if POSTGRES_URL else None
     url = database.create() if database else None
-    live = LiveServer(make_settings(home, url, default_model="local", preload_models=["local"])).start()
+    live = LiveServer(make_settings(
+        home, url, default_model="local", preload_models=["local"], model_timeout_seconds=LOCAL_MODEL_BUDGET
+    )).start()
     yield live
     live.stop()
     if database:

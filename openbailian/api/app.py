@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
 from openbailian import __version__
@@ -42,7 +43,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         finally:
             await runtime.aclose()
 
-    app = FastAPI(
+    # /docs and /redoc with their assets served from the fastapi-offline wheel: no CDN, so they
+    # work on a machine without internet.
+    app = FastAPIOffline(
         title="openbailian",
         version=__version__,
         description="Self-hosted, DashScope-compatible Bailian agent applications",
