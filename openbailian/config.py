@@ -62,7 +62,13 @@ class Settings(BaseSettings):
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     default_model: str = "local"
 
+    # Request bodies, per route family (the input boundary, api/boundary.py): the call API,
+    # other JSON/form bodies, multipart document uploads, signed upload URLs; JSON nesting.
     max_body_bytes: int = 4 * 1024 * 1024
+    manage_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    multipart_max_body_bytes: int = Field(default=101 * 1024 * 1024, ge=1)
+    upload_max_body_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    max_json_depth: int = Field(default=64, ge=2)
     rate_limit_per_minute: int = 600
     max_history_turns: int = 50
     max_output_tokens: int = 1024

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
 from openbailian import __version__
+from openbailian.api.boundary import BodyLimits, InputBoundaryMiddleware, enforce_input_boundary
 from openbailian.api.completion.router import router as completion_router
 from openbailian.api.errors import install_error_handlers
 from openbailian.api.manage import files as files_manage
@@ -50,11 +51,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         version=__version__,
         description="Self-hosted, DashScope-compatible Bailian agent applications",
         lifespan=lifespan,
+        dependencies=[Depends(enforce_input_boundary)],
     )
     app.state.runtime = runtime
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.admin_token = admin_token(settings)
     app.state.secret_box = SecretBox.from_settings(settings)
+    app.add_middleware(InputBoundaryMiddleware, limits=BodyLimits.from_settings(settings))
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(completion_router)

@@ -49,8 +49,20 @@ ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
 ]
 
 
+HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "RequestTooLarge"}
+
+
 def error_status_and_code(error: BaseException) -> tuple[int, str, str]:
-    """(HTTP status, code, message) for any exception; unknown ones are InternalError."""
+    """(HTTP status, code, message) for any exception; unknown ones are InternalError.
+
+    Starlette's HTTP errors keep their status; one raised because reading the body
+    failed (FastAPI wraps whatever the body reader raised) is the domain error behind it.
+    """
+    if isinstance(error, StarletteHTTPException):
+        if isinstance(error.__cause__, errors.OpenBailianError):
+            return error_status_and_code(error.__cause__)
+        code = HTTP_CODES.get(error.status_code, "InvalidRequest" if error.status_code < 500 else "InternalError")
+        return error.status_code, code, str(error.detail)
     for error_type, status, code in ERROR_TABLE:
         if isinstance(error, error_type):
             return status, code, str(getattr(error, "message", None) or error)
@@ -108,8 +120,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        code = {404: "NotFound", 405: "MethodNotAllowed"}.get(error.status_code, "InvalidRequest")
-        return JSONResponse(_body_for(request, code, str(error.detail)), status_code=error.status_code)
+        return error_response(request, error)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, error: Exception) -> JSONResponse:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,12 +23,13 @@ from openbailian.api.sse import EventStreamResponse
 from openbailian.engine.events import Event
 from openbailian.engine.run import AppStamp, PreparedRun, RunRequest
 from openbailian.errors import InvalidParameter, RequestTooLarge
+from openbailian.inputs import DEFAULT_MAX_JSON_DEPTH, parse_json
 
 __all__ = ["router", "read_json_body"]
 
 router = APIRouter()
 
-async def read_json_body(request: Request, limit: int) -> Any:
+async def read_json_body(request: Request, limit: int, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Any:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"The request body is larger than the {limit}-byte limit")
@@ -38,10 +38,7 @@ async def read_json_body(request: Request, limit: int) -> Any:
         body += chunk
         if len(body) > limit:
             raise RequestTooLarge(f"The request body is larger than the {limit}-byte limit")
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidParameter(f"The request body is not valid JSON: {error}") from None
+    return parse_json(bytes(body), max_depth=max_depth)
 
 
 def parse_completion(data: Any) -> CompletionRequest:
@@ -137,7 +134,7 @@ def wants_stream(request: Request) -> bool:
 @router.post("/api/v1/apps/{app_id}/completion")
 async def completion(app_id: str, request: Request, caller: MeteredCaller, runtime: RuntimeDep):
     request_id = request_id_of(request)
-    body = parse_completion(await read_json_body(request, runtime.settings.max_body_bytes))
+    body = parse_completion(await read_json_body(request, runtime.settings.max_body_bytes, runtime.settings.max_json_depth))
     run = await runtime.engine.prepare(
         to_run_request(
             body,

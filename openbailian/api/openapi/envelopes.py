@@ -25,7 +25,6 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from starlette.exceptions import HTTPException
 
 from openbailian import errors
 from openbailian.api.errors import error_status_and_code, request_id_of
@@ -35,7 +34,6 @@ __all__ = ["Envelope", "envelope_route", "ok", "error_response", "validation_err
 logger = logging.getLogger("openbailian.api")
 
 
-_HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed"}
 
 
 class Envelope(Enum):
@@ -83,10 +81,7 @@ def _error_body(envelope: Envelope, status: int, code: str, message: str, reques
 
 def error_response(request: Request, envelope: Envelope, error: BaseException) -> JSONResponse:
     """Any exception as an error of ``envelope``, mapped by the one error table."""
-    if isinstance(error, HTTPException):
-        status, code, message = error.status_code, _HTTP_CODES.get(error.status_code, "InvalidRequest"), str(error.detail)
-    else:
-        status, code, message = error_status_and_code(error)
+    status, code, message = error_status_and_code(error)  # Starlette's HTTP errors too
     if status >= 500:
         logger.error("request %s failed: %r", request_id_of(request), error, exc_info=error)
     headers = {}
