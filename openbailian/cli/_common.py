@@ -54,7 +54,7 @@ def emit(data: Any, as_json: bool, human: Callable[[], None] | None = None) -> N
 
 
 def fail(message: str, *, code: str = "Error") -> None:
-    err_console.print(f"[red]{code}:[/red] {message}")
+    err_console.print(f"[red]{code}:[/red] {message}", soft_wrap=True)
     raise typer.Exit(1)
 
 

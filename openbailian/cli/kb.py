@@ -40,6 +40,12 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     print_table(columns, [[row.get(c) for c in columns] for row in rows])
 
 
+# Commands on an existing base or document find it by id alone; --workspace is then a check.
+CheckWorkspace = typer.Option(
+    None, "--workspace", "-w", help="Refuse unless the base or file is in this workspace (default: any)."
+)
+
+
 @app.command("create")
 def create(
     name: str = typer.Option(..., "--name", help="A name for the knowledge base."),
@@ -76,7 +82,7 @@ def list_(workspace: str = WorkspaceOption, as_json: bool = JsonOption) -> None:
 
 
 @app.command("delete")
-def delete(index_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonOption) -> None:
+def delete(index_id: str, workspace: str | None = CheckWorkspace, as_json: bool = JsonOption) -> None:
     """Delete a knowledge base with all its documents."""
 
     async def work(runtime: Runtime) -> None:
@@ -104,7 +110,7 @@ def add(
     tag: list[str] = typer.Option([], "--tag", help="A tag (repeatable)."),
     meta: list[str] = typer.Option([], "--meta", help="KEY=VALUE metadata (repeatable)."),
     wait: bool = typer.Option(False, "--wait", help="Ingest now and return when each file is ready or failed."),
-    workspace: str = WorkspaceOption,
+    workspace: str | None = CheckWorkspace,
     as_json: bool = JsonOption,
 ) -> None:
     """Add documents; without --wait a running server ingests them in the background."""
@@ -139,7 +145,7 @@ def _emit_files(rows: list[dict[str, Any]], as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-async def _ingest(runtime: Runtime, workspace: str, results: dict[str, dict[str, Any]], *, show: bool) -> None:
+async def _ingest(runtime: Runtime, workspace: str | None, results: dict[str, dict[str, Any]], *, show: bool) -> None:
     ingestor = runtime.knowledge.ingestor
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
@@ -169,7 +175,7 @@ async def _ingest(runtime: Runtime, workspace: str, results: dict[str, dict[str,
 
 
 @app.command("docs")
-def docs(index_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonOption) -> None:
+def docs(index_id: str, workspace: str | None = CheckWorkspace, as_json: bool = JsonOption) -> None:
     """List a knowledge base's documents with their status."""
 
     async def work(runtime: Runtime) -> list[dict[str, Any]]:
@@ -181,7 +187,7 @@ def docs(index_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonOp
 
 
 @app.command("rm")
-def remove(file_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonOption) -> None:
+def remove(file_id: str, workspace: str | None = CheckWorkspace, as_json: bool = JsonOption) -> None:
     """Delete one document (and its chunks)."""
 
     async def work(runtime: Runtime) -> None:
@@ -193,7 +199,7 @@ def remove(file_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonO
 
 
 @app.command("show")
-def show(file_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonOption) -> None:
+def show(file_id: str, workspace: str | None = CheckWorkspace, as_json: bool = JsonOption) -> None:
     """Describe one document: status and its history, reason, pages, chunks, tags, metadata."""
 
     async def work(runtime: Runtime) -> dict[str, Any]:
@@ -216,7 +222,7 @@ def _show_document(view: dict[str, Any]) -> None:
 def reindex(
     file_id: str,
     wait: bool = typer.Option(False, "--wait", help="Re-index now and return when the file is ready or failed."),
-    workspace: str = WorkspaceOption,
+    workspace: str | None = CheckWorkspace,
     as_json: bool = JsonOption,
 ) -> None:
     """Parse and index a document again (after a failure, or a change of embedder or chunking)."""

@@ -196,14 +196,16 @@ async def create_base(
     return KnowledgeBaseInfo.of(base)
 
 
-async def _base_row(session: AsyncSession, base_id: str, workspace_id: str) -> KnowledgeBase:
+async def _base_row(session: AsyncSession, base_id: str, workspace_id: str | None) -> KnowledgeBase:
+    """``workspace_id=None`` (the administrator's CLI): the id alone finds the base."""
     base = await session.get(KnowledgeBase, base_id) if isinstance(base_id, str) else None
-    if base is None or base.workspace_id != workspace_id:
-        raise KnowledgeBaseNotFound(f"Knowledge base '{base_id}' does not exist in workspace '{workspace_id}'")
+    if base is None or workspace_id is not None and base.workspace_id != workspace_id:
+        where = f" in workspace '{workspace_id}'" if workspace_id is not None else ""
+        raise KnowledgeBaseNotFound(f"Knowledge base '{base_id}' does not exist{where}")
     return base
 
 
-async def get_base(session: AsyncSession, base_id: str, workspace_id: str) -> KnowledgeBaseInfo:
+async def get_base(session: AsyncSession, base_id: str, workspace_id: str | None) -> KnowledgeBaseInfo:
     return KnowledgeBaseInfo.of(await _base_row(session, base_id, workspace_id))
 
 
@@ -235,7 +237,7 @@ async def list_bases(session: AsyncSession, workspace_id: str) -> list[Knowledge
     return [KnowledgeBaseInfo.of(row) for row in await session.scalars(query)]
 
 
-async def delete_base(session: AsyncSession, base_id: str, workspace_id: str, home: Path) -> None:
+async def delete_base(session: AsyncSession, base_id: str, workspace_id: str | None, home: Path) -> None:
     base = await _base_row(session, base_id, workspace_id)
     documents = list(await session.scalars(select(KnowledgeDocument).where(KnowledgeDocument.base_id == base.id)))
     await session.execute(delete(KnowledgeJob).where(KnowledgeJob.base_id == base.id))
@@ -366,18 +368,19 @@ def _remove_file(home: Path, document: KnowledgeDocument) -> None:
     (home / document.storage_path).unlink(missing_ok=True)
 
 
-async def _document_row(session: AsyncSession, document_id: str, workspace_id: str) -> KnowledgeDocument:
+async def _document_row(session: AsyncSession, document_id: str, workspace_id: str | None) -> KnowledgeDocument:
     document = await session.get(KnowledgeDocument, document_id) if isinstance(document_id, str) else None
-    if document is None or document.workspace_id != workspace_id:
-        raise KnowledgeFileNotFound(f"File '{document_id}' does not exist in workspace '{workspace_id}'")
+    if document is None or workspace_id is not None and document.workspace_id != workspace_id:
+        where = f" in workspace '{workspace_id}'" if workspace_id is not None else ""
+        raise KnowledgeFileNotFound(f"File '{document_id}' does not exist{where}")
     return document
 
 
-async def get_document(session: AsyncSession, document_id: str, workspace_id: str) -> DocumentInfo:
+async def get_document(session: AsyncSession, document_id: str, workspace_id: str | None) -> DocumentInfo:
     return DocumentInfo.of(await _document_row(session, document_id, workspace_id))
 
 
-async def list_documents(session: AsyncSession, base_id: str, workspace_id: str) -> list[DocumentInfo]:
+async def list_documents(session: AsyncSession, base_id: str, workspace_id: str | None) -> list[DocumentInfo]:
     base = await _base_row(session, base_id, workspace_id)
     query = select(KnowledgeDocument).where(KnowledgeDocument.base_id == base.id).order_by(KnowledgeDocument.created_at)
     return [DocumentInfo.of(row) for row in await session.scalars(query)]
@@ -421,7 +424,7 @@ async def _bump(session: AsyncSession, base_id: str) -> None:
     )
 
 
-async def delete_document(session: AsyncSession, document_id: str, workspace_id: str, home: Path) -> None:
+async def delete_document(session: AsyncSession, document_id: str, workspace_id: str | None, home: Path) -> None:
     """Delete the document, its chunks and its bytes; indexes drop its vectors before their next search."""
     document = await _document_row(session, document_id, workspace_id)
     await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.document_id == document.id))
@@ -431,7 +434,7 @@ async def delete_document(session: AsyncSession, document_id: str, workspace_id:
     _remove_file(home, document)
 
 
-async def reindex_document(session: AsyncSession, document_id: str, workspace_id: str) -> DocumentInfo:
+async def reindex_document(session: AsyncSession, document_id: str, workspace_id: str | None) -> DocumentInfo:
     """Parse and index the document again from its stored bytes (also a retry after failure)."""
     document = await _document_row(session, document_id, workspace_id)
     if document.status not in {Status.FILE_IS_READY, Status.PARSE_FAILED, Status.INDEX_BUILDING_FAILED}:

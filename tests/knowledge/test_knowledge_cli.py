@@ -79,3 +79,22 @@ def test_reindex_of_a_broken_document_fails_again_and_unknown_ids_are_errors(run
     for command in ("show", "reindex"):
         result = run("kb", command, "no-such-file", "--json")
         assert result.exit_code == 1 and "NotFound" in result.output
+
+
+def test_every_kb_command_finds_a_base_of_another_workspace_by_id(run, corpus):
+    index_id = json.loads(run("kb", "create", "--name", "team", "--workspace", "team-a", "--json").output)["index_id"]
+    added = run("kb", "add", index_id, str(corpus["hr"]), "--wait", "--json")
+    assert added.exit_code == 0, added.output
+    [file] = json.loads(added.output)["files"]
+    assert file["status"] == "FILE_IS_READY"
+    assert [f["file_id"] for f in json.loads(run("kb", "docs", index_id, "--json").output)["files"]] == [file["file_id"]]
+    assert json.loads(run("kb", "show", file["file_id"], "--json").output)["index_id"] == index_id
+    # --workspace stays a check: the wrong one is refused, naming it; nothing is added.
+    wrong = run("kb", "add", index_id, str(corpus["phones"]), "--workspace", "team-b", "--json")
+    assert wrong.exit_code == 1 and "team-b" in wrong.output
+    assert run("kb", "docs", index_id, "--workspace", "team-a", "--json").exit_code == 0
+    assert run("kb", "rm", file["file_id"], "--workspace", "team-b", "--json").exit_code == 1
+    assert run("kb", "rm", file["file_id"], "--json").exit_code == 0
+    assert run("kb", "delete", index_id, "--json").exit_code == 0
+    gone = run("kb", "docs", index_id, "--json")
+    assert gone.exit_code == 1 and "does not exist" in gone.output
