@@ -105,6 +105,10 @@ _PAIRS: dict[str, tuple[str, str]] = {
     "session": ("会话", "Session"),
     "variable_values": ("变量取值", "Variable values"),
     "session_file": ("会话文件", "Session file"),
+    "file_parsing_off": (
+        "此应用的草稿未开启动态文件解析：附加的文件不会被使用。",
+        "File parsing is off in this app's draft: an attached file is not used.",
+    ),
     # knowledge
     "create_base": ("新建知识库", "New knowledge base"),
     "kind": ("类型", "Kind"),

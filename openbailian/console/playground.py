@@ -55,6 +55,9 @@ def _chat_input(data: Any) -> dict[str, Any]:
     for key in ("session_id", "memory_id"):
         if data.get(key) is not None and not isinstance(data.get(key), str):
             raise InvalidParameter(f"{key} must be a string")
+    file_ids = data.get("session_file_ids") or []
+    if not isinstance(file_ids, list) or not all(isinstance(f, str) for f in file_ids):
+        raise InvalidParameter("session_file_ids must be a list of file ids")
     if data.get("target", "draft") not in ("draft", "published"):
         raise InvalidParameter("target must be 'draft' or 'published'")
     return data
@@ -80,6 +83,7 @@ async def chat(request: Request, app_id: str, user: Changing) -> Response:
             session_id=data.get("session_id") or None,
             prompt_params={k: v for k, v in data.get("variables", {}).items() if v != ""},
             memory_id=data.get("memory_id") or None,
+            rag_options={"session_file_ids": data["session_file_ids"]} if data.get("session_file_ids") else None,
             config=config,
         )
     )

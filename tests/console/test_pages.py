@@ -121,3 +121,26 @@ def test_published_versions_are_listed_and_one_click_rolls_back(page: Page, cons
     expect(versions).to_have_count(3)
     expect(versions.first).to_contain_text("v3")
     shoot(page, "app-versions")
+
+
+def test_a_session_file_attached_in_the_playground_reaches_the_answer(
+    page: Page, console_server: LiveServer, tmp_path: Path
+) -> None:
+    server = console_server
+    sign_in(page, server)
+    app_id = server.app(workspace="default", model="echo", file_parsing=True)
+    notes = tmp_path / "会议纪要.txt"
+    notes.write_text("会议决定：发布日期定在十二月八日。", encoding="utf-8")
+    page.goto(f"{server.url}/console/apps/{app_id}/playground")
+    page.get_by_test_id("target").select_option("published")
+    page.get_by_test_id("session-file").set_input_files(str(notes))
+    expect(page.get_by_test_id("session-file-status")).to_have_attribute("data-status", "FILE_IS_READY", timeout=120_000)
+    page.get_by_test_id("prompt").fill("发布日期是哪天？")
+    page.get_by_test_id("send").click()
+    answer = page.get_by_test_id("answer").last
+    expect(answer).to_have_attribute("data-finish", "stop")
+    expect(answer).to_contain_text("发布日期定在十二月八日")  # the file's text was in the context
+    refused = tmp_path / "run.sh"
+    refused.write_text("#!/bin/sh\necho hi\n", encoding="utf-8")
+    page.get_by_test_id("session-file").set_input_files(str(refused))
+    expect(page.get_by_test_id("session-files").locator(".error")).not_to_be_empty()

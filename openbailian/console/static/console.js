@@ -124,6 +124,54 @@ function setupPlayground() {
   });
   stop.addEventListener("click", () => controller && controller.abort());
 
+  // Session files: uploaded at once, then watched until ready; ready ones go with each turn.
+  const fileInput = root.querySelector("[data-session-file]");
+  const fileList = root.querySelector("[data-session-files]");
+  const readyFiles = new Set();
+  const watch = async (fileId, note) => {
+    const response = await fetch("/console/files/" + encodeURIComponent(fileId), { headers: { Accept: "application/json" } });
+    const info = await response.json();
+    note.textContent = " " + (info.status || info.message) + (info.reason ? " — " + info.reason : "");
+    note.dataset.status = info.status || "";
+    if (info.status === "FILE_IS_READY") readyFiles.add(fileId);
+    else if (response.ok && !/FAILED|EXPIRED|DELETED/.test(info.status)) setTimeout(() => watch(fileId, note), 1000);
+  };
+  fileInput.addEventListener("change", () => {
+    for (const file of fileInput.files) {
+      const row = el("li", "", file.name + " ");
+      const bar = el("progress");
+      bar.max = 100;
+      bar.value = 0;
+      const note = el("span", "muted");
+      note.dataset.testid = "session-file-status";
+      row.append(bar, note);
+      fileList.appendChild(row);
+      const body = new FormData();
+      body.append("file", file);
+      const request = new XMLHttpRequest();
+      request.open("POST", "/console/files");
+      request.setRequestHeader("X-CSRF-Token", csrf());
+      request.setRequestHeader("Accept", "application/json");
+      request.upload.addEventListener("progress", (e) => {
+        if (e.lengthComputable) bar.value = Math.round((100 * e.loaded) / e.total);
+      });
+      request.addEventListener("loadend", () => {
+        let info = {};
+        try { info = JSON.parse(request.responseText); } catch (e) { info = { message: request.statusText }; }
+        if (request.status === 201) {
+          bar.value = 100;
+          row.dataset.fileId = info.file_id;
+          watch(info.file_id, note);
+        } else {
+          note.textContent = " " + (info.message || "upload failed");
+          note.className = "error";
+        }
+      });
+      request.send(body);
+    }
+    fileInput.value = "";
+  });
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const text = prompt.value.trim();
@@ -158,6 +206,7 @@ function setupPlayground() {
         body: JSON.stringify({
           prompt: text, session_id: sessionId, target: target.value, variables,
           memory_id: root.querySelector("[data-memory]").value || null,
+          session_file_ids: [...readyFiles],
         }),
       });
       if (!response.ok) {
