@@ -68,6 +68,11 @@ def signature_of(secret: str, canonical: str) -> str:
     return hmac.new(secret.encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison that also takes non-ASCII input (a header is any latin-1 text)."""
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
 def _parse_authorization(header: str) -> tuple[str, list[str], str]:
     scheme, _, rest = header.partition(" ")
     if scheme != ALGORITHM:
@@ -121,12 +126,12 @@ async def _verify_signature(request: Request, runtime: Runtime, box: SecretBox) 
     if not nonce or len(nonce) > _MAX_NONCE:
         raise SignatureMismatch(f"x-acs-signature-nonce must be 1 to {_MAX_NONCE} characters")
     body_sha256 = hashlib.sha256(await read_body(request)).hexdigest()
-    if not hmac.compare_digest(request.headers["x-acs-content-sha256"].lower(), body_sha256):
+    if not _same(request.headers["x-acs-content-sha256"].lower(), body_sha256):
         raise SignatureMismatch("x-acs-content-sha256 is not the SHA-256 of the body")
     raw_path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
     canonical, _ = canonical_request(request.method, raw_path, _query_of(request), headers, body_sha256)
     key = await check_access_key(runtime.db, box, access_key_id)
-    if not hmac.compare_digest(signature.lower(), signature_of(key.secret, canonical)):
+    if not _same(signature.lower(), signature_of(key.secret, canonical)):
         raise SignatureMismatch(
             "The request signature does not match: check the AccessKey secret and what is signed"
         )

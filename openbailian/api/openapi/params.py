@@ -60,8 +60,8 @@ def _form_fields(body: bytes, content_type: str) -> list[tuple[str, str]]:
     if media == "application/json":
         try:
             data = json.loads(body)
-        except ValueError as error:
-            raise InvalidParameter(f"The JSON body is not valid JSON: {error}") from None
+        except (ValueError, RecursionError) as error:
+            raise InvalidParameter(f"The JSON body is not valid JSON: {str(error)[:100]}") from None
         if not isinstance(data, dict):
             raise InvalidParameter("The JSON body must be an object")
         return [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in data.items()]
@@ -175,7 +175,7 @@ class Params:
             return None
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep is malformed too
             raise InvalidParameter(f"The parameter {name} must be a JSON string, not '{value[:50]}'") from None
 
     def json_list(self, name: str, *, item: type = str, required: bool = False, max_items: int = 1000) -> list[Any] | None:

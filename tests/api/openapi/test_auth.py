@@ -203,3 +203,23 @@ def test_an_unknown_operation_path_answers_what_the_sdk_reads(openapi: OpenApi) 
     body = response.json()
     assert response.status_code == 404
     assert body["Code"] == "NotFound" and body["RequestId"] == body["requestId"] == response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        b"ACS3-HMAC-SHA256 Credential=x",
+        b"Basic abc",
+        b"ACS3-HMAC-SHA256 Credential=OBAKx,SignedHeaders=host;x-acs-date;x-acs-signature-nonce;x-acs-content-sha256,Signature=\xe9\xe9",
+    ],
+)
+def test_malformed_signatures_are_401_not_500(openapi: OpenApi, authorization: bytes) -> None:
+    headers = {
+        "Authorization": authorization,
+        "x-acs-date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "x-acs-signature-nonce": "n-\xe9".encode("latin-1"),
+        "x-acs-content-sha256": "\xe9".encode("latin-1"),
+    }
+    response = openapi.server.http.get(f"/{WORKSPACE}/memories", headers=headers)
+    assert response.status_code == 401, response.text
+    assert response.json()["Code"] in {"SignatureDoesNotMatch", "InvalidApiKey"} and response.json()["RequestId"]

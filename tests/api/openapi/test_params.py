@@ -35,6 +35,7 @@ def test_json_strings_and_numbers() -> None:
         ("DocumentIds", "[1, 2]", lambda p: p.json_list("DocumentIds")),
         ("DocumentIds", "[true]", lambda p: p.json_list("DocumentIds", item=int)),
         ("Columns", "[1]", lambda p: p.json_object("Columns")),
+        ("Columns", "[" * 100_000, lambda p: p.json_value("Columns")),
         ("EnableRewrite", "yes", lambda p: p.boolean("EnableRewrite")),
         ("PageSize", "ten", lambda p: p.integer("PageSize")),
         ("PageSize", "0", lambda p: p.integer("PageSize", minimum=1)),
