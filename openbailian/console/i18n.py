@@ -135,6 +135,8 @@ _PAIRS: dict[str, tuple[str, str]] = {
     "page": ("页码", "Pages"),
     "no_hits": ("没有命中。", "Nothing found."),
     "tags": ("标签", "Tags"),
+    "metadata_filter": ("元数据过滤", "Metadata filter"),
+    "structured_filter": ("字段过滤", "Column filter"),
     # keys
     "create_key": ("创建 API Key", "Create API key"),
     "key_shown_once": (

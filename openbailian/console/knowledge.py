@@ -11,12 +11,28 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from openbailian.console.web import Changing, ConsoleRoute, SignedIn, page, redirect, render_fragment, runtime_of
+from openbailian.errors import InvalidParameter
 from openbailian.knowledge.ingest import TERMINAL
 from openbailian.services import knowledge as service
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/console/knowledge", route_class=ConsoleRoute, include_in_schema=False)
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.replace("，", ",").split(",") if part.strip()]
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """``key=value, key2=value2`` (the retrieval test's filter field)."""
+    pairs: dict[str, str] = {}
+    for part in _split(text):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise InvalidParameter(f"Filter '{part}' is not key=value")
+        pairs[key.strip()] = value.strip()
+    return pairs
 
 
 @router.get("")
@@ -40,7 +56,8 @@ async def create_base(
 
 @router.get("/{base_id}")
 async def show_base(
-    request: Request, base_id: str, user: SignedIn, q: str = "", top_k: int = 5, tags: str = "", done: str = ""
+    request: Request, base_id: str, user: SignedIn, q: str = "", top_k: int = 5, tags: str = "",
+    meta: str = "", done: str = "",
 ) -> Response:
     runtime = runtime_of(request)
     async with runtime.db.session() as session:
@@ -50,15 +67,16 @@ async def show_base(
     if q.strip():
         retriever = runtime.knowledge.retriever
         options: dict[str, object] = {"pipeline_ids": [base.id]}
-        tag_list = [t.strip() for t in tags.split(",") if t.strip()]
-        if tag_list:
-            options["tags"] = tag_list
+        if _split(tags):
+            options["tags"] = _split(tags)
+        if _pairs(meta):  # a structured base filters on its columns, a document base on metadata
+            options["structured_filter" if base.kind == "structured" else "metadata_filter"] = _pairs(meta)
         async with runtime.db.session() as session:
             search = await service.parse_search_options(session, user.workspace_id, [], options, retriever)
         hits = await service.search(retriever, search, q, top_k=max(1, min(top_k, 50))) if search else []
     return await page(
         request, "kb_detail.html", base=base, documents=documents, terminal=TERMINAL, q=q, top_k=top_k, tags=tags,
-        hits=hits, done=done,
+        meta=meta, hits=hits, done=done,
     )
 
 
@@ -74,7 +92,9 @@ async def documents_fragment(request: Request, base_id: str, user: SignedIn) -> 
 
 
 @router.post("/{base_id}/upload", status_code=201)
-async def upload(request: Request, base_id: str, user: Changing, file: UploadFile = File(...)) -> Response:
+async def upload(
+    request: Request, base_id: str, user: Changing, file: UploadFile = File(...), tags: str = Form("")
+) -> Response:
     runtime = runtime_of(request)
     settings = runtime.settings
     async with runtime.db.session() as session:
@@ -90,7 +110,7 @@ async def upload(request: Request, base_id: str, user: Changing, file: UploadFil
         async with runtime.db.transaction() as session:
             document = await service.add_document(
                 session, base, name=name, data=staged, home=settings.home,
-                max_bytes=settings.knowledge_max_file_bytes,
+                max_bytes=settings.knowledge_max_file_bytes, tags=_split(tags),
             )
     finally:
         staged.unlink(missing_ok=True)

@@ -144,3 +144,35 @@ def test_a_session_file_attached_in_the_playground_reaches_the_answer(
     refused.write_text("#!/bin/sh\necho hi\n", encoding="utf-8")
     page.get_by_test_id("session-file").set_input_files(str(refused))
     expect(page.get_by_test_id("session-files").locator(".error")).not_to_be_empty()
+
+
+def test_the_retrieval_test_filters_by_tags_and_shows_scores(page: Page, console_server: LiveServer, tmp_path: Path) -> None:
+    server = console_server
+    sign_in(page, server)
+    page.goto(f"{server.url}/console/knowledge")
+    page.get_by_test_id("new-base-name").fill("政策")
+    page.get_by_test_id("create-base").click()
+    for name, tag, text in [("退货.txt", "售后", "退货政策：七天无理由退货。"), ("保修.txt", "保修", "保修政策：整机保修一年。")]:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        page.get_by_test_id("upload-tags").fill(tag)
+        page.get_by_test_id("upload-input").set_input_files(str(path))
+        page.get_by_test_id("upload").click()
+        expect(page.locator(f"[data-document='{name}']").get_by_test_id("status")).to_have_text(
+            "FILE_IS_READY", timeout=120_000
+        )
+    page.get_by_test_id("query").fill("政策")
+    page.get_by_test_id("search").click()
+    expect(page.get_by_test_id("hits").locator("li")).to_have_count(2)
+    expect(page.get_by_test_id("hits")).to_contain_text("得分" if "zh" in page.url else "Score")
+    page.get_by_test_id("filter-tags").fill("保修")
+    page.get_by_test_id("search").click()
+    expect(page.get_by_test_id("hits").locator("li")).to_have_count(1)
+    expect(page.get_by_test_id("hits")).to_contain_text("整机保修一年")
+    page.get_by_test_id("filter-meta").fill("region")
+    page.get_by_test_id("search").click()
+    expect(page.get_by_test_id("error")).to_contain_text("not key=value")
+    page.go_back()
+    page.get_by_test_id("filter-meta").fill("region=华东")
+    page.get_by_test_id("search").click()
+    expect(page.get_by_test_id("error")).to_contain_text("region")  # no document has that field

@@ -291,6 +291,7 @@ function setupUpload() {
       list.appendChild(row);
       const body = new FormData();
       body.append("file", file);
+      body.append("tags", form.querySelector("input[name=tags]").value);
       const request = new XMLHttpRequest();
       request.open("POST", form.action);
       request.setRequestHeader("X-CSRF-Token", csrf());
