@@ -34,11 +34,11 @@ _FORM = "application/x-www-form-urlencoded"
 
 
 async def read_body(request: Request) -> bytes:
-    """The body (chunked or not), refused past ``OPENBAILIAN_MAX_BODY_BYTES``; read once per request."""
+    """The body (chunked or not), refused past ``OPENBAILIAN_MANAGE_MAX_BODY_BYTES``; read once per request."""
     cached = getattr(request.state, "openapi_body", None)
     if cached is not None:
         return cached
-    limit = request.app.state.runtime.settings.max_body_bytes
+    limit = request.app.state.runtime.settings.manage_max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"The request body is larger than {limit} bytes")

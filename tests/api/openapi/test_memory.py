@@ -190,7 +190,7 @@ def test_the_sdk_memory_example_runs(openapi: OpenApi) -> None:
 
 
 def test_an_oversized_form_body_is_refused_before_it_is_stored(tmp_path, database_url) -> None:  # type: ignore[no-untyped-def]
-    server = LiveServer(make_settings(tmp_path / "home", database_url, max_body_bytes=1024)).start()
+    server = LiveServer(make_settings(tmp_path / "home", database_url, manage_max_body_bytes=1024)).start()
     try:
         key = create_key(server, WORKSPACE)["api_key"]
         client = sdk_client(server, bearer_token=key)
