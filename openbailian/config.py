@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     files_max_unzipped_bytes: int = 1024 * 1024 * 1024
     files_content_blocklist: list[str] = Field(default_factory=list)
     files_ocr: bool = True
+    # input.image_list / input.file_list: each URL fetched (outbound guard) within this time and
+    # at most this many bytes (and its kind's session-file limit).
+    call_files_timeout_seconds: float = Field(default=20.0, gt=0)
+    call_files_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     files_transcription_url: str | None = None  # OpenAI-compatible base URL (…/v1)
     files_transcription_api_key: str | None = None
     files_transcription_model: str = "whisper-1"

@@ -17,6 +17,7 @@ from typing import Protocol
 from openbailian.config import Settings
 from openbailian.engine.run import Engine
 from openbailian.engine.sessions import SessionStore
+from openbailian.files.call_files import CallFileSource
 from openbailian.files.source import SessionFileSource
 from openbailian.files.system import SessionFiles
 from openbailian.knowledge.source import KnowledgeSource
@@ -67,6 +68,7 @@ class Runtime:
             context_sources=[
                 KnowledgeSource(db, knowledge.retriever),
                 SessionFileSource(files),
+                CallFileSource(files),
                 MemorySource(memory),
             ],
             observers=[MemoryObserver(memory, models, settings)],

@@ -12,6 +12,9 @@ entries (``OPENBAILIAN_OUTBOUND_ALLOW``, comma-separated, matched against the
 host as written in the URL); allow-listed hosts skip the address check.
 Requests have a total timeout and a cap on the response size; a redirect to
 another origin drops every header the caller set (credentials stay home).
+``fetch`` (plugins) cuts an oversize answer; ``download`` (files a call names by
+URL) refuses it, and refuses a content type its caller does not take before
+reading the body.
 """
 
 from __future__ import annotations
@@ -31,13 +34,18 @@ __all__ = [
     "AllowList",
     "OutboundGuard",
     "OutboundResponse",
+    "Download",
     "literal_ip",
     "blocked_reason",
     "fetch",
+    "download",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
+# The media type of a response (lower-cased, no parameters) → the most bytes taken
+# of it; raises OutboundError saying why when the type is not wanted.
+SizeLimit = Callable[[str], int]
 
 _METADATA = {
     ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack
@@ -205,7 +213,8 @@ async def fetch(
     """One guarded request, redirects followed by hand and checked, within ``timeout`` seconds."""
     try:
         return await asyncio.wait_for(
-            _fetch(guard, method, url, params, json, dict(headers or {}), max_bytes, max_redirects, transport),
+            _fetch(guard, method, url, params, json, dict(headers or {}), max_redirects, transport,
+                   lambda response, target: _as_text(response, target, max_bytes)),
             timeout,
         )
     except TimeoutError:
@@ -217,8 +226,8 @@ async def fetch(
 
 
 async def _fetch(  # type: ignore[no-untyped-def]
-    guard, method, url, params, json, headers, max_bytes, max_redirects, transport
-) -> OutboundResponse:
+    guard, method, url, params, json, headers, max_redirects, transport, read
+):
     target = httpx.URL(url, params=params) if params else httpx.URL(url)
     # trust_env=False: proxies from the environment would bypass the address check.
     async with httpx.AsyncClient(
@@ -239,17 +248,68 @@ async def _fetch(  # type: ignore[no-untyped-def]
                     ):
                         method, json = "GET", None
                     continue
-                body, truncated = await _read_capped(response, max_bytes)
-                return OutboundResponse(
-                    status=response.status_code,
-                    url=str(target),
-                    content_type=response.headers.get("content-type", ""),
-                    text=body.decode(response.encoding or "utf-8", errors="replace"),
-                    truncated=truncated,
-                )
+                return await read(response, target)
             finally:
                 await response.aclose()
     raise OutboundError(f"more than {max_redirects} redirects")
+
+
+async def _as_text(response: httpx.Response, target: httpx.URL, max_bytes: int) -> OutboundResponse:
+    body, truncated = await _read_capped(response, max_bytes)
+    return OutboundResponse(
+        status=response.status_code,
+        url=str(target),
+        content_type=response.headers.get("content-type", ""),
+        text=body.decode(response.encoding or "utf-8", errors="replace"),
+        truncated=truncated,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    url: str  # where the bytes came from, after redirects
+    media_type: str  # lower-cased, without parameters ("image/png")
+    data: bytes
+
+
+async def download(
+    guard: OutboundGuard,
+    url: str,
+    *,
+    size_limit: SizeLimit,
+    timeout: float = 20.0,
+    max_redirects: int = 5,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Download:
+    """GET a file through the guard, whole or not at all.
+
+    Refused, each with its reason: an answer other than 200, a media type
+    ``size_limit`` refuses (checked before the body is read), a body over the
+    limit (declared or counted), more than ``timeout`` seconds in all.
+    """
+    async def read(response: httpx.Response, target: httpx.URL) -> Download:
+        if response.status_code != 200:
+            raise OutboundError(f"the server answered HTTP {response.status_code}")
+        media_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        limit = size_limit(media_type)
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise OutboundError(f"the file is {int(declared)} bytes, more than the {limit}-byte limit")
+        body, truncated = await _read_capped(response, limit)
+        if truncated:
+            raise OutboundError(f"the file is larger than the {limit}-byte limit")
+        return Download(url=str(target), media_type=media_type, data=body)
+
+    try:
+        return await asyncio.wait_for(
+            _fetch(guard, "GET", url, None, None, {}, max_redirects, transport, read), timeout
+        )
+    except TimeoutError:
+        raise OutboundError(f"the download took longer than {timeout:g} s") from None
+    except httpx.InvalidURL as error:
+        raise OutboundError(f"invalid URL: {error}") from None
+    except httpx.HTTPError as error:
+        raise OutboundError(f"the download failed: {type(error).__name__}") from None
 
 
 async def _pinned_request(  # type: ignore[no-untyped-def]

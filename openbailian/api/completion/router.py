@@ -53,12 +53,6 @@ def parse_completion(data: Any) -> CompletionRequest:
             "input.history and input.messages are two forms of the conversation: pass one "
             "(the SDK sends history only without messages)"
         )
-    for name in ("image_list", "file_list"):
-        if getattr(parsed.input, name):
-            raise InvalidParameter(
-                f"input.{name} is not supported by this server yet: use session files "
-                "(rag_options.session_file_ids)"
-            )
     return parsed
 
 
