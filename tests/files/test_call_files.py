@@ -283,3 +283,12 @@ def test_a_refused_call_stores_no_turn(sdk, echo_app, origin):
     follow = Application.call(api_key=sdk.key(), app_id=echo_app, prompt="next", session_id=session_id)
     contents = [m["content"] for m in json.loads(follow.output.text)["messages"]]
     assert contents.count(QUESTION) == 1  # only the first call's turn
+
+
+def test_a_streamed_call_is_refused_before_the_stream_starts(sdk, echo_app, origin):
+    responses = list(call(sdk, echo_app, stream=True, image_list=[f"{origin}/page.html"]))
+    assert len(responses) == 1
+    assert responses[0].status_code == 400 and "input.image_list[0]" in responses[0].message
+    streamed = list(call(sdk, echo_app, stream=True, incremental_output=True, file_list=[f"{origin}/notes.txt"]))
+    assert all(r.status_code == 200 for r in streamed)
+    assert "三万元" in "".join(r.output.text for r in streamed)
