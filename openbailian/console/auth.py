@@ -12,11 +12,11 @@ from openbailian.console.web import (
     Changing,
     ConsoleRoute,
     SignedIn,
-    _same_origin,
     redirect,
     render,
     runtime_of,
     safe_next,
+    same_origin,
 )
 from openbailian.errors import AccessDenied, InvalidApiKey
 from openbailian.services import console_sessions
@@ -33,7 +33,7 @@ async def sign_in_page(request: Request, next: str = "/console/") -> Response:
 
 @router.post("/sign-in")
 async def sign_in(request: Request, credential: str = Form(""), next: str = Form("/console/")) -> Response:
-    if not _same_origin(request):
+    if not same_origin(request):
         raise AccessDenied("Sign in from this console's own page")
     runtime = runtime_of(request)
     hours = runtime.settings.console_session_hours

@@ -34,6 +34,7 @@ __all__ = [
     "render_fragment",
     "page",
     "safe_next",
+    "same_origin",
     "render_markdown",
     "redirect",
     "runtime_of",
@@ -151,7 +152,7 @@ async def current_user(request: Request) -> ConsoleUser:
 SignedIn = Annotated[ConsoleUser, Depends(current_user)]
 
 
-def _same_origin(request: Request) -> bool:
+def same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     if not origin or origin == "null":
         return origin is None
@@ -166,7 +167,7 @@ async def changing_user(request: Request, user: SignedIn) -> ConsoleUser:
     ):
         value = (await request.form()).get("csrf")
         sent = value if isinstance(value, str) else None
-    if not sent or not hmac.compare_digest(sent.encode(), user.csrf_token.encode()) or not _same_origin(request):
+    if not sent or not hmac.compare_digest(sent.encode(), user.csrf_token.encode()) or not same_origin(request):
         raise AccessDenied("The form is stale or did not come from this console (CSRF check): reload the page")
     return user
 
