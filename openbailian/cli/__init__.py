@@ -24,6 +24,7 @@ app = typer.Typer(
 )
 app.command("serve")(serve.serve)
 app.command("chat")(chat.chat)
+app.command("demo-env")(serve.demo_env)
 app.add_typer(core.keys_app, name="keys")
 app.add_typer(core.apps_app, name="apps")
 app.add_typer(core.models_app, name="models")

@@ -19,7 +19,7 @@ from openbailian.runtime import Runtime
 from openbailian.services import apps as app_service
 from openbailian.services import keys as key_service
 
-__all__ = ["serve", "ensure_demo"]
+__all__ = ["serve", "ensure_demo", "demo_env"]
 
 DEMO_WORKSPACE = "default"
 DEMO_INSTRUCTIONS = "You are a helpful assistant. Answer in the language the user writes in."
@@ -39,10 +39,39 @@ def serve(
         demo_info = run_with_runtime(lambda runtime: ensure_demo(runtime))
         preload = [*settings.preload_models, demo_info["model"]]
         settings = Settings(**overrides, preload_models=list(dict.fromkeys(preload)))
+        _save_demo(settings, {**demo_info, "base_http_api_url": _base_url(settings)})
         _print_demo(settings, demo_info)
     from openbailian.api.app import create_app
 
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+
+
+def demo_env() -> None:
+    """Print the demo's shell exports (DASHSCOPE_HTTP_BASE_URL, DASHSCOPE_API_KEY, APP_ID): eval "$(openbailian demo-env)"."""
+    path = Settings().home / "demo.json"
+    try:
+        saved = json.loads(path.read_text())
+        exports = {
+            "DASHSCOPE_HTTP_BASE_URL": saved["base_http_api_url"], "DASHSCOPE_API_KEY": saved["api_key"],
+            "APP_ID": saved["app_id"],
+        }
+    except (OSError, ValueError, KeyError):
+        fail(f"no demo yet in {path.parent}: start one with `make serve` (openbailian serve --demo)", code="NoDemo")
+    for name, value in exports.items():
+        typer.echo(f"export {name}={value}")
+
+
+def _base_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://{host}:{settings.port}/api/v1/"
+
+
+def _save_demo(settings: Settings, saved: dict[str, str]) -> None:
+    # The demo key is kept in clear text on purpose, readable by the owner only, so
+    # that `make serve` prints the same working key every time.
+    fd = os.open(settings.home / "demo.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(saved, handle)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -79,11 +108,7 @@ async def ensure_demo(runtime: Runtime) -> dict[str, str]:
             session, DEMO_WORKSPACE, "demo", box=SecretBox.from_settings(runtime.settings)
         )
     saved = {"app_id": app.id, "api_key": key.api_key, "workspace": DEMO_WORKSPACE, "model": model}
-    # The demo key is kept in clear text on purpose, readable by the owner only, so
-    # that `make serve` prints the same working key every time.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(saved, handle)
+    _save_demo(runtime.settings, saved)
     return saved
 
 
@@ -96,7 +121,7 @@ async def _still_valid(runtime: Runtime, saved: dict[str, str]) -> bool:
 
 
 def _print_demo(settings: Settings, demo: dict[str, str]) -> None:
-    base = f"http://{settings.host}:{settings.port}/api/v1/"
+    base = _base_url(settings)
     console.rule("[bold]openbailian demo")
     console.print(f"app id  : [bold]{demo['app_id']}[/bold]  (model: {demo['model']})")
     console.print(f"api key : [bold]{demo['api_key']}[/bold]")
@@ -119,5 +144,6 @@ def _print_demo(settings: Settings, demo: dict[str, str]) -> None:
         "  -d '{\"input\": {\"prompt\": \"你是谁？\"}, \"parameters\": {}}'",
         markup=False, highlight=False, soft_wrap=True,
     )
-    console.print(f"\nAPI reference: http://{settings.host}:{settings.port}/docs")
+    console.print(f"\nAPI reference: {base.removesuffix('api/v1/')}docs")
+    console.print('In another shell: eval "$(.venv/bin/openbailian demo-env)" exports the above.')
     console.rule()
