@@ -41,10 +41,17 @@ class ModelSpec(BaseModel):
     # The model reads images (OpenAI-style image_url content parts), e.g. Qwen-VL:
     # session-file images then reach it as images instead of as their OCR text.
     vision: bool = False
+    # This model's generation defaults, used when neither the call nor the app sets them
+    # (max_tokens: before OPENBAILIAN_MAX_OUTPUT_TOKENS).
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_k: int | None = Field(default=None, ge=1)
 
 
 BUILTIN_MODELS: dict[str, ModelSpec] = {
-    "local": ModelSpec(provider="local"),
+    # The bundled 0.5B model on a small CPU: short answers (it rambles) and Qwen2.5's own sampling.
+    "local": ModelSpec(provider="local", max_tokens=384, temperature=0.7, top_p=0.8, top_k=20),
     "echo": ModelSpec(provider="echo"),
 }
 

@@ -215,13 +215,13 @@ class Engine:
         provider: ModelProvider,
         tools: Sequence[ToolSpec],
     ) -> GenerationOptions:
-        defaults = config.parameters
-        max_tokens = request.max_tokens or defaults.max_tokens or self._max_output_tokens
+        defaults, model = config.parameters, self._models.defaults(config.model)
+        max_tokens = request.max_tokens or defaults.max_tokens or model.max_tokens or self._max_output_tokens
         max_tokens = min(max_tokens, max(1, provider.context_length // 2))
         return GenerationOptions(
-            temperature=_first(request.temperature, defaults.temperature),
-            top_p=_first(request.top_p, defaults.top_p),
-            top_k=_first(request.top_k, defaults.top_k),
+            temperature=_first(request.temperature, defaults.temperature, model.temperature),
+            top_p=_first(request.top_p, defaults.top_p, model.top_p),
+            top_k=_first(request.top_k, defaults.top_k, model.top_k),
             seed=_first(request.seed, defaults.seed),
             max_tokens=max_tokens,
             enable_thinking=_first(request.enable_thinking, config.enable_thinking) or False,

@@ -6,7 +6,7 @@ import asyncio
 
 from openbailian.config import ModelSpec, Settings
 from openbailian.errors import ModelNotFound
-from openbailian.providers.base import ModelProvider
+from openbailian.providers.base import GenerationOptions, ModelProvider
 
 __all__ = ["ModelRegistry"]
 
@@ -30,6 +30,15 @@ class ModelRegistry:
     def accepts_images(self, name: str) -> bool:
         spec = self._settings.all_models.get(name)
         return bool(spec and spec.vision)
+
+    def defaults(self, name: str) -> GenerationOptions:
+        """The model's own generation defaults (its spec's max_tokens and sampling; unset: None)."""
+        spec = self._settings.all_models.get(name)
+        if spec is None:
+            return GenerationOptions()
+        return GenerationOptions(
+            max_tokens=spec.max_tokens, temperature=spec.temperature, top_p=spec.top_p, top_k=spec.top_k
+        )
 
     def register(self, name: str, provider: ModelProvider) -> None:
         """Install a ready provider under a name (tests, embedding applications)."""

