@@ -22,6 +22,16 @@ def fill_variables(config: AppConfig, values: Mapping[str, object]) -> str:
     default; a variable with neither is an error naming it.
     """
     declared = config.declared_variables()
+    undeclared = sorted(set(values) - declared.keys())
+    if undeclared:
+        raise InvalidParameter(
+            "biz_params.user_prompt_params names "
+            + ", ".join(f"'{n}'" for n in undeclared)
+            + ", which this app does not declare; "
+            + (f"its variables: {', '.join(sorted(declared))}" if declared else "it declares no variables")
+            + " (declare one with `openbailian apps update APP_ID --var NAME=DEFAULT` or the app's "
+            "`variables` field, and use it as {{NAME}} in the instructions)"
+        )
     resolved: dict[str, str] = {}
     for name, variable in declared.items():
         if name in values:

@@ -41,8 +41,9 @@ class SessionFileSource:
             return Augmentation()
         if not call.config.file_parsing:
             raise InvalidParameter(
-                "rag_options.session_file_ids needs the app's dynamic file parsing switch "
-                "(file_parsing) on: turn it on and publish the app"
+                "rag_options.session_file_ids needs the app's dynamic file parsing switch on: "
+                "`openbailian apps update APP_ID --file-parsing` then `openbailian apps publish APP_ID`, "
+                "or PATCH /manage/v1/apps/{app_id} {\"file_parsing\": true} then POST …/publish"
             )
         rows = await usable_files(
             self.files, call.workspace_id, file_ids, max_files=self.files.settings.files_max_per_call

@@ -99,6 +99,23 @@ def test_missing_required_prompt_variable(server):
     assert "user_prompt_params" in body["message"]
 
 
+def test_a_misspelled_prompt_variable_is_named_with_the_declared_ones(server):
+    app_id = server.app(instructions="请给出{{city}}的三种美食推荐", variables=[{"name": "city", "default": "北京"}])
+    body = assert_error(
+        server.call(app_id, {"input": {"prompt": "x", "biz_params": {"user_prompt_params": {"cty": "杭州"}}}}),
+        400, "InvalidParameter", "'cty'",
+    )
+    assert "its variables: city" in body["message"] and "--var" in body["message"]
+    plain = server.app(instructions="You help.")
+    body = assert_error(
+        server.call(plain, {"input": {"prompt": "x", "biz_params": {"user_prompt_params": {"city": "杭州"}}}}),
+        400, "InvalidParameter", "declares no variables",
+    )
+    # The declared name still works, and nothing was stored by the refused calls.
+    ok = server.call(app_id, {"input": {"prompt": "x", "biz_params": {"user_prompt_params": {"city": "杭州"}}}})
+    assert ok.status_code == 200 and "杭州" in ok.json()["output"]["text"]
+
+
 @pytest.fixture
 def small_server(tmp_path, database_url):
     settings = make_settings(tmp_path / "home", database_url, max_body_bytes=2048, rate_limit_per_minute=3)

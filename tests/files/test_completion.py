@@ -32,9 +32,35 @@ def test_call_errors_are_plain_http_errors(live) -> None:
         (app_id, ["file_abc"], 400, "file_session_"),
         (app_id, [f"file_session_{n}" for n in range(11)], 400, "at most 10"),
         (app_id, ["file_session_unknown"], 404, "does not exist"),
-        (off_app, ["file_session_unknown"], 400, "file_parsing"),
+        (off_app, ["file_session_unknown"], 400, "--file-parsing"),
     ]
     for app, ids, status, words in cases:
         response = live.call(app, {"input": {"prompt": "hi"}, "parameters": {"rag_options": {"session_file_ids": ids}}})
         assert response.status_code == status, response.text
         assert words in response.json()["message"]
+
+
+def test_session_file_ids_in_the_parameters_object_as_the_spec_words_it(live, tmp_path: Path) -> None:
+    file_id = upload(live, "phones.docx", make_docx(tmp_path / "phones.docx"))
+    assert wait_final(live, file_id)["Status"] == "FILE_IS_READY"
+    app_id = live.app(file_parsing=True)
+    response = live.call(app_id, {
+        "input": {"prompt": "请根据以下文件帮我推荐一款3000元以下的手机"},
+        "parameters": {"session_file_ids": [file_id]},
+    })
+    assert response.status_code == 200, response.text
+    system = json.loads(response.json()["output"]["text"])["messages"][0]["content"]
+    assert "<session_files>" in system and "2999元" in system
+    # The same checks as rag_options': a bad id is refused, not ignored.
+    bad = live.call(app_id, {"input": {"prompt": "hi"}, "parameters": {"session_file_ids": ["file_abc"]}})
+    assert bad.status_code == 400 and "file_session_" in bad.json()["message"]
+    wrong_type = live.call(app_id, {"input": {"prompt": "hi"}, "parameters": {"session_file_ids": "file_abc"}})
+    assert wrong_type.status_code == 400 and "session_file_ids" in wrong_type.json()["message"]
+
+
+def test_the_file_parsing_error_says_how_to_turn_it_on(live) -> None:
+    off_app = live.app(file_parsing=False)
+    response = live.call(off_app, {"input": {"prompt": "hi"}, "parameters": {"session_file_ids": ["file_session_x"]}})
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert "--file-parsing" in message and '"file_parsing": true' in message and "publish" in message

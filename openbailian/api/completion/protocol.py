@@ -77,6 +77,8 @@ class CompletionParameters(_Strict):
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     max_tokens: int | None = Field(default=None, ge=1)
     rag_options: RagOptions | None = None
+    # The spec: over HTTP, session_file_ids goes "into the parameters object" (joined with rag_options').
+    session_file_ids: list[str] | None = None
 
 
 class CompletionRequest(_Strict):

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from openbailian.api.completion.protocol import CompletionRequest
+from openbailian.api.completion.protocol import CompletionParameters, CompletionRequest
 from openbailian.api.completion.render import (
     KEEPALIVE,
     StreamRenderer,
@@ -82,6 +82,17 @@ def _history_messages(body: CompletionRequest) -> list[dict[str, Any]] | None:
     return None
 
 
+def _rag_options(params: CompletionParameters) -> dict[str, Any] | None:
+    """``rag_options``, with ``parameters.session_file_ids`` (the spec's HTTP form) joined in."""
+    options = params.rag_options.model_dump(exclude_none=True) if params.rag_options else None
+    if params.session_file_ids is None:
+        return options
+    options = options or {}
+    joined = [*options.get("session_file_ids", []), *params.session_file_ids]
+    options["session_file_ids"] = list(dict.fromkeys(joined))
+    return options
+
+
 def to_run_request(
     body: CompletionRequest,
     *,
@@ -107,9 +118,7 @@ def to_run_request(
         seed=params.seed,
         max_tokens=params.max_tokens,
         memory_id=body.input.memory_id,
-        rag_options=(
-            params.rag_options.model_dump(exclude_none=True) if params.rag_options else None
-        ),
+        rag_options=_rag_options(params),
         doc_reference_type=body.input.doc_reference_type or "simple",
         doc_tag_codes=list(body.input.doc_tag_codes or []),
         image_urls=list(body.input.image_list or []),
