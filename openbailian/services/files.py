@@ -11,6 +11,8 @@ go through the same processing (safety check, parsing, content check).
 
 from __future__ import annotations
 
+import asyncio
+import mimetypes
 import re
 import uuid
 from collections.abc import Sequence
@@ -497,9 +499,6 @@ async def open_download(
         return f"{row.file_name}.md", text.encode(), "text/markdown; charset=utf-8"
     if row.object_key is None:
         raise NotFound(f"The bytes of file '{file_id}' are gone (its processing failed or it expired)")
-    import asyncio
-    import mimetypes
-
     content = await asyncio.to_thread(files.store.get, row.object_key)
     media = mimetypes.types_map.get(f".{row.file_type}", "application/octet-stream")
     return row.file_name, content, media

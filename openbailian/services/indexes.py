@@ -246,9 +246,7 @@ async def submit_job(
             document_ids=document_ids_of_job,
         )
         session.add(job)
-    wake = getattr(files.index.knowledge, "worker", None)
-    if wake is not None:
-        wake.wake()
+    files.index.knowledge.worker.wake()
     return IndexJob(job.id, base.id)
 
 

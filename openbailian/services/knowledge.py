@@ -29,6 +29,7 @@ from openbailian.knowledge.ingest import Status, record_transition
 from openbailian.knowledge.parse import supported_types
 from openbailian.knowledge.retrieve import Hit, Retriever
 from openbailian.services.workspaces import ensure_workspace
+from openbailian.storage.files_models import SessionFile
 from openbailian.storage.knowledge_models import (
     KnowledgeBase,
     KnowledgeChunk,
@@ -567,8 +568,6 @@ async def _named_documents(
 
 
 async def _is_datacenter_document(session: AsyncSession, workspace_id: str, file_id: str) -> bool:
-    from openbailian.storage.files_models import SessionFile
-
     row = await session.get(SessionFile, file_id)
     return row is not None and row.workspace_id == workspace_id
 

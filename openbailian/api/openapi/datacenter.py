@@ -174,7 +174,9 @@ async def add_category(request: Request, caller: OpenApiCaller, params: ParamsDe
 @router.post(WORKSPACE + "/datacenter/categories")
 async def list_category(request: Request, caller: OpenApiCaller, params: ParamsDep, runtime: RuntimeDep) -> JSONResponse:
     params.choice("CategoryType", [file_service.DATACENTER_TYPE], required=True)
-    max_results = params.integer("MaxResults", default=20) or 20
+    # As Bailian: under 1 means the default 20, over 200 means 200.
+    asked = params.integer("MaxResults", default=20) or 20
+    max_results = 20 if asked < 1 else min(asked, 200)
     async with runtime.db.session() as session:
         categories, next_token, total = await file_service.list_categories(
             session, caller.workspace_id,
@@ -186,7 +188,7 @@ async def list_category(request: Request, caller: OpenApiCaller, params: ParamsD
     return _data(request, {
         "CategoryList": [_category(c) for c in categories],
         "HasNext": next_token is not None,
-        "MaxResults": min(max(max_results, 1), 200) if max_results >= 1 else 20,
+        "MaxResults": max_results,
         "NextToken": next_token,
         "TotalCount": total,
     })

@@ -324,3 +324,33 @@ def test_the_sdk_knowledge_example_runs(openapi: OpenApi) -> None:
     assert "retrieved (" in result.stdout
     answer = json.loads(result.stdout[result.stdout.index('{"messages"'):])  # the echo model's context
     assert "wound every evening at dusk" in answer["messages"][0]["content"]
+
+
+def test_a_base_made_with_the_management_api_is_an_index_of_the_sdk(openapi: OpenApi) -> None:
+    """The same rows from every face: /manage/v1 makes a base and uploads a document; the SDK
+    lists, searches and deletes it."""
+    server, sdk = openapi.server, openapi.bearer
+    auth = {"Authorization": f"Bearer {openapi.credentials['api_key']}"}
+    made = server.http.post("/manage/v1/knowledge/bases", json={"name": "from-manage"}, headers=auth)
+    assert made.status_code == 201, made.text
+    index_id = made.json()["index_id"]
+    added = server.http.post(f"/manage/v1/knowledge/bases/{index_id}/files", headers=auth,
+                             files=[("files", ("guide.md", GUIDE))])
+    assert added.status_code == 201, added.text
+    document_id = added.json()["files"][0]["file_id"]
+    deadline = time.monotonic() + DEADLINE
+    while (status := server.http.get(f"/manage/v1/knowledge/files/{document_id}", headers=auth).json()["status"]) not in (
+        "FILE_IS_READY", "PARSE_FAILED", "INDEX_BUILDING_FAILED"
+    ):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    assert status == "FILE_IS_READY"
+
+    [shown] = [i for i in sdk.list_indices(WORKSPACE, models.ListIndicesRequest()).body.data.indices if i.id == index_id]
+    assert (shown.name, shown.document_ids) == ("from-manage", [document_id])
+    documents = sdk.list_index_documents(WORKSPACE, models.ListIndexDocumentsRequest(index_id=index_id)).body.data
+    assert [(d.id, d.status) for d in documents.documents] == [(document_id, "FINISH")]
+    nodes = sdk.retrieve(WORKSPACE, models.RetrieveRequest(index_id=index_id, query="paraffin delivery")).body.data.nodes
+    assert nodes and nodes[0].metadata["doc_id"] == document_id
+    sdk.delete_index(WORKSPACE, models.DeleteIndexRequest(index_id=index_id))
+    assert server.http.get(f"/manage/v1/knowledge/bases/{index_id}", headers=auth).status_code == 404
