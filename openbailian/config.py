@@ -132,6 +132,20 @@ class Settings(BaseSettings):
     # Speech language, e.g. "zh" (unset: detected per file); threads of the bundled Whisper model.
     files_transcription_language: str | None = None
     files_transcription_threads: int = Field(default=2, ge=1)
+    # S3-compatible object store (openbailian/files/s3.py: AWS S3, MinIO, OSS's S3 API) for
+    # knowledge documents and session files instead of the local disk, when a bucket is set.
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    s3_endpoint_url: str | None = None  # unset: AWS's endpoint for the region
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None  # unset: boto3's usual chain (env, profile, instance role)
+    s3_secret_access_key: str | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # Background work (ingestion, session-file processing and expiry): run in this process
+    # (False: `serve --no-workers`, work waits in the database for `openbailian worker`);
+    # how often a worker looks in the database for work queued by another process.
+    run_workers: bool = True
+    worker_poll_seconds: float = Field(default=2.0, gt=0)
     # Models loaded when the server starts rather than on the first call.
     preload_models: list[str] = Field(default_factory=list)
 

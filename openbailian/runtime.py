@@ -19,6 +19,7 @@ from openbailian.engine.run import Engine
 from openbailian.engine.sessions import SessionStore
 from openbailian.files.call_files import CallFileSource
 from openbailian.files.source import SessionFileSource
+from openbailian.files.store import ObjectStore
 from openbailian.files.system import SessionFiles
 from openbailian.knowledge.source import KnowledgeSource
 from openbailian.knowledge.system import KnowledgeSystem
@@ -29,6 +30,16 @@ from openbailian.storage.db import Database, migrate
 from openbailian.tools.runner import PluginToolRunner
 
 __all__ = ["Runtime", "BackgroundWorker"]
+
+
+def _shared_object_store(settings: Settings) -> ObjectStore | None:
+    """The S3 bucket when one is configured (knowledge and session files share it, under
+    different keys); None: each keeps its local-disk default."""
+    if not settings.s3_bucket:
+        return None
+    from openbailian.files.s3 import S3ObjectStore
+
+    return S3ObjectStore.from_settings(settings)
 
 
 class BackgroundWorker(Protocol):
@@ -57,8 +68,10 @@ class Runtime:
         settings.home.mkdir(parents=True, exist_ok=True)
         db = Database(settings.resolved_database_url)
         models = ModelRegistry(settings)
-        knowledge = KnowledgeSystem.from_settings(db, settings)
-        files = SessionFiles.build(settings, db, knowledge)
+        objects = _shared_object_store(settings)
+        knowledge = KnowledgeSystem.from_settings(db, settings, store=objects)
+        files = SessionFiles.build(settings, db, knowledge, store=objects)
+        files.schedule_here = settings.run_workers
         memory = MemoryStore(db, knowledge.embedder)
         tools = PluginToolRunner(db, settings)
         engine = Engine(
@@ -91,13 +104,26 @@ class Runtime:
         await asyncio.to_thread(migrate, self.settings.resolved_database_url)
 
     async def start(self) -> None:
-        """What the server does before it takes requests (once; a second call does nothing)."""
+        """What the server does before it takes requests (once; a second call does nothing):
+        migrate, preload models, and run the background work unless ``run_workers`` is off."""
         if self._started:
             return
         self._started = True
         await self.migrate()
         for name in self.settings.preload_models:
             await self.models.get(name)
+        if self.settings.run_workers:
+            await self._start_workers()
+
+    async def start_worker(self) -> None:
+        """What ``openbailian worker`` does: migrate and run the background work (no models preloaded)."""
+        if self._started:
+            return
+        self._started = True
+        await self.migrate()
+        await self._start_workers()
+
+    async def _start_workers(self) -> None:
         for worker in self.workers:
             await worker.start()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from openbailian.cli import chat, core, serve
+from openbailian.cli import chat, core, serve, worker
 from openbailian.cli import files as files_cli
 from openbailian.cli import kb as kb_cli
 from openbailian.cli import memory as memory_cli
@@ -23,6 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(serve.serve)
+app.command("worker")(worker.worker)
 app.command("chat")(chat.chat)
 app.command("demo-env")(serve.demo_env)
 app.add_typer(core.keys_app, name="keys")

@@ -87,7 +87,7 @@ def delete(index_id: str, workspace: str | None = CheckWorkspace, as_json: bool 
 
     async def work(runtime: Runtime) -> None:
         async with runtime.db.transaction() as session:
-            await service.delete_base(session, index_id, workspace, runtime.settings.home)
+            await service.delete_base(session, index_id, workspace, runtime.knowledge.store)
 
     run_with_runtime(work)
     emit({"deleted": index_id}, as_json, lambda: console.print(f"Deleted knowledge base {index_id}"))
@@ -124,7 +124,7 @@ def add(
                 service.check_upload(base, path.name, path.stat().st_size, settings.knowledge_max_file_bytes)
             documents = [
                 await service.add_document(
-                    session, base, name=path.name, data=path.read_bytes(), home=settings.home,
+                    session, base, name=path.name, data=path.read_bytes(), store=runtime.knowledge.store,
                     max_bytes=settings.knowledge_max_file_bytes, tags=tag, metadata=metadata,
                 )
                 for path in files
@@ -192,7 +192,7 @@ def remove(file_id: str, workspace: str | None = CheckWorkspace, as_json: bool =
 
     async def work(runtime: Runtime) -> None:
         async with runtime.db.transaction() as session:
-            await service.delete_document(session, file_id, workspace, runtime.settings.home)
+            await service.delete_document(session, file_id, workspace, runtime.knowledge.store)
 
     run_with_runtime(work)
     emit({"deleted": file_id}, as_json, lambda: console.print(f"Deleted file {file_id}"))

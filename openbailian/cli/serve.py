@@ -30,9 +30,16 @@ def serve(
     port: int | None = typer.Option(None, help="Port (default OPENBAILIAN_PORT)."),
     demo: bool = typer.Option(False, "--demo", help="Create (once) a demo app and key and print how to call them."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
+    workers: bool = typer.Option(
+        True, "--workers/--no-workers",
+        help="Run the background work (ingestion, file processing, expiry) in this process; "
+        "--no-workers leaves it to `openbailian worker` processes.",
+    ),
 ) -> None:
     """Serve the DashScope-compatible API (data under OPENBAILIAN_HOME)."""
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    if not workers:
+        overrides["run_workers"] = False
     settings = Settings(**overrides)
     _check_port_free(settings.host, settings.port)
     if demo:

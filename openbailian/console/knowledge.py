@@ -109,7 +109,7 @@ async def upload(
     try:
         async with runtime.db.transaction() as session:
             document = await service.add_document(
-                session, base, name=name, data=staged, home=settings.home,
+                session, base, name=name, data=staged, store=runtime.knowledge.store,
                 max_bytes=settings.knowledge_max_file_bytes, tags=_split(tags),
             )
     finally:
@@ -133,7 +133,7 @@ async def delete_document(request: Request, document_id: str, user: Changing) ->
     async with runtime.db.transaction() as session:
         document = await service.get_document(session, document_id, user.workspace_id)
         base_id = document.base_id
-        await service.delete_document(session, document_id, user.workspace_id, runtime.settings.home)
+        await service.delete_document(session, document_id, user.workspace_id, runtime.knowledge.store)
     return redirect(f"/console/knowledge/{base_id}", done="deleted")
 
 
@@ -141,6 +141,6 @@ async def delete_document(request: Request, document_id: str, user: Changing) ->
 async def delete_base(request: Request, base_id: str, user: Changing) -> Response:
     runtime = runtime_of(request)
     async with runtime.db.transaction() as session:
-        await service.delete_base(session, base_id, user.workspace_id, runtime.settings.home)
+        await service.delete_base(session, base_id, user.workspace_id, runtime.knowledge.store)
     runtime.knowledge.retriever.index.forget(base_id)
     return redirect("/console/knowledge", done="deleted")

@@ -60,7 +60,7 @@ class FileIndex:
                 base,
                 name=file_name,
                 data=source,
-                home=self.settings.home,
+                store=self.knowledge.store,
                 max_bytes=MAX_SESSION_FILE_BYTES,
                 metadata={"session_file_id": file_id},
                 source="session",
@@ -89,7 +89,7 @@ class FileIndex:
             document = await session.get(KnowledgeDocument, ref)
             if document is None:
                 return
-            await kb.delete_document(session, ref, document.workspace_id, self.settings.home)
+            await kb.delete_document(session, ref, document.workspace_id, self.knowledge.store)
 
     async def passages(self, refs: list[str], query: str, whole_tokens: int, top_k: int) -> list[Passage]:
         """Every chunk, in order, when the files are small; else the best ``top_k`` for ``query``."""

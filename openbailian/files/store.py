@@ -1,8 +1,8 @@
 """Where file bytes live: an :class:`ObjectStore`, local disk by default.
 
-An S3-compatible store can implement the same four methods later. Keys are
-relative, ``/``-separated paths such as ``uploads/<lease>`` or
-``files/<workspace>/<file>``.
+The S3-compatible store (``openbailian/files/s3.py``) implements the same four
+methods. Keys are relative, ``/``-separated paths such as
+``session/<workspace>/<lease>.pdf`` or ``knowledge/files/<base>/<document>.pdf``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol, TypeVar
 
-__all__ = ["ObjectStore", "LocalObjectStore"]
+__all__ = ["ObjectStore", "LocalObjectStore", "check_key"]
 
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _FOLDER_ATTEMPTS = 50
@@ -27,12 +27,22 @@ class ObjectStore(Protocol):
     def put(self, key: str, source: BinaryIO) -> None:
         """Store everything readable from ``source`` under ``key`` (replacing it)."""
 
+    def put_file(self, key: str, path: Path) -> None:
+        """Store a local file under ``key``, taking it over (the file is gone afterwards)."""
+
     def get(self, key: str) -> bytes: ...
 
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is not an error."""
 
     def exists(self, key: str) -> bool: ...
+
+
+def check_key(key: str) -> str:
+    """The key itself, if it is a relative ``/``-separated path without ``..``."""
+    if not _KEY.match(key) or ".." in key.split("/"):
+        raise ValueError(f"invalid object key: {key!r}")
+    return key
 
 
 class LocalObjectStore:
@@ -43,9 +53,7 @@ class LocalObjectStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
-        if not _KEY.match(key) or ".." in key.split("/"):
-            raise ValueError(f"invalid object key: {key!r}")
-        return self.root / key
+        return self.root / check_key(key)
 
     def put(self, key: str, source: BinaryIO) -> None:
         target = self.path(key)
@@ -111,8 +119,13 @@ def materialized(store: ObjectStore, key: str, suffix: str) -> Iterator[Path]:
         return
     fd, name = tempfile.mkstemp(suffix=suffix)
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(store.get(key))
+        download = getattr(store, "download", None)
+        if download is not None:  # streamed (the S3 store)
+            os.close(fd)
+            download(key, Path(name))
+        else:
+            with os.fdopen(fd, "wb") as out:
+                out.write(store.get(key))
         yield Path(name)
     finally:
         Path(name).unlink(missing_ok=True)

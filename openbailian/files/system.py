@@ -25,6 +25,7 @@ from pathlib import Path
 from sqlalchemy import ColumnElement, select
 
 from openbailian.config import Settings
+from openbailian.files.formats import extension_of
 from openbailian.files.indexing import FileIndex
 from openbailian.files.leases import UploadSigner, load_secret
 from openbailian.files.safety import SafetyLimits, UnsafeFile, check_file, check_text
@@ -36,7 +37,7 @@ from openbailian.storage.db import Database
 from openbailian.storage.files_models import FileUploadLease, SessionFile
 from openbailian.storage.models import utcnow
 
-__all__ = ["SessionFiles"]
+__all__ = ["SessionFiles", "upload_key"]
 
 logger = logging.getLogger("openbailian.files")
 
@@ -55,14 +56,20 @@ class SessionFiles:
     clock: Callable[[], datetime] = utcnow
     poll_seconds: float = 0.2
     lease: timedelta = LEASE
+    # False in an API process without workers: added files wait in the database for a worker.
+    schedule_here: bool = True
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _sweeper: asyncio.Task[None] | None = None
+    _resumer: asyncio.Task[None] | None = None
     _started: bool = False
     _slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
 
     @classmethod
-    def build(cls, settings: Settings, db: Database, knowledge: KnowledgeSystem) -> SessionFiles:
-        """Session files of this process; their documents go to ``knowledge``'s pipeline."""
+    def build(
+        cls, settings: Settings, db: Database, knowledge: KnowledgeSystem, store: ObjectStore | None = None
+    ) -> SessionFiles:
+        """Session files of this process; their documents go to ``knowledge``'s pipeline.
+        ``store`` defaults to the local disk (``OPENBAILIAN_FILES_STORAGE_DIR``)."""
         from openbailian.files.parsers import register_session_parsers
 
         register_session_parsers(settings)
@@ -70,7 +77,7 @@ class SessionFiles:
         return cls(
             settings=settings,
             db=db,
-            store=LocalObjectStore(Path(root)),
+            store=store or LocalObjectStore(Path(root)),
             signer=UploadSigner(load_secret(settings)),
             limits=SafetyLimits(
                 max_zip_ratio=settings.files_max_zip_ratio,
@@ -96,6 +103,8 @@ class SessionFiles:
         await self.resume()
         if sweeper and self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep_forever())
+        if sweeper and self._resumer is None:  # files added through another process
+            self._resumer = asyncio.create_task(self._resume_forever())
 
     async def resume(self) -> None:
         """Schedule unfinished files nobody holds: after a restart, or another process's crash."""
@@ -103,18 +112,33 @@ class SessionFiles:
             query = select(SessionFile.id).where(_unfinished(), leases.free_at(SessionFile, utcnow()))
             ids = list(await session.scalars(query))
         for file_id in ids:
-            self.schedule(file_id)
+            self._schedule(file_id)
+
+    async def _resume_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.worker_poll_seconds)
+            try:
+                await self.resume()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keeps looking
+                logger.exception("looking for session files to process failed")
 
     async def aclose(self) -> None:
-        tasks = [*self._tasks.values(), *([self._sweeper] if self._sweeper else [])]
+        tasks = [*self._tasks.values(), *(t for t in (self._sweeper, self._resumer) if t)]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
-        self._sweeper = None
+        self._sweeper = self._resumer = None
         self._started = False
 
     def schedule(self, file_id: str) -> None:
+        """Process the file in this process, unless processing is left to the workers."""
+        if self.schedule_here:
+            self._schedule(file_id)
+
+    def _schedule(self, file_id: str) -> None:
         if file_id in self._tasks:
             return
         task = asyncio.create_task(self._process_guarded(file_id))
@@ -308,8 +332,8 @@ class SessionFiles:
                 or (lease.uploaded_at is not None and _aware(lease.uploaded_at) + keep_uploads <= now)
             ]
             for lease in stale:
-                if lease.object_key:
-                    await asyncio.to_thread(self.store.delete, lease.object_key)
+                # A presigned upload may be in the bucket though the lease never saw it.
+                await asyncio.to_thread(self.store.delete, lease.object_key or upload_key(lease))
                 await session.delete(lease)
         return len(stale)
 
@@ -338,6 +362,12 @@ class SessionFiles:
                 setattr(row, name, value)
             row.updated_at = self.clock()
         return True
+
+
+def upload_key(lease: FileUploadLease) -> str:
+    """Where a lease's upload is stored (by the API's upload URL or a presigned PUT)."""
+    extension = extension_of(lease.file_name)
+    return f"session/{lease.workspace_id}/{lease.id}.{extension}"
 
 
 def _unfinished() -> ColumnElement[bool]:

@@ -20,17 +20,11 @@ import anyio
 from sqlalchemy import update
 
 from openbailian.errors import AccessDenied, Conflict, InvalidParameter, NotFound
-from openbailian.files.formats import extension_of
 from openbailian.files.store import LocalObjectStore
-from openbailian.files.system import SessionFiles
+from openbailian.files.system import SessionFiles, upload_key
 from openbailian.storage.files_models import FileUploadLease
 
 __all__ = ["receive_upload", "upload_key"]
-
-
-def upload_key(lease: FileUploadLease) -> str:
-    extension = extension_of(lease.file_name)
-    return f"session/{lease.workspace_id}/{lease.id}.{extension}"
 
 
 async def receive_upload(

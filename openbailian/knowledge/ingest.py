@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete, select
 
+from openbailian.files.store import ObjectStore, materialized
 from openbailian.knowledge.bm25 import terms
 from openbailian.knowledge.chunk import Chunk, ChunkRule, chunk_by_characters, chunk_document, chunk_records
 from openbailian.knowledge.embed import Embedder
@@ -83,7 +84,7 @@ class Ingestor:
         self,
         db: Database,
         embedder: Embedder,
-        home: Path,
+        store: ObjectStore,
         *,
         lease_seconds: float = 120.0,
         batch_size: int = 32,
@@ -91,7 +92,7 @@ class Ingestor:
     ) -> None:
         self.db = db
         self.embedder = embedder
-        self.home = home
+        self.store = store
         self.lease = timedelta(seconds=lease_seconds)
         self.batch_size = batch_size
         self.on_change = on_change
@@ -155,9 +156,8 @@ class Ingestor:
             await self._set(document_id, Status.PARSE_FAILED, f"Gave up after {MAX_ATTEMPTS} attempts")
             return Status.PARSE_FAILED
         await self._set(document_id, Status.PARSING)
-        path = self.home / document.storage_path
         try:
-            prepared = await asyncio.to_thread(_prepare, path, document.name, base.kind, _rule_of(base))
+            prepared = await asyncio.to_thread(_prepare_stored, self.store, document, base)
         except ParseError as error:
             await self._set(document_id, Status.PARSE_FAILED, error.reason)
             return Status.PARSE_FAILED
@@ -223,6 +223,15 @@ def _rule_of(base: KnowledgeBase) -> ChunkRule | None:
     if base.chunk_size is None:
         return None
     return ChunkRule(base.chunk_size, base.overlap_size or 0, base.separator or "")
+
+
+def _prepare_stored(store: ObjectStore, document: KnowledgeDocument, base: KnowledgeBase) -> _Prepared:
+    """Parse the stored bytes (a local path, or a temporary copy of an S3 object)."""
+    try:
+        with materialized(store, document.storage_path, document.file_type) as path:
+            return _prepare(path, document.name, base.kind, _rule_of(base))
+    except FileNotFoundError as error:
+        raise ParseError("The uploaded file is missing from storage") from error
 
 
 def _prepare(path: Path, name: str, kind: str, rule: ChunkRule | None = None) -> _Prepared:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from openbailian.config import Settings
+from openbailian.files.store import LocalObjectStore, ObjectStore
 from openbailian.knowledge.embed import (
     Embedder,
     embedder_from_settings,
@@ -29,11 +30,18 @@ class KnowledgeSystem:
     retriever: Retriever
     ingestor: Ingestor
     worker: IngestionWorker
+    store: ObjectStore  # the documents' bytes (keys knowledge/files/<base>/<document><ext>)
 
     @classmethod
     def from_settings(
-        cls, db: Database, settings: Settings, *, embedder: Embedder | None = None
+        cls,
+        db: Database,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        store: ObjectStore | None = None,
     ) -> KnowledgeSystem:
+        """``store`` defaults to the local disk under ``OPENBAILIAN_HOME``."""
         pin_blas_threads(1)
         embedder = embedder or embedder_from_settings(settings)
         retriever = Retriever(
@@ -44,8 +52,9 @@ class KnowledgeSystem:
             rerank_candidates=settings.knowledge_rerank_candidates,
             rerank_min_score=settings.knowledge_rerank_min_score,
         )
-        ingestor = Ingestor(db, embedder, settings.home)
-        return cls(settings, db, embedder, retriever, ingestor, IngestionWorker(ingestor))
+        store = store or LocalObjectStore(settings.home)
+        ingestor = Ingestor(db, embedder, store)
+        return cls(settings, db, embedder, retriever, ingestor, IngestionWorker(ingestor, poll_seconds=settings.worker_poll_seconds), store)
 
     async def start(self) -> None:
         """Start the ingestion queue (the server does; the CLI drains it itself)."""

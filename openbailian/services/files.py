@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openbailian.errors import (
@@ -29,8 +29,9 @@ from openbailian.errors import (
     WorkspaceAccessDenied,
 )
 from openbailian.files.formats import FileKind, check_size, extension_of, rule_for
+from openbailian.files.s3 import UPLOAD_CONTENT_TYPE, S3ObjectStore
 from openbailian.files.status import FAILED, FileStatus
-from openbailian.files.system import SessionFiles
+from openbailian.files.system import SessionFiles, upload_key
 from openbailian.services.lookup import get_in_workspace
 from openbailian.services.workspaces import ensure_workspace
 from openbailian.storage.files_models import DataCenterCategory, FileUploadLease, SessionFile
@@ -239,16 +240,18 @@ async def apply_lease(
                 expires_at=expires_at,
             )
         )
-    base = files.settings.files_public_url or base_url
+    headers = {
+        "X-bailian-extra": files.signer.extra_header(lease_id, workspace_id),
+        "Content-Type": UPLOAD_CONTENT_TYPE,
+    }
+    if isinstance(files.store, S3ObjectStore):  # the bytes go straight to the bucket
+        key = upload_key(FileUploadLease(id=lease_id, workspace_id=workspace_id, file_name=file_name))
+        lifetime = int(files.settings.files_lease_minutes * 60)
+        url = await asyncio.to_thread(files.store.presign_put, key, expires_in=lifetime)
+    else:
+        url = files.signer.url(files.settings.files_public_url or base_url, lease_id, expires_at.timestamp())
     return UploadLease(
-        lease_id=lease_id,
-        category_type=kind,
-        method="PUT",
-        url=files.signer.url(base, lease_id, expires_at.timestamp()),
-        headers={
-            "X-bailian-extra": files.signer.extra_header(lease_id, workspace_id),
-            "Content-Type": "application/octet-stream",
-        },
+        lease_id=lease_id, category_type=kind, method="PUT", url=url, headers=headers,
         expires_at=_aware(expires_at),
     )
 
@@ -268,6 +271,8 @@ async def add_file(
     tag_list = _clean_tags(tags)
     if not isinstance(lease_id, str) or not lease_id:
         raise InvalidParameter("LeaseId is required")
+    if isinstance(files.store, S3ObjectStore):
+        await _adopt_presigned_upload(files, files.store, workspace_id, lease_id)
     now = files.clock()
     async with files.db.transaction() as session:
         lease = await session.get(FileUploadLease, lease_id)
@@ -329,6 +334,41 @@ async def add_file(
         session.add(row)
     files.schedule(row.id)
     return FileInfo.of(row)
+
+
+async def _adopt_presigned_upload(files: SessionFiles, store: S3ObjectStore, workspace_id: str, lease_id: str) -> None:
+    """Mark a pending lease uploaded when its presigned PUT put the declared bytes in the bucket.
+
+    Other bytes are removed (the lease stays pending: the right file may be uploaded
+    again until it expires). Anything else is left to ``add_file``'s own checks.
+    """
+    async with files.db.session() as session:
+        lease = await session.get(FileUploadLease, lease_id)
+    if lease is None or lease.workspace_id != workspace_id or lease.state != "pending":
+        return
+    key = upload_key(lease)
+    stored = await asyncio.to_thread(store.stat, key)
+    if stored is None:
+        return
+    if stored.size != lease.size_in_bytes:
+        await asyncio.to_thread(store.delete, key)
+        raise InvalidParameter(
+            f"The uploaded file is {stored.size} bytes but the lease declared SizeInBytes "
+            f"{lease.size_in_bytes}: it was removed; upload exactly the declared file"
+        )
+    md5 = stored.md5 or await asyncio.to_thread(store.md5, key)
+    if md5 != lease.md5.lower():
+        await asyncio.to_thread(store.delete, key)
+        raise InvalidParameter(
+            f"The MD5 of the uploaded file ({md5}) does not match the lease's Md5 ({lease.md5}): "
+            "it was removed; upload exactly the declared file"
+        )
+    async with files.db.transaction() as session:
+        await session.execute(
+            update(FileUploadLease)
+            .where(FileUploadLease.id == lease_id, FileUploadLease.state == "pending")
+            .values(state="uploaded", object_key=key, uploaded_at=files.clock())
+        )
 
 
 def _parser(parser: str | None, document: bool) -> str:

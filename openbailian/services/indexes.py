@@ -236,7 +236,7 @@ async def submit_job(
                 continue
             with materialized(files.store, row.object_key or "", f".{row.file_type}") as path:
                 document = await kb.add_document(
-                    session, base, name=row.file_name, data=path, move=False, home=files.settings.home,
+                    session, base, name=row.file_name, data=path, move=False, store=files.index.knowledge.store,
                     max_bytes=files.settings.knowledge_max_file_bytes, tags=list(row.tags or []),
                     source="datacenter", source_id=row.id,
                 )
@@ -353,13 +353,13 @@ async def delete_index_documents(
         if missing:
             raise NotFound(f"Document(s) {', '.join(missing)} are not in index '{index_id}'")
         for document in found:
-            await kb.delete_document(session, document.id, workspace_id, files.settings.home)
+            await kb.delete_document(session, document.id, workspace_id, files.index.knowledge.store)
     return names
 
 
 async def delete_index(files: SessionFiles, retriever: Retriever, workspace_id: str, index_id: str) -> None:
     async with files.db.transaction() as session:
-        await kb.delete_base(session, index_id, workspace_id, files.settings.home)
+        await kb.delete_base(session, index_id, workspace_id, files.index.knowledge.store)
     retriever.index.forget(index_id)
 
 

@@ -6,8 +6,9 @@ reported exactly like one that does not exist.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import shutil
+import io
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from openbailian.errors import (
     KnowledgeFileNotFound,
     RequestTooLarge,
 )
+from openbailian.files.store import ObjectStore
 from openbailian.knowledge.ingest import Status, record_transition
 from openbailian.knowledge.parse import supported_types
 from openbailian.knowledge.retrieve import Hit, Retriever
@@ -67,7 +69,7 @@ BASE_KINDS = frozenset({"unstructured", "structured"})
 SYSTEM_KINDS = frozenset({"session"})  # managed by features (session files), hidden from lists
 MAX_TAGS = 32
 MAX_META = 32
-FILES_DIR = Path("knowledge") / "files"
+FILES_DIR = "knowledge/files"  # object keys of the documents' bytes
 
 
 def _new_id() -> str:
@@ -238,7 +240,7 @@ async def list_bases(session: AsyncSession, workspace_id: str) -> list[Knowledge
     return [KnowledgeBaseInfo.of(row) for row in await session.scalars(query)]
 
 
-async def delete_base(session: AsyncSession, base_id: str, workspace_id: str | None, home: Path) -> None:
+async def delete_base(session: AsyncSession, base_id: str, workspace_id: str | None, store: ObjectStore) -> None:
     base = await _base_row(session, base_id, workspace_id)
     documents = list(await session.scalars(select(KnowledgeDocument).where(KnowledgeDocument.base_id == base.id)))
     await session.execute(delete(KnowledgeJob).where(KnowledgeJob.base_id == base.id))
@@ -247,7 +249,7 @@ async def delete_base(session: AsyncSession, base_id: str, workspace_id: str | N
     await session.delete(base)
     await session.flush()
     for document in documents:
-        _remove_file(home, document)
+        await asyncio.to_thread(_remove_file, store, document)
 
 
 async def ensure_system_base(session: AsyncSession, workspace_id: str, kind: str = "session") -> KnowledgeBaseInfo:
@@ -320,7 +322,7 @@ async def add_document(
     *,
     name: str,
     data: bytes | Path,
-    home: Path,
+    store: ObjectStore,
     max_bytes: int,
     tags: Sequence[str] | None = None,
     metadata: Mapping[str, Any] | None = None,
@@ -334,17 +336,13 @@ async def add_document(
     ext = check_upload(base, name, size, max_bytes)
     tags_, meta = _clean_tags(tags), _clean_metadata(metadata)
     document_id = _new_id()
-    relative = FILES_DIR / base.id / f"{document_id}{ext}"
-    target = home / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, Path):
-        (shutil.move if move else shutil.copyfile)(data, target)
-    else:
-        target.write_bytes(data)
+    key = f"{FILES_DIR}/{base.id}/{document_id}{ext}"
+    sha256 = _sha256(data)
+    await asyncio.to_thread(_put, store, key, data, move)
     try:
         document = KnowledgeDocument(
             id=document_id, base_id=base.id, workspace_id=base.workspace_id, name=Path(name).name,
-            file_type=ext, size_bytes=size, sha256=_sha256(target), storage_path=relative.as_posix(),
+            file_type=ext, size_bytes=size, sha256=sha256, storage_path=key,
             source=source, source_id=source_id, tags=tags_, meta=meta, history=[], attempts=0, pages=0,
             chunk_count=0,
         )
@@ -352,21 +350,33 @@ async def add_document(
         session.add(document)
         await session.flush()
     except BaseException:
-        target.unlink(missing_ok=True)
+        await asyncio.to_thread(store.delete, key)
         raise
     return DocumentInfo.of(document)
 
 
-def _sha256(path: Path) -> str:
+def _put(store: ObjectStore, key: str, data: bytes | Path, move: bool) -> None:
+    if isinstance(data, bytes):
+        store.put(key, io.BytesIO(data))
+    elif move:
+        store.put_file(key, data)
+    else:
+        with data.open("rb") as source:
+            store.put(key, source)
+
+
+def _sha256(data: bytes | Path) -> str:
+    if isinstance(data, bytes):
+        return hashlib.sha256(data).hexdigest()
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with data.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def _remove_file(home: Path, document: KnowledgeDocument) -> None:
-    (home / document.storage_path).unlink(missing_ok=True)
+def _remove_file(store: ObjectStore, document: KnowledgeDocument) -> None:
+    store.delete(document.storage_path)
 
 
 async def _document_row(session: AsyncSession, document_id: str, workspace_id: str | None) -> KnowledgeDocument:
@@ -425,14 +435,14 @@ async def _bump(session: AsyncSession, base_id: str) -> None:
     )
 
 
-async def delete_document(session: AsyncSession, document_id: str, workspace_id: str | None, home: Path) -> None:
+async def delete_document(session: AsyncSession, document_id: str, workspace_id: str | None, store: ObjectStore) -> None:
     """Delete the document, its chunks and its bytes; indexes drop its vectors before their next search."""
     document = await _document_row(session, document_id, workspace_id)
     await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.document_id == document.id))
     await session.delete(document)
     await _bump(session, document.base_id)
     await session.flush()
-    _remove_file(home, document)
+    await asyncio.to_thread(_remove_file, store, document)
 
 
 async def reindex_document(session: AsyncSession, document_id: str, workspace_id: str | None) -> DocumentInfo:

@@ -18,6 +18,7 @@ from openbailian.storage.db import sync_url
 from openbailian.storage.files_models import FileUploadLease, SessionFile
 from openbailian.storage.knowledge_models import KnowledgeChunk, KnowledgeDocument
 from openbailian.storage.models import utcnow
+from tests.files.s3support import s3_endpoint  # noqa: F401 - the S3 server fixture of this folder
 from tests.support import POSTGRES_URL, LiveServer, PostgresDatabase, make_settings
 
 PHONES = [

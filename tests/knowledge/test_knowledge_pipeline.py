@@ -25,7 +25,7 @@ async def _base(system, kind="unstructured", workspace="ws1"):
 async def _add(system, base, path: Path, **kwargs):
     async with system.db.transaction() as session:
         document = await kb.add_document(
-            session, base, name=path.name, data=path.read_bytes(), home=system.settings.home,
+            session, base, name=path.name, data=path.read_bytes(), store=system.store,
             max_bytes=system.settings.knowledge_max_file_bytes, **kwargs,
         )
     return document
@@ -141,7 +141,7 @@ async def test_deleted_documents_never_come_back(knowledge, corpus):
     await knowledge.worker.drain()
     assert await _search(knowledge, [base.id], "手机")  # the index is built now
     async with knowledge.db.transaction() as session:
-        await kb.delete_document(session, phones.id, "ws1", knowledge.settings.home)
+        await kb.delete_document(session, phones.id, "ws1", knowledge.store)
     for question in ["请帮我推荐一款3000元以下的手机", "Zephyr Z9", "annual leave"]:
         hits = await _search(knowledge, [base.id], question)
         assert {h.document_id for h in hits} <= {hr.id}

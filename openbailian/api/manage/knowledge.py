@@ -63,7 +63,7 @@ async def get_base(index_id: str, caller: CurrentCaller, runtime: RuntimeDep) ->
 @router.delete("/knowledge/bases/{index_id}", status_code=204)
 async def delete_base(index_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> Response:
     async with runtime.db.transaction() as session:
-        await service.delete_base(session, index_id, caller.workspace_id, runtime.settings.home)
+        await service.delete_base(session, index_id, caller.workspace_id, runtime.knowledge.store)
     runtime.knowledge.retriever.index.forget(index_id)
     return Response(status_code=204)
 
@@ -112,7 +112,7 @@ async def add_files(
         async with runtime.db.transaction() as session:
             documents = [
                 await service.add_document(
-                    session, base, name=name, data=path, home=settings.home,
+                    session, base, name=name, data=path, store=runtime.knowledge.store,
                     max_bytes=settings.knowledge_max_file_bytes, tags=tags, metadata=metadata_values,
                 )
                 for name, path in staged
@@ -141,7 +141,7 @@ async def describe_file(file_id: str, caller: CurrentCaller, runtime: RuntimeDep
 @router.delete("/knowledge/files/{file_id}", status_code=204)
 async def delete_file(file_id: str, caller: CurrentCaller, runtime: RuntimeDep) -> Response:
     async with runtime.db.transaction() as session:
-        await service.delete_document(session, file_id, caller.workspace_id, runtime.settings.home)
+        await service.delete_document(session, file_id, caller.workspace_id, runtime.knowledge.store)
     return Response(status_code=204)
 
 

@@ -1,0 +1,134 @@
+"""``openbailian serve --no-workers`` with a separate ``openbailian worker`` process on one
+database: the server only queues, the worker ingests, SIGTERM stops the worker cleanly."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+
+from tests.support import free_port
+
+ADMIN = "ob-admin-worker-test"
+TERMINAL = {"FILE_IS_READY", "PARSE_FAILED", "INDEX_BUILDING_FAILED", "SAFE_CHECK_FAILED"}
+
+
+class Process:
+    """An ``openbailian`` command in a process of its own, its output in a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._out: IO[bytes] = log.open("wb")
+        command = Path(sys.executable).with_name("openbailian")
+        self.popen = subprocess.Popen([str(command), *args], env=env, stdout=self._out, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+        try:
+            return self.popen.wait(60)
+        finally:
+            if self.popen.poll() is None:
+                self.popen.kill()
+                self.popen.wait()
+            self._out.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path, database_url: str | None) -> dict[str, str]:
+    home = tmp_path / "home"
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OPENBAILIAN_")},
+        "OPENBAILIAN_HOME": str(home),
+        "OPENBAILIAN_DATABASE_URL": database_url or f"sqlite:///{home / 'shared.db'}",
+        "OPENBAILIAN_ADMIN_TOKEN": ADMIN,
+        "OPENBAILIAN_DEFAULT_MODEL": "echo",
+        "OPENBAILIAN_WORKER_POLL_SECONDS": "0.2",
+    }
+
+
+@pytest.fixture
+def api(env: dict[str, str], tmp_path: Path) -> Iterator[httpx.Client]:
+    """``serve --no-workers`` on a free port; a client with a key of workspace ws1."""
+    port = free_port()
+    server = Process(["serve", "--no-workers", "--port", str(port), "--log-level", "warning"], env,
+                     tmp_path / "serve.log")
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.popen.poll() is None, server.output()
+            assert time.monotonic() < deadline, "the server did not start: " + server.output()
+            try:
+                if client.get("/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        created = client.post("/manage/v1/workspaces/ws1/keys", json={"name": "t"},
+                              headers={"Authorization": f"Bearer {ADMIN}"})
+        assert created.status_code == 201, created.text
+        client.headers["Authorization"] = f"Bearer {created.json()['api_key']}"
+        yield client
+    finally:
+        client.close()
+        # uvicorn shuts down gracefully on SIGTERM, then re-raises it (exit status -15).
+        assert server.stop() in {0, -signal.SIGTERM}, server.output()
+
+
+def _poll(fetch: Any, timeout: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (view := fetch())["status"] not in TERMINAL:
+        assert time.monotonic() < deadline, view
+        time.sleep(0.1)
+    return view
+
+
+def test_the_worker_does_the_work_the_server_queued_and_stops_on_sigterm(api, env, tmp_path: Path) -> None:
+    # Queued through the server, which runs no background work.
+    base = api.post("/manage/v1/knowledge/bases", json={"name": "handbook"}).json()["index_id"]
+    text = "# 年假制度\n每位员工每年享有15天带薪年假，入职满五年后增加到20天。".encode()
+    added = api.post(f"/manage/v1/knowledge/bases/{base}/files", files=[("files", ("hr.md", text))])
+    assert added.status_code == 201, added.text
+    document = added.json()["files"][0]
+    assert document["status"] == "INIT"
+
+    note = "The launch of Vivid 7 is on Friday.".encode()
+    grant = api.post("/manage/v1/files/ApplyFileUploadLease", json={
+        "CategoryId": "default", "CategoryType": "SESSION_FILE", "FileName": "launch.txt",
+        "Md5": hashlib.md5(note).hexdigest(), "SizeInBytes": len(note),
+    }).json()["Data"]
+    assert api.put(grant["Param"]["Url"], content=note, headers=grant["Param"]["Headers"]).status_code == 200
+    file_id = api.post("/manage/v1/files/AddFile", json={
+        "LeaseId": grant["FileUploadLeaseId"], "CategoryId": "default", "CategoryType": "SESSION_FILE",
+    }).json()["Data"]["FileId"]
+
+    worker = Process(["worker", "--log-level", "info"], env, tmp_path / "worker.log")
+    try:
+        view = _poll(lambda: api.get(f"/manage/v1/knowledge/files/{document['file_id']}").json())
+        assert view["status"] == "FILE_IS_READY", view
+        described = _poll(lambda: {"status": api.post("/manage/v1/files/DescribeFile",
+                                                      json={"FileId": file_id}).json()["Data"]["Status"]})
+        assert described["status"] == "FILE_IS_READY"
+    finally:
+        code = worker.stop()
+    log = worker.output()
+    assert code == 0, log
+    # The worker, not the server, ingested both (the session file's hidden document too).
+    assert f"knowledge document {document['file_id']}: FILE_IS_READY" in log
+    assert log.count(": FILE_IS_READY") == 2
+    assert "worker stopping" in log and "worker stopped" in log and "Traceback" not in log
+
+    chunks = api.post("/manage/v1/knowledge/retrieve", json={"query": "年假有几天", "index_ids": [base]}).json()
+    assert "15天带薪年假" in chunks["chunks"][0]["text"]
