@@ -95,6 +95,20 @@ def _poll(fetch: Any, timeout: float = 180) -> dict[str, Any]:
     return view
 
 
+def _add_session_file(api: httpx.Client, name: str, data: bytes) -> str:
+    """Lease, upload (to the server's signed URL: the local store) and AddFile; the file id."""
+    grant = api.post("/manage/v1/files/ApplyFileUploadLease", json={
+        "CategoryId": "default", "CategoryType": "SESSION_FILE", "FileName": name,
+        "Md5": hashlib.md5(data).hexdigest(), "SizeInBytes": len(data),
+    }).json()["Data"]
+    assert api.put(grant["Param"]["Url"], content=data, headers=grant["Param"]["Headers"]).status_code == 200
+    added = api.post("/manage/v1/files/AddFile", json={
+        "LeaseId": grant["FileUploadLeaseId"], "CategoryId": "default", "CategoryType": "SESSION_FILE",
+    })
+    assert added.status_code == 200, added.text
+    return str(added.json()["Data"]["FileId"])
+
+
 def test_the_worker_does_the_work_the_server_queued_and_stops_on_sigterm(api, env, tmp_path: Path) -> None:
     # Queued through the server, which runs no background work.
     base = api.post("/manage/v1/knowledge/bases", json={"name": "handbook"}).json()["index_id"]
@@ -104,15 +118,7 @@ def test_the_worker_does_the_work_the_server_queued_and_stops_on_sigterm(api, en
     document = added.json()["files"][0]
     assert document["status"] == "INIT"
 
-    note = "The launch of Vivid 7 is on Friday.".encode()
-    grant = api.post("/manage/v1/files/ApplyFileUploadLease", json={
-        "CategoryId": "default", "CategoryType": "SESSION_FILE", "FileName": "launch.txt",
-        "Md5": hashlib.md5(note).hexdigest(), "SizeInBytes": len(note),
-    }).json()["Data"]
-    assert api.put(grant["Param"]["Url"], content=note, headers=grant["Param"]["Headers"]).status_code == 200
-    file_id = api.post("/manage/v1/files/AddFile", json={
-        "LeaseId": grant["FileUploadLeaseId"], "CategoryId": "default", "CategoryType": "SESSION_FILE",
-    }).json()["Data"]["FileId"]
+    file_id = _add_session_file(api, "launch.txt", "The launch of Vivid 7 is on Friday.".encode())
 
     worker = Process(["worker", "--log-level", "info"], env, tmp_path / "worker.log")
     try:
@@ -121,13 +127,22 @@ def test_the_worker_does_the_work_the_server_queued_and_stops_on_sigterm(api, en
         described = _poll(lambda: {"status": api.post("/manage/v1/files/DescribeFile",
                                                       json={"FileId": file_id}).json()["Data"]["Status"]})
         assert described["status"] == "FILE_IS_READY"
+        # Work queued while the worker runs (it did the above) is found by its polling of the database.
+        later = api.post(f"/manage/v1/knowledge/bases/{base}/files",
+                         files=[("files", ("later.md", "# 加班\n加班需提前一天申请。".encode()))]).json()["files"][0]
+        later_file = _add_session_file(api, "later.txt", b"The second launch is on Monday.")
+        assert _poll(lambda: api.get(f"/manage/v1/knowledge/files/{later['file_id']}").json())["status"] == "FILE_IS_READY"
+        assert _poll(lambda: {"status": api.post("/manage/v1/files/DescribeFile",
+                                                 json={"FileId": later_file}).json()["Data"]["Status"]}) == {
+            "status": "FILE_IS_READY"}
     finally:
         code = worker.stop()
     log = worker.output()
     assert code == 0, log
     # The worker, not the server, ingested both (the session file's hidden document too).
     assert f"knowledge document {document['file_id']}: FILE_IS_READY" in log
-    assert log.count(": FILE_IS_READY") == 2
+    assert f"knowledge document {later['file_id']}: FILE_IS_READY" in log
+    assert log.count(": FILE_IS_READY") == 4
     assert "worker stopping" in log and "worker stopped" in log and "Traceback" not in log
 
     chunks = api.post("/manage/v1/knowledge/retrieve", json={"query": "年假有几天", "index_ids": [base]}).json()
