@@ -79,9 +79,10 @@ class Runtime:
             SessionStore(db),
             models,
             context_sources=[
-                KnowledgeSource(db, knowledge.retriever),
+                # Files first: a question about them then gets fewer knowledge chunks.
                 SessionFileSource(files),
                 CallFileSource(files),
+                KnowledgeSource(db, knowledge.retriever),
                 MemorySource(memory),
             ],
             observers=[MemoryObserver(memory, models, settings)],

@@ -50,6 +50,9 @@ class CallContext:
     # input.image_list / input.file_list: URLs (http(s) or data:) fetched for this call only.
     image_urls: tuple[str, ...] = ()
     file_urls: tuple[str, ...] = ()
+    # Passages the call's earlier sources numbered: the next source numbers from numbered + 1,
+    # so doc_references and [n] citations are numbered once across all sources.
+    numbered: int = 0
 
 
 @dataclass(slots=True)
@@ -60,6 +63,7 @@ class Augmentation:
     # Image URLs (``data:`` URLs for uploaded files) shown to a vision model
     # with the user's question; only given when ``model_accepts_images``.
     images: list[str] = field(default_factory=list)
+    numbered: int = 0  # passages this source numbered ([n] in its context block)
 
 
 class ContextSource(Protocol):

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -201,7 +201,8 @@ class Engine:
     async def _augment(self, call: CallContext) -> Augmentation:
         merged = Augmentation()
         for source in self.context_sources:
-            found = await source.gather(call)
+            found = await source.gather(replace(call, numbered=merged.numbered))
+            merged.numbered += found.numbered
             merged.context_blocks += found.context_blocks
             merged.thoughts += found.thoughts
             merged.references += found.references

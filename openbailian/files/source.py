@@ -75,6 +75,7 @@ class SessionFileSource:
             indexed=call.doc_reference_type == "indexed",
             show_sources=call.config.show_sources,
             kind="session_files",
+            start=call.numbered + 1,
         ) if hits else Augmentation()
         augmentation.images = images
         return augmentation

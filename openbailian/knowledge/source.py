@@ -19,9 +19,9 @@ CITE_INSTRUCTION = (
 )
 
 
-def format_hits(hits: list[Hit], *, indexed: bool) -> str:
+def format_hits(hits: list[Hit], *, indexed: bool, start: int = 1) -> str:
     parts = []
-    for number, hit in enumerate(hits, start=1):
+    for number, hit in enumerate(hits, start=start):
         where = f"{hit.doc_name}" + (f" — {hit.title}" if hit.title and hit.record is None else "")
         if hit.pages:
             where += f" (page {', '.join(str(p) for p in hit.pages)})"
@@ -32,19 +32,22 @@ def format_hits(hits: list[Hit], *, indexed: bool) -> str:
     return body
 
 
-def _observation(hits: list[Hit]) -> str:
+def _observation(hits: list[Hit], start: int) -> str:
     return json.dumps(
         [
             {"index": str(n), "index_id": h.base_id, "doc_id": h.document_id, "doc_name": h.doc_name,
              "title": h.title, "content": h.text, "page_number": h.pages}
-            for n, h in enumerate(hits, start=1)
+            for n, h in enumerate(hits, start=start)
         ],
         ensure_ascii=False,
     )
 
 
-def augmentation_for(hits: list[Hit], *, indexed: bool, show_sources: bool, kind: str = "knowledge") -> Augmentation:
-    """Context block, ``agentRag`` thought and (when shown) ``doc_references`` for these hits."""
+def augmentation_for(
+    hits: list[Hit], *, indexed: bool, show_sources: bool, kind: str = "knowledge", start: int = 1
+) -> Augmentation:
+    """Context block, ``agentRag`` thought and (when shown) ``doc_references`` for these hits,
+    numbered from ``start`` (``call.numbered + 1``: after the call's earlier sources)."""
     if not hits:
         return Augmentation(thoughts=[Thought(action_type="agentRag", thought="", observation="[]")])
     references = []
@@ -55,22 +58,28 @@ def augmentation_for(hits: list[Hit], *, indexed: bool, show_sources: bool, kind
                 title=h.title or h.doc_name, images=[], page_number=list(h.pages),
                 reference_index=str(n),
             )
-            for n, h in enumerate(hits, start=1)
+            for n, h in enumerate(hits, start=start)
         ]
     return Augmentation(
-        context_blocks=[data_block(kind, format_hits(hits, indexed=indexed))],
-        thoughts=[Thought(action_type="agentRag", thought="", observation=_observation(hits))],
+        context_blocks=[data_block(kind, format_hits(hits, indexed=indexed, start=start))],
+        thoughts=[Thought(action_type="agentRag", thought="", observation=_observation(hits, start))],
         references=references,
+        numbered=len(hits),
     )
 
 
 class KnowledgeSource:
-    """Searches the app's bases (or ``rag_options.pipeline_ids``) for the user's question."""
+    """Searches the app's bases (or ``rag_options.pipeline_ids``) for the user's question.
 
-    def __init__(self, db: Database, retriever: Retriever, *, top_k: int = 5) -> None:
+    When an earlier source of the call (its session files) already found passages, the question
+    is about those files: at most ``top_k_after_files`` knowledge chunks are added, not a full
+    ``top_k`` of loosely related ones."""
+
+    def __init__(self, db: Database, retriever: Retriever, *, top_k: int = 5, top_k_after_files: int = 2) -> None:
         self.db = db
         self.retriever = retriever
         self.top_k = top_k
+        self.top_k_after_files = top_k_after_files
 
     async def gather(self, call: CallContext) -> Augmentation:
         options = call.rag_options or {}
@@ -85,7 +94,10 @@ class KnowledgeSource:
         if request is None:
             return Augmentation()
         top_k = call.config.knowledge_top_k or self.top_k
+        if call.numbered:
+            top_k = min(top_k, self.top_k_after_files)
         hits = await service.search(self.retriever, request, call.query, top_k=top_k)
         return augmentation_for(
-            hits, indexed=call.doc_reference_type == "indexed", show_sources=call.config.show_sources
+            hits, indexed=call.doc_reference_type == "indexed", show_sources=call.config.show_sources,
+            start=call.numbered + 1,
         )
