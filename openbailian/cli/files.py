@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import typer
@@ -91,20 +90,14 @@ class _Display:
 
 
 async def _upload_local(runtime: Runtime, path: Path, workspace: str, display: _Display, timeout: float) -> dict[str, Any]:
-    from openbailian.files.uploads import receive_upload
+    from openbailian.files.uploads import accept_upload
 
     files = runtime.files
     grant = await file_service.apply_lease(
         files, workspace, category_id="default", category_type="SESSION_FILE",
         file_name=path.name, md5=_md5(path), size_in_bytes=path.stat().st_size, base_url="http://localhost",
     )
-    query = parse_qs(urlsplit(grant.url).query)
-    await receive_upload(
-        files, grant.lease_id,
-        expires=query["Expires"][0], signature=query["Signature"][0],
-        extra=grant.headers["X-bailian-extra"], content_length=str(path.stat().st_size),
-        body=_chunks(path),
-    )
+    await accept_upload(files, grant.lease_id, content_length=str(path.stat().st_size), body=_chunks(path))
     row = await file_service.add_file(
         files, workspace, lease_id=grant.lease_id, category_id="default", category_type="SESSION_FILE"
     )

@@ -9,13 +9,12 @@ import hashlib
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from openbailian.console.web import Changing, ConsoleRoute, SignedIn, runtime_of
-from openbailian.files.uploads import receive_upload
+from openbailian.files.uploads import accept_upload
 from openbailian.services import files as file_service
 
 __all__ = ["router"]
@@ -51,12 +50,7 @@ async def add_session_file(request: Request, user: Changing, file: UploadFile = 
             category_type=file_service.CATEGORY_TYPE, file_name=file.filename or "",
             md5=md5, size_in_bytes=size, base_url=str(request.base_url),
         )
-        query = parse_qs(urlsplit(lease.url).query)
-        await receive_upload(
-            files, lease.lease_id, expires=query.get("Expires", [None])[0],
-            signature=query.get("Signature", [None])[0], extra=lease.headers["X-bailian-extra"],
-            content_length=str(size), body=_chunks(staged),
-        )
+        await accept_upload(files, lease.lease_id, content_length=str(size), body=_chunks(staged))
         added = await file_service.add_file(
             files, user.workspace_id, lease_id=lease.lease_id, category_id=file_service.CATEGORY_ID,
             category_type=file_service.CATEGORY_TYPE,

@@ -24,7 +24,7 @@ from openbailian.files.store import LocalObjectStore
 from openbailian.files.system import SessionFiles, upload_key
 from openbailian.storage.files_models import FileUploadLease
 
-__all__ = ["receive_upload", "upload_key"]
+__all__ = ["receive_upload", "accept_upload", "upload_key"]
 
 
 async def receive_upload(
@@ -37,15 +37,34 @@ async def receive_upload(
     content_length: str | None,
     body: AsyncIterator[bytes],
 ) -> FileUploadLease:
-    now = files.clock()
-    files.signer.verify(lease_id, expires, signature, now=now.timestamp())
+    files.signer.verify(lease_id, expires, signature, now=files.clock().timestamp())
+    lease = await _lease(files, lease_id)
+    expected_extra = files.signer.extra_header(lease.id, lease.workspace_id)
+    if not extra or not hmac.compare_digest(extra, expected_extra):
+        raise AccessDenied("The X-bailian-extra header is missing or does not match the lease's")
+    return await _accept(files, lease, content_length, body)
+
+
+async def accept_upload(
+    files: SessionFiles, lease_id: str, *, content_length: str | None, body: AsyncIterator[bytes]
+) -> FileUploadLease:
+    """The upload of an in-process caller that applied for the lease itself (the console, the
+    CLI): the same checks but no URL, which may be a presigned one of the object store."""
+    return await _accept(files, await _lease(files, lease_id), content_length, body)
+
+
+async def _lease(files: SessionFiles, lease_id: str) -> FileUploadLease:
     async with files.db.session() as session:
         lease = await session.get(FileUploadLease, lease_id)
     if lease is None:
         raise NotFound(f"Upload lease '{lease_id}' does not exist (or has expired and was removed)")
-    expected_extra = files.signer.extra_header(lease.id, lease.workspace_id)
-    if not extra or not hmac.compare_digest(extra, expected_extra):
-        raise AccessDenied("The X-bailian-extra header is missing or does not match the lease's")
+    return lease
+
+
+async def _accept(
+    files: SessionFiles, lease: FileUploadLease, content_length: str | None, body: AsyncIterator[bytes]
+) -> FileUploadLease:
+    now = files.clock()
     if _aware_ts(lease.expires_at) <= now.timestamp():
         raise AccessDenied("The upload lease has expired: apply for a new one with ApplyFileUploadLease")
     if content_length is not None and content_length.isdigit() and int(content_length) != lease.size_in_bytes:

@@ -54,3 +54,22 @@ def test_upload_to_a_server(live, tmp_path: Path) -> None:
     described = live.http.post("/manage/v1/files/DescribeFile", json={"FileId": uploaded["file_id"]},
                                headers=live.auth("ws-cli")).json()
     assert described["Data"]["FileName"] == "remote.txt"
+
+
+def test_upload_and_delete_with_the_s3_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_endpoint: str) -> None:
+    """The CLI uploads in-process (not through the lease's presigned URL) into the bucket."""
+    from tests.files.s3support import bucket_keys, s3_settings
+
+    monkeypatch.setenv("OPENBAILIAN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("OPENBAILIAN_DEFAULT_MODEL", "echo")
+    for name, value in s3_settings(s3_endpoint).items():
+        monkeypatch.setenv(f"OPENBAILIAN_{name.upper()}", value)
+    before = bucket_keys(s3_endpoint)
+    note = tmp_path / "note.md"
+    note.write_text("# Plan\nThe demo is on Thursday.", encoding="utf-8")
+    uploaded = run("upload", str(note), "--workspace", "w-s3")
+    assert uploaded["status"] == "FILE_IS_READY", uploaded
+    assert any("/session/w-s3/" in key for key in bucket_keys(s3_endpoint) - before)
+    assert run("delete", uploaded["file_id"], "-w", "w-s3")["deleted"] is True
+    assert bucket_keys(s3_endpoint) == before
+    assert not any(p.is_file() for p in (tmp_path / "home").rglob("*.md"))
