@@ -15,11 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+from openbailian.errors import BundleError
+
 __all__ = ["BundleError", "import_part_package", "join_parts"]
-
-
-class BundleError(RuntimeError):
-    """A bundled model's package is missing or its bytes are not the expected ones."""
 
 
 def import_part_package(name: str, install_hint: str) -> ModuleType:

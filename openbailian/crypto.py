@@ -17,6 +17,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 
 from openbailian.config import Settings
+from openbailian.errors import SecretUnreadable
 
 __all__ = ["SecretBox", "SecretUnreadable", "owner_only_secret"]
 
@@ -34,10 +35,6 @@ def owner_only_secret(path: Path, make: str | None = None) -> str:
         with os.fdopen(fd, "w") as out:
             out.write((make or secrets.token_hex(32)) + "\n")
     return path.read_text().strip()
-
-
-class SecretUnreadable(Exception):
-    """A sealed value that this server's key cannot open (the key changed, or the value was altered)."""
 
 
 class SecretBox:

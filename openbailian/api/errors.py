@@ -1,7 +1,10 @@
-"""One table from domain errors to (HTTP status, DashScope code), and the handlers.
+"""Domain errors to (HTTP status, code, message), and the DashScope-shaped handlers.
 
-Every error leaves the server as ``{"code", "message", "request_id"}``.
-``docs/errors.md`` documents this table; keep the two in step.
+Every face calls :func:`error_status_and_code`; the status and code of an error
+are its class's (``openbailian/errors.py``: class attributes, inherited down the
+tree). This face renders ``{"code", "message", "request_id"}``; the OpenAPI and
+session-file envelopes render the same triple their way. ``docs/errors.md``
+documents the codes; ``tests/test_docs.py`` keeps the two in step.
 """
 
 from __future__ import annotations
@@ -14,38 +17,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openbailian import errors
-from openbailian.providers.base import ModelError, ModelTimeout, ModelUnavailable
 
 __all__ = ["ERROR_TABLE", "error_status_and_code", "error_body", "install_error_handlers"]
 
 logger = logging.getLogger("openbailian.api")
 
-# Most specific first: the first matching class wins.
-ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
-    (errors.ModelNotFound, 400, "InvalidParameter.Model"),
-    (errors.InvalidParameter, 400, "InvalidParameter"),
-    (errors.SignatureMismatch, 401, "SignatureDoesNotMatch"),
-    (errors.SignatureExpired, 401, "InvalidTimeStamp.Expired"),
-    (errors.SignatureNonceUsed, 401, "SignatureNonceUsed"),
-    (errors.InvalidApiKey, 401, "InvalidApiKey"),
-    (errors.WorkspaceAccessDenied, 403, "Workspace.AccessDenied"),
-    (errors.AccessDenied, 403, "AccessDenied"),
-    (errors.AppNotFound, 404, "AppNotFound"),
-    (errors.SessionNotFound, 404, "SessionNotFound"),
-    (errors.WorkspaceNotFound, 404, "WorkspaceNotFound"),
-    (errors.MemoryNotFound, 404, "MemoryNotFound"),
-    (errors.PluginNotFound, 404, "PluginNotFound"),
-    (errors.PromptTemplateNotFound, 404, "PromptTemplateNotFound"),
-    (errors.KnowledgeBaseNotFound, 404, "Index.NotFound"),
-    (errors.KnowledgeFileNotFound, 404, "Index.FileNotFound"),
-    (errors.NotFound, 404, "NotFound"),
-    (errors.AppNotPublished, 400, "AppNotPublished"),
-    (errors.Conflict, 409, "Conflict"),
-    (errors.RequestTooLarge, 413, "RequestTooLarge"),
-    (errors.RateLimited, 429, "Throttling.RateQuota"),
-    (ModelTimeout, 504, "ModelServiceTimeout"),
-    (ModelUnavailable, 503, "ModelServiceUnavailable"),
-    (ModelError, 500, "ModelServiceError"),
+INTERNAL_MESSAGE = "An internal error occurred; see the server log for this request_id"
+
+# (class, status, code) of every class of the tree, parents first: what docs/errors.md documents.
+ERROR_TABLE: list[tuple[type[errors.OpenBailianError], int, str]] = [
+    (cls, cls.status, cls.code) for cls in errors.error_classes() if cls.code != "InternalError"
 ]
 
 
@@ -53,7 +34,8 @@ HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "RequestTooLarge"}
 
 
 def error_status_and_code(error: BaseException) -> tuple[int, str, str]:
-    """(HTTP status, code, message) for any exception; unknown ones are InternalError.
+    """(HTTP status, code, message) for any exception; anything that is not a domain error,
+    and a domain error whose code is ``InternalError``, is an InternalError without details.
 
     Starlette's HTTP errors keep their status; one raised because reading the body
     failed (FastAPI wraps whatever the body reader raised) is the domain error behind it.
@@ -63,10 +45,11 @@ def error_status_and_code(error: BaseException) -> tuple[int, str, str]:
             return error_status_and_code(error.__cause__)
         code = HTTP_CODES.get(error.status_code, "InvalidRequest" if error.status_code < 500 else "InternalError")
         return error.status_code, code, str(error.detail)
-    for error_type, status, code in ERROR_TABLE:
-        if isinstance(error, error_type):
-            return status, code, str(getattr(error, "message", None) or error)
-    return 500, "InternalError", "An internal error occurred; see the server log for this request_id"
+    if isinstance(error, RequestValidationError):
+        error = errors.invalid_input(error)
+    if isinstance(error, errors.OpenBailianError) and error.code != "InternalError":
+        return error.status, error.code, error.message
+    return 500, "InternalError", INTERNAL_MESSAGE
 
 
 def error_body(code: str, message: str, request_id: str) -> dict[str, str]:
@@ -99,24 +82,14 @@ def error_response(request: Request, error: BaseException) -> JSONResponse:
     return JSONResponse(_body_for(request, code, message), status_code=status, headers=headers)
 
 
-def _validation_message(error: RequestValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"] if p != "body")
-    return f"{first['msg']}: {where}" if where else first["msg"]
-
-
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.OpenBailianError)
     async def _domain(request: Request, error: errors.OpenBailianError) -> JSONResponse:
         return error_response(request, error)
 
-    @app.exception_handler(ModelError)
-    async def _model(request: Request, error: ModelError) -> JSONResponse:
-        return error_response(request, error)
-
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
-        return error_response(request, errors.InvalidParameter(_validation_message(error)))
+        return error_response(request, error)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:

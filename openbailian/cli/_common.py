@@ -13,7 +13,6 @@ from rich.table import Column, Table
 
 from openbailian.config import Settings
 from openbailian.errors import OpenBailianError
-from openbailian.providers.base import ModelError
 from openbailian.runtime import Runtime
 
 __all__ = ["console", "run_with_runtime", "emit", "fail", "print_table", "JsonOption", "WorkspaceOption"]
@@ -42,7 +41,7 @@ def run_with_runtime(work: Callable[[Runtime], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
-    except (OpenBailianError, ModelError) as error:
+    except OpenBailianError as error:
         fail(error.message, code=type(error).__name__)
 
 

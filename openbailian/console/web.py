@@ -20,7 +20,6 @@ from openbailian import __version__
 from openbailian.api.errors import error_status_and_code, request_id_of
 from openbailian.console.i18n import LANG_COOKIE, pick_language, translator
 from openbailian.errors import AccessDenied, OpenBailianError
-from openbailian.providers.base import ModelError
 from openbailian.runtime import Runtime
 from openbailian.services.console_sessions import ConsoleUser, signed_in_user
 from openbailian.services.workspaces import list_workspaces
@@ -189,11 +188,7 @@ class ConsoleRoute(APIRoute):
                 if wants_json(request):
                     return _json_error(request, 401, "SignInRequired", translator(language(request))("session_expired"))
                 return redirect("/console/sign-in", next=request.url.path)
-            except RequestValidationError as error:
-                first = error.errors()[0]
-                where = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path"))
-                return _error(request, 400, "InvalidParameter", f"{first['msg']}: {where}")
-            except (OpenBailianError, ModelError) as error:
+            except (RequestValidationError, OpenBailianError) as error:
                 status, code, message = error_status_and_code(error)
                 return _error(request, status, code, message)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import filetype
 
+from openbailian.errors import UnsafeFile
 from openbailian.files.formats import FileKind, extension_of, rule_for
 
 __all__ = ["SafetyLimits", "UnsafeFile", "check_file", "check_text"]
@@ -48,10 +49,6 @@ MEDIA_TYPES = {
     "mpg", "webm", "flv", "3gp",
 }
 _CHUNK = 1024 * 1024
-
-
-class UnsafeFile(Exception):
-    """The file failed the safety check; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)

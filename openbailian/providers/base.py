@@ -13,6 +13,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+# The model errors are part of the one error tree; named here too for providers.
+from openbailian.errors import ModelError, ModelTimeout, ModelUnavailable
+
 __all__ = [
     "ChatMessage",
     "message_text",
@@ -92,22 +95,3 @@ class ModelProvider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
-
-
-@dataclass
-class ModelError(Exception):
-    """The model backend failed; ``message`` is safe to show to a caller."""
-
-    message: str
-    details: dict[str, object] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class ModelUnavailable(ModelError):
-    """The backend cannot be reached or refused service (connection error, 5xx, 429)."""
-
-
-class ModelTimeout(ModelError):
-    """The backend did not answer in time."""

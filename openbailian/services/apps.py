@@ -25,6 +25,7 @@ from openbailian.errors import (
     AppNotPublished,
     InvalidParameter,
     NotFound,
+    invalid_input,
 )
 from openbailian.providers.registry import ModelRegistry
 from openbailian.services.knowledge import get_base
@@ -87,9 +88,7 @@ def parse_config(data: Mapping[str, Any]) -> AppConfig:
     try:
         return AppConfig.model_validate(dict(data))
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "app"
-        raise InvalidParameter(f"Invalid app config at '{where}': {first['msg']}") from None
+        raise invalid_input(error, "app config") from None
 
 
 def revise_config(config: AppConfig, changes: Mapping[str, Any]) -> AppConfig:

@@ -14,6 +14,8 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
+from openbailian.errors import CalculatorError
+
 __all__ = ["CalculatorError", "calculate", "format_number"]
 
 MAX_EXPRESSION_CHARS = 500
@@ -50,10 +52,6 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
 _CONSTANTS = {"pi": math.pi, "e": math.e}
 # Operators and punctuation models write instead of Python's.
 _SPELLINGS = {"×": "*", "÷": "/", "^": "**", "（": "(", "）": ")", "，": ",", "−": "-"}
-
-
-class CalculatorError(ValueError):
-    pass
 
 
 def calculate(expression: str) -> int | float:

@@ -28,6 +28,8 @@ from typing import Any
 
 import httpx
 
+from openbailian.errors import OutboundBlocked, OutboundError
+
 __all__ = [
     "OutboundBlocked",
     "OutboundError",
@@ -53,14 +55,6 @@ _METADATA = {
     ipaddress.ip_address("fd00:ec2::254"),  # AWS IPv6
 }
 _REDIRECTS = {301, 302, 303, 307, 308}
-
-
-class OutboundError(Exception):
-    """The request could not be made or completed; the message is safe to show a model."""
-
-
-class OutboundBlocked(OutboundError):
-    """The guard refused the destination."""
 
 
 def literal_ip(host: str) -> IPAddress | None:

@@ -45,7 +45,7 @@ from pydantic import (
     model_validator,
 )
 
-from openbailian.errors import InvalidParameter
+from openbailian.errors import InvalidParameter, invalid_input
 from openbailian.tools.outbound import OutboundError, OutboundGuard, fetch
 
 __all__ = [
@@ -130,9 +130,7 @@ def parse_spec(data: Any) -> PluginSpec:
     try:
         return PluginSpec.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "plugin"
-        raise InvalidParameter(f"Invalid plugin at '{where}': {first['msg']}") from None
+        raise invalid_input(error, "plugin") from None
 
 
 def model_parameters(spec: PluginSpec) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,11 +56,7 @@ class EnvelopeRoute(APIRoute):
         async def envelope_errors(request: Request) -> Response:
             try:
                 return await handler(request)
-            except RequestValidationError as error:
-                first = error.errors()[0]
-                where = ".".join(str(p) for p in first["loc"] if p != "body")
-                failure: BaseException = InvalidParameter(f"{first['msg']}: {where}" if where else first["msg"])
-            except Exception as error:  # noqa: BLE001 - mapped like every other error
+            except Exception as error:  # noqa: BLE001 - mapped like every other error (validation too)
                 failure = error
             status, code, message = error_status_and_code(failure)
             if status >= 500:

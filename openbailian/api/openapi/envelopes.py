@@ -96,9 +96,7 @@ def error_response(request: Request, envelope: Envelope, error: BaseException) -
 
 
 def validation_error(error: RequestValidationError) -> errors.InvalidParameter:
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path"))
-    return errors.InvalidParameter(f"{first['msg']}: {where}" if where else first["msg"])
+    return errors.invalid_input(error)
 
 
 def envelope_route(envelope: Envelope) -> type[APIRoute]:
