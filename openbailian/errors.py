@@ -315,9 +315,11 @@ _WRAPPERS = frozenset({"body", "query", "path", "header", "form"})
 
 
 def invalid_input(error: _Validation, subject: str = "") -> InvalidParameter:
-    """The one wording of a pydantic validation failure (a request body, an app config,
-    a plugin spec): ``[Invalid <subject>: ]<where>: <what>``, for the first problem."""
+    """The one wording of a pydantic validation failure, for its first problem: a request
+    body gives ``<where>: <what>``; a described value (an app config, a plugin spec) gives
+    ``Invalid <subject> at '<where>': <what>``."""
     first: Mapping[str, Any] = error.errors()[0]
     where = ".".join(str(part) for part in first.get("loc", ()) if part not in _WRAPPERS)
-    problem = f"{where}: {first['msg']}" if where else str(first["msg"])
-    return InvalidParameter(f"Invalid {subject}: {problem}" if subject else problem)
+    if subject:
+        return InvalidParameter(f"Invalid {subject} at '{where or subject}': {first['msg']}")
+    return InvalidParameter(f"{where}: {first['msg']}" if where else str(first["msg"]))
