@@ -97,6 +97,10 @@ class HnswVectorIndex:
         ``expansion_search=512``: bench/knowledge.py measured recall@10 0.94 dense / 0.975
         hybrid at 100k synthetic chunks with p95 ~10 ms (ef 128 gave 0.69 / 0.86).
         """
+        # onnxruntime (OCR, session files) crashes the process with a segmentation fault when
+        # it is first imported after usearch (usearch 2.26.6, onnxruntime 1.32.0); imported
+        # before, both work. tests/knowledge/test_knowledge_vectors.py guards the order.
+        import onnxruntime  # noqa: F401
         from usearch.index import Index
 
         self.exact = exact

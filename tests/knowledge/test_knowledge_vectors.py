@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 
 from openbailian.knowledge.bm25 import BM25Index
@@ -37,3 +40,20 @@ def test_bm25_ranks_by_terms_and_skips_removed_rows():
     index.remove(np.array([0]))
     assert index.search(["年假"], 5) == []
     assert [r for r, _ in index.search(["天"], 5)] == [1]
+
+
+def test_a_process_that_built_an_hnsw_graph_can_still_run_ocr():
+    """A server that builds a large base's graph before its first image must not crash
+    (usearch then onnxruntime segfaulted in one process)."""
+    script = (
+        "import numpy as np\n"
+        "from openbailian.knowledge.vectors import ExactVectorIndex, HnswVectorIndex\n"
+        "exact = ExactVectorIndex(8)\n"
+        "exact.add(np.eye(8, dtype=np.float32)[:3])\n"
+        "HnswVectorIndex(exact)\n"
+        "import onnxruntime\n"
+        "print('alive', onnxruntime.get_device())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("alive")
