@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-fast test-postgres install bench lint clean
+.PHONY: screenshots serve test test-fast test-postgres install bench lint clean
 
 $(BIN)/openbailian: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,3 +43,7 @@ lint: install
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+
+## Refresh docs/console/*.png from a run of the console tests.
+screenshots: install
+	OPENBAILIAN_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q tests/console
