@@ -164,10 +164,11 @@ class SessionFiles:
 
     async def process(self, file_id: str) -> None:
         """Process the file unless it is no longer in progress or another process holds it."""
-        if not await self._claim(file_id):
+        held = await self._claim(file_id)
+        if held is None:
             return
         # OCR, transcription and indexing cannot renew as they go: renew beside them.
-        renewing = asyncio.create_task(leases.keep_renewing(self.db, SessionFile, file_id, self.lease))
+        renewing = asyncio.create_task(leases.keep_renewing(self.db, held, self.lease))
         try:
             await self._process_claimed(file_id)
         except asyncio.CancelledError:
@@ -178,7 +179,7 @@ class SessionFiles:
         finally:
             renewing.cancel()
             await asyncio.gather(renewing, return_exceptions=True)
-            await leases.release(self.db, SessionFile, file_id)
+            await leases.release(self.db, held)
 
     async def _process_claimed(self, file_id: str) -> None:
         row = await self._get(file_id)
@@ -269,8 +270,8 @@ class SessionFiles:
 
     # ------------------------------------------------------------ claims
 
-    async def _claim(self, file_id: str) -> bool:
-        """Take the file's lease; False when it is held, finished or gone."""
+    async def _claim(self, file_id: str) -> leases.Claim | None:
+        """Take the file's lease; None when it is held, finished or gone."""
         return await leases.claim(self.db, SessionFile, file_id, self.lease, _unfinished())
 
     # ------------------------------------------------------------ expiry

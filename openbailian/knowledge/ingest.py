@@ -98,6 +98,7 @@ class Ingestor:
         self.on_change = on_change
         # Called with (document_id, status) on every transition (the CLI's progress bars).
         self.listeners: list[Callable[[str, str], None]] = []
+        self._claims: dict[str, leases.Claim] = {}  # the documents this ingestor holds
 
     # ------------------------------------------------------------ queue
 
@@ -112,7 +113,7 @@ class Ingestor:
             )
             return list(rows)
 
-    async def _claim(self, document_id: str) -> bool:
+    async def _claim(self, document_id: str) -> leases.Claim | None:
         unfinished = KnowledgeDocument.status.not_in(TERMINAL)
         return await leases.claim(self.db, KnowledgeDocument, document_id, self.lease, unfinished)
 
@@ -135,14 +136,17 @@ class Ingestor:
 
     async def ingest(self, document_id: str) -> str | None:
         """Run one document through the pipeline; its final status, or None if not claimed."""
-        if not await self._claim(document_id):
+        held = await self._claim(document_id)
+        if held is None:
             return None
+        self._claims[document_id] = held
         try:
             return await self._ingest(document_id)
         except _Gone:
             return None
         finally:
-            await leases.release(self.db, KnowledgeDocument, document_id)
+            del self._claims[document_id]
+            await leases.release(self.db, held)
 
     async def _ingest(self, document_id: str) -> str:
         async with self.db.session() as session:
@@ -186,7 +190,8 @@ class Ingestor:
         parts = []
         for start in range(0, len(texts), self.batch_size):
             parts.append(await asyncio.to_thread(self.embedder.embed_passages, texts[start : start + self.batch_size]))
-            await leases.renew(self.db, KnowledgeDocument, document_id, self.lease)
+            if not await leases.renew(self.db, self._claims[document_id], self.lease):
+                raise _Gone(document_id)  # stalled: another worker took the document over
         vectors = np.vstack(parts) if parts else np.zeros((0, self.embedder.dim), np.float32)
         term_lists = await asyncio.to_thread(lambda: [" ".join(terms(t)) for t in texts])
         return vectors.astype(np.float32), term_lists

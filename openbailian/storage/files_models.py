@@ -66,6 +66,7 @@ class SessionFile(Base):
     # The claim of the process working on the file (renewed while it works) and
     # how often it was claimed: several API processes may share the database.
     lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    lease_owner: Mapped[str | None] = mapped_column(String(32), default=None)  # the claimant's token
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

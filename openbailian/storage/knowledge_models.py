@@ -70,6 +70,7 @@ class KnowledgeDocument(Base):
     # A worker owns the document until this time (renewed while it works); a crashed
     # worker's lease runs out and another one (or the restarted server) resumes.
     lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    lease_owner: Mapped[str | None] = mapped_column(String(32), default=None)  # the claimant's token
     pages: Mapped[int] = mapped_column(Integer, default=0)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
