@@ -1,7 +1,7 @@
 """Long-term memory in an app call: recall before the answer, save after it.
 
 Decision on the app switch: a call's ``memory_id`` is always checked (unknown →
-``MemoryNotFound`` 404, another workspace's → ``Workspace.AccessDenied`` 403,
+``MemoryNotFound`` 404, another workspace's too — exactly like an unknown one —
 both before anything streams), but it is only *used* — recalled and saved to —
 when the published app has ``memory_enabled`` on, as in Bailian where the
 long-term memory switch must be turned on and the app published.

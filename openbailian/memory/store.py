@@ -29,7 +29,7 @@ from typing import Protocol
 import numpy as np
 from sqlalchemy import select, update
 
-from openbailian.errors import MemoryNotFound, WorkspaceAccessDenied
+from openbailian.errors import MemoryNotFound
 from openbailian.memory.extract import Fact
 from openbailian.storage.db import Database
 from openbailian.storage.memory_models import Memory, MemoryItem
@@ -88,12 +88,8 @@ async def check_memory(db: Database, memory_id: str, workspace_id: str) -> int:
                 select(Memory.workspace_id, Memory.revision).where(Memory.id == memory_id)
             )
         ).first()
-    if row is None:
+    if row is None or row.workspace_id != workspace_id:  # another workspace's: as if missing
         raise MemoryNotFound(f"Memory '{memory_id}' does not exist")
-    if row.workspace_id != workspace_id:
-        raise WorkspaceAccessDenied(
-            f"Memory '{memory_id}' belongs to another workspace than '{workspace_id}'"
-        )
     return int(row.revision)
 
 

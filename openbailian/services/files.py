@@ -26,13 +26,12 @@ from openbailian.errors import (
     Conflict,
     InvalidParameter,
     NotFound,
-    WorkspaceAccessDenied,
 )
 from openbailian.files.formats import FileKind, check_size, extension_of, rule_for
 from openbailian.files.s3 import UPLOAD_CONTENT_TYPE, S3ObjectStore
 from openbailian.files.status import FAILED, FileStatus
 from openbailian.files.system import SessionFiles, upload_key
-from openbailian.services.lookup import get_in_workspace
+from openbailian.services.lookup import check_owner, get_in_workspace
 from openbailian.services.workspaces import ensure_workspace
 from openbailian.storage.files_models import DataCenterCategory, FileUploadLease, SessionFile
 
@@ -283,11 +282,8 @@ async def add_file(
                     f"Lease '{lease_id}' was already used by AddFile (file '{used.id}'): "
                     "a lease is spent at once; apply for a new one"
                 )
+        if lease is None or lease.workspace_id != workspace_id:  # another's: as if missing
             raise NotFound(f"Upload lease '{lease_id}' does not exist (or has expired)")
-        if lease.workspace_id != workspace_id:
-            raise WorkspaceAccessDenied(
-                f"Lease '{lease_id}' belongs to another workspace than '{workspace_id}'"
-            )
         if lease.category_type != kind or lease.category_id != (category_id or CATEGORY_ID):
             raise InvalidParameter(
                 f"Lease '{lease_id}' was applied for with CategoryId '{lease.category_id}' and CategoryType "
@@ -664,12 +660,9 @@ async def usable_files(
     result = []
     for file_id in file_ids:
         row = rows.get(file_id)
-        if row is None:
-            raise NotFound(f"Session file '{file_id}' does not exist")
-        if row.workspace_id != workspace_id:
-            raise WorkspaceAccessDenied(
-                f"Session file '{file_id}' belongs to another workspace than the app's"
-            )
+        check_owner(None if row is None else row.workspace_id, file_id, workspace_id,
+                    missing=NotFound, label="Session file")
+        assert row is not None
         if row.status == FileStatus.FILE_EXPIRED or _aware(row.expires_at) <= now:
             raise InvalidParameter(f"Session file '{file_id}' has expired: upload it again")
         if row.status != FileStatus.FILE_IS_READY:

@@ -51,7 +51,9 @@ def test_unknown_app(server):
 def test_app_of_another_workspace(server):
     app_id = server.app(workspace="ws1")
     response = server.call(app_id, {"input": {"prompt": "x"}}, workspace="ws2")
-    assert_error(response, 403, "Workspace.AccessDenied", "another workspace")
+    body = assert_error(response, 404, "AppNotFound")
+    missing = assert_error(server.call("0" * 32, {"input": {"prompt": "x"}}, workspace="ws2"), 404, "AppNotFound")
+    assert body["message"] == missing["message"].replace("0" * 32, app_id)
 
 
 def test_workspace_header_of_another_workspace(server):

@@ -82,7 +82,8 @@ def test_memory_ids_are_checked_before_the_answer(memory_server):
     assert (unknown.status_code, unknown.code) == (404, "MemoryNotFound")
     foreign = server.http.post("/manage/v1/memories", json={}, headers=server.auth("ws2")).json()["memory_id"]
     denied = Application.call(api_key=server.key(), app_id=app_id, prompt="hi", memory_id=foreign)
-    assert (denied.status_code, denied.code) == (403, "Workspace.AccessDenied")
+    assert (denied.status_code, denied.code) == (404, "MemoryNotFound")
+    assert denied.message == unknown.message.replace("m" * 32, foreign)
 
 
 @pytest.fixture
@@ -135,4 +136,4 @@ def test_plugins_of_another_workspace_cannot_be_linked(plugin_server, tool_serve
     foreign = server.http.post("/manage/v1/plugins", json=spec, headers=server.auth("ws2")).json()["tool_id"]
     response = server.http.post("/manage/v1/apps", json={"name": "a", "model": "echo", "plugin_ids": [foreign]},
                                 headers=server.auth("ws1"))
-    assert response.status_code in (400, 403), response.text
+    assert response.status_code == 404 and response.json()["code"] == "PluginNotFound", response.text  # as if missing

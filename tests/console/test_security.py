@@ -131,19 +131,19 @@ def test_a_workspace_key_sees_only_its_workspace(page: Page, console_server: Liv
     expect(page.get_by_test_id("apps")).to_contain_text("our-app")
     assert "their-secret-app" not in page.content()
     assert server.key("ws1") not in page.content()  # the key signed in with is never in a page
-    # the services' rule, as in the REST API: another workspace's id is refused with 403
+    # the services' rule, as in the REST API: another workspace's id is as if it did not exist
     response = page.goto(f"{server.url}/console/apps/{theirs}")
-    assert response is not None and response.status == 403
-    expect(page.get_by_test_id("error")).to_contain_text("Workspace.AccessDenied")
+    assert response is not None and response.status == 404
+    expect(page.get_by_test_id("error")).to_contain_text("AppNotFound")
     assert "their-secret-app" not in page.content()
     response = page.goto(f"{server.url}/console/apps/{theirs}/playground")
-    assert response is not None and response.status == 403
+    assert response is not None and response.status == 404
     client, csrf = _signed_in_http(page, server)
     with client:
         chat = client.post(f"/console/apps/{theirs}/chat", json={"prompt": "hi"}, headers={"X-CSRF-Token": csrf})
         switch = client.post("/console/workspace", data={"workspace": "other", "csrf": csrf})
         key = client.post("/console/keys", data={"name": "x", "csrf": csrf})
-    assert chat.status_code == 403 and chat.json()["code"] == "Workspace.AccessDenied"
+    assert chat.status_code == 404 and chat.json()["code"] == "AppNotFound"
     assert switch.status_code == 403
     assert key.status_code == 403
     page.goto(f"{server.url}/console/apps")

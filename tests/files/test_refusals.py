@@ -130,10 +130,10 @@ def test_forged_or_unsigned_upload_is_refused(live, leftovers) -> None:
 def test_foreign_workspace_cannot_use_or_see_files(live) -> None:
     grant = lease(live, "r.txt", DATA, workspace="ws1").json()["Data"]
     assert put(live, grant, DATA).status_code == 200
-    _error(add(live, grant["FileUploadLeaseId"], workspace="ws2"), 403, "Workspace.AccessDenied")
+    _error(add(live, grant["FileUploadLeaseId"], workspace="ws2"), 404, "NotFound", "does not exist")
     file_id = add(live, grant["FileUploadLeaseId"], workspace="ws1").json()["Data"]["FileId"]
-    _error(call(live, "DescribeFile", {"FileId": file_id}, "ws2"), 403, "Workspace.AccessDenied")
-    _error(call(live, "DeleteFile", {"FileId": file_id}, "ws2"), 403, "Workspace.AccessDenied")
+    _error(call(live, "DescribeFile", {"FileId": file_id}, "ws2"), 404, "NotFound", "does not exist")
+    _error(call(live, "DeleteFile", {"FileId": file_id}, "ws2"), 404, "NotFound", "does not exist")
     assert file_id not in str(call(live, "ListFile", {}, "ws2").json())
     assert wait_final(live, file_id)["Status"] == "FILE_IS_READY"
 

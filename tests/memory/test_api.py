@@ -46,8 +46,8 @@ def test_other_workspaces_cannot_see_or_touch_a_memory(server):
         ("DELETE", f"/manage/v1/memories/{memory_id}", None),
     ]:
         response = http.request(method, path, json=body, headers=other)
-        assert response.status_code == 403, (method, path)
-        assert response.json()["code"] == "Workspace.AccessDenied" and response.json()["request_id"]
+        assert response.status_code == 404, (method, path)
+        assert response.json()["code"] == "MemoryNotFound" and response.json()["request_id"]
     assert http.get("/manage/v1/memories", headers=other).json()["memories"] == []
     items = http.get(f"/manage/v1/memories/{memory_id}/nodes", headers=server.auth("ws1")).json()["items"]
     assert [i["content"] for i in items] == ["秘密"]

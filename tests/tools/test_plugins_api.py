@@ -36,8 +36,8 @@ def test_plugin_lifecycle_and_test_call(server, tool_server):
     assert updated.status_code == 200 and updated.json()["spec"]["description"] == "新描述"
     listed = http.get("/manage/v1/plugins", headers=auth).json()["plugins"]
     assert [p["tool_id"] for p in listed] == [tool_id]
-    assert http.get(f"/manage/v1/plugins/{tool_id}", headers=server.auth("ws2")).status_code == 403
-    assert http.delete(f"/manage/v1/plugins/{tool_id}", headers=server.auth("ws2")).status_code == 403
+    assert http.get(f"/manage/v1/plugins/{tool_id}", headers=server.auth("ws2")).status_code == 404
+    assert http.delete(f"/manage/v1/plugins/{tool_id}", headers=server.auth("ws2")).status_code == 404
     assert http.delete(f"/manage/v1/plugins/{tool_id}", headers=auth).status_code == 204
     missing = http.get(f"/manage/v1/plugins/{tool_id}", headers=auth)
     assert missing.status_code == 404 and missing.json()["code"] == "PluginNotFound"

@@ -329,7 +329,7 @@ def test_bad_input_answers_in_the_agents_envelope_and_changes_nothing(openapi: O
         lambda: sdk.update_and_publish_agent_selective(WORKSPACE, theirs, models.UpdateAndPublishAgentSelectiveRequest(name="x")),
         lambda: sdk.delete_agent(WORKSPACE, theirs, models.DeleteAgentRequest()),
     ):
-        refused(operation, 403, "Workspace.AccessDenied", theirs)
+        refused(operation, 404, "AppNotFound", theirs)  # exactly as if it did not exist
     kept = other.get_published_agent("ws-other", theirs, models.GetPublishedAgentRequest()).body.data
     assert (kept.name, kept.instructions) == ("theirs", "他们的")
     assert agent_count(sdk) == before

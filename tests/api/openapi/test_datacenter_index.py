@@ -297,9 +297,9 @@ def test_bad_input_is_refused_in_the_envelope_and_changes_nothing(openapi: OpenA
     refused(lambda: sdk.add_category(WORKSPACE, models.AddCategoryRequest(category_name="bad name!",
                                                                           category_type="UNSTRUCTURED")),
             400, "InvalidParameter", "CategoryName")
-    # a file of another workspace, asked for through this workspace's path: the files' owner rule
-    refused(lambda: sdk.describe_file(WORKSPACE, foreign_file, models.DescribeFileRequest()), 403,
-            "Workspace.AccessDenied")
+    # a file of another workspace, asked for through this workspace's path: as if it did not exist
+    refused(lambda: sdk.describe_file(WORKSPACE, foreign_file, models.DescribeFileRequest()), 404,
+            "NotFound", "does not exist")
     assert store() == before
 
 

@@ -138,8 +138,8 @@ def test_bad_input_is_refused_and_changes_nothing(openapi: OpenApi) -> None:
     # Another workspace's memory, through that workspace's own path and key: not found there.
     other = create_key(openapi.server, "ws-other")
     theirs = openapi.client(credentials=other)
-    refused(lambda: theirs.get_memory("ws-other", memory_id, models.GetMemoryRequest()), 403, "Workspace.AccessDenied")
-    refused(lambda: theirs.delete_memory("ws-other", memory_id, models.DeleteMemoryRequest()), 403, "Workspace.AccessDenied")
+    refused(lambda: theirs.get_memory("ws-other", memory_id, models.GetMemoryRequest()), 404, "MemoryNotFound", memory_id)
+    refused(lambda: theirs.delete_memory("ws-other", memory_id, models.DeleteMemoryRequest()), 404, "MemoryNotFound", memory_id)
 
     assert sdk.get_memory(WORKSPACE, memory_id, models.GetMemoryRequest()).body.description == "keep"
     assert node_contents(sdk, memory_id) == ["原来的事实"]
