@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     upload_max_body_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     max_json_depth: int = Field(default=64, ge=2)
     rate_limit_per_minute: int = 600
+    # Failed authentications (401/403) per source address and minute before it gets 429.
+    auth_failures_per_minute: int = Field(default=30, ge=0)
     max_history_turns: int = 50
     max_output_tokens: int = 1024
     sse_keepalive_seconds: float = 15.0

@@ -27,6 +27,7 @@ from openbailian.memory import MemoryObserver, MemorySource, MemoryStore
 from openbailian.providers.registry import ModelRegistry
 from openbailian.services.apps import DatabaseAppLoader
 from openbailian.storage.db import Database, migrate
+from openbailian.storage.private import private_dir
 from openbailian.tools.runner import PluginToolRunner
 
 __all__ = ["Runtime", "BackgroundWorker"]
@@ -65,7 +66,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        settings.home.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.home)  # 0700 whatever the umask: transcripts, memory, keys live here
         db = Database(settings.resolved_database_url)
         models = ModelRegistry(settings)
         objects = _shared_object_store(settings)
@@ -102,7 +103,7 @@ class Runtime:
         return (self.knowledge, self.files)
 
     async def migrate(self) -> None:
-        await asyncio.to_thread(migrate, self.settings.resolved_database_url)
+        await asyncio.to_thread(migrate, self.settings.resolved_database_url, self.tools.box)
 
     async def start(self) -> None:
         """What the server does before it takes requests (once; a second call does nothing):

@@ -91,6 +91,7 @@ def make_settings(home: Path, database_url: str | None = None, **overrides: Any)
         "default_model": "echo",
         "admin_token": "ob-admin-test",
         "rate_limit_per_minute": 100_000,
+        "auth_failures_per_minute": 100_000,  # tests/api/test_auth_failures.py tests the limit
     }
     values.update(overrides)
     return Settings(**values)

@@ -21,7 +21,12 @@ from openbailian.api.manage.router import router as manage_router
 from openbailian.api.middleware import RequestIdMiddleware
 from openbailian.api.native import knowledge as native_knowledge
 from openbailian.api.openapi.router import router as openapi_router
-from openbailian.api.ratelimit import RateLimiter
+from openbailian.api.ratelimit import (
+    AuthFailureLimiter,
+    AuthFailureMiddleware,
+    RateLimiter,
+    refuse_addresses_over_the_failure_limit,
+)
 from openbailian.config import Settings
 from openbailian.console import install_console
 from openbailian.crypto import SecretBox
@@ -51,13 +56,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         version=__version__,
         description="Self-hosted, DashScope-compatible Bailian agent applications",
         lifespan=lifespan,
-        dependencies=[Depends(enforce_input_boundary)],
+        dependencies=[Depends(refuse_addresses_over_the_failure_limit), Depends(enforce_input_boundary)],
     )
     app.state.runtime = runtime
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.admin_token = admin_token(settings)
     app.state.secret_box = SecretBox.from_settings(settings)
+    app.state.auth_failures = AuthFailureLimiter(settings.auth_failures_per_minute)
     app.add_middleware(InputBoundaryMiddleware, limits=BodyLimits.from_settings(settings))
+    app.add_middleware(AuthFailureMiddleware, limiter=app.state.auth_failures)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(completion_router)

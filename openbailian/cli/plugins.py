@@ -20,7 +20,6 @@ from openbailian.cli._common import (
 )
 from openbailian.runtime import Runtime
 from openbailian.services import plugins as plugin_service
-from openbailian.tools.outbound import AllowList, OutboundGuard
 
 __all__ = ["app"]
 
@@ -62,7 +61,9 @@ def create(file: Path = FileOption, workspace: str = WorkspaceOption, as_json: b
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         async with runtime.db.transaction() as session:
-            return plugin_service.plugin_view(await plugin_service.create_plugin(session, workspace, data))
+            return plugin_service.plugin_view(await plugin_service.create_plugin(
+                session, workspace, data, guard=runtime.tools.guard, box=runtime.tools.box
+            ))
 
     view = run_with_runtime(work)
     emit(view, as_json, lambda: console.print(f"tool_id: [bold]{view['tool_id']}[/bold]"))
@@ -76,7 +77,9 @@ def update(tool_id: str, file: Path = FileOption, workspace: str | None = AnyWor
     async def work(runtime: Runtime) -> dict[str, Any]:
         async with runtime.db.transaction() as session:
             plugin = await plugin_service.get_plugin(session, tool_id, workspace)
-            return plugin_service.plugin_view(await plugin_service.update_plugin(session, plugin, data))
+            return plugin_service.plugin_view(await plugin_service.update_plugin(
+                session, plugin, data, guard=runtime.tools.guard, box=runtime.tools.box
+            ))
 
     view = run_with_runtime(work)
     emit(view, as_json, lambda: console.print(f"Updated {tool_id}"))
@@ -137,9 +140,9 @@ def test(
     async def work(runtime: Runtime) -> str:
         async with runtime.db.session() as session:
             plugin = await plugin_service.get_plugin(session, tool_id, workspace)
-        guard = OutboundGuard(AllowList.parse(runtime.settings.outbound_allow))
         return await plugin_service.test_plugin(
-            plugin, guard, arguments, passthrough=passthrough, user_token=user_token
+            plugin, runtime.tools.guard, arguments, passthrough=passthrough, user_token=user_token,
+            box=runtime.tools.box,
         )
 
     observation = run_with_runtime(work)

@@ -13,8 +13,7 @@ from openbailian.errors import InvalidParameter
 from openbailian.services import apps as app_service
 from openbailian.services import plugins as service
 from openbailian.tools.builtins import BUILTINS
-from openbailian.tools.outbound import AllowList, OutboundGuard
-from openbailian.tools.plugin import PluginSpec, public_spec
+from openbailian.tools.plugin import opened_spec, public_spec
 
 __all__ = ["router"]
 
@@ -45,7 +44,7 @@ async def list_plugins(request: Request, user: SignedIn, done: str = "") -> Resp
     async with runtime_of(request).db.session() as session:
         plugins = await service.list_plugins(session, user.workspace_id)
     return await page(
-        request, "plugins.html", plugins=[(p, PluginSpec.model_validate(p.spec)) for p in plugins],
+        request, "plugins.html", plugins=[(p, opened_spec(p.spec, None)) for p in plugins],
         builtins=BUILTINS, example=json.dumps(EXAMPLE_SPEC, ensure_ascii=False, indent=2), done=done,
     )
 
@@ -53,7 +52,10 @@ async def list_plugins(request: Request, user: SignedIn, done: str = "") -> Resp
 @router.post("")
 async def create_plugin(request: Request, user: Changing, spec: str = Form("")) -> Response:
     async with runtime_of(request).db.transaction() as session:
-        plugin = await service.create_plugin(session, user.workspace_id, _json_object(spec, "The spec"))
+        tools = runtime_of(request).tools
+        plugin = await service.create_plugin(
+            session, user.workspace_id, _json_object(spec, "The spec"), guard=tools.guard, box=tools.box
+        )
     return redirect(f"/console/plugins/{plugin.id}", done="created")
 
 
@@ -61,7 +63,7 @@ async def _plugin_page(request: Request, tool_id: str, user: Any, **context: Any
     async with runtime_of(request).db.session() as session:
         plugin = await service.get_plugin(session, tool_id, user.workspace_id)
         apps = await app_service.list_apps(session, user.workspace_id)
-    spec = PluginSpec.model_validate(plugin.spec)
+    spec = opened_spec(plugin.spec, None)  # the service token stays sealed
     return await page(
         request, "plugin_detail.html", plugin=plugin, spec=spec,
         spec_json=json.dumps(public_spec(spec), ensure_ascii=False, indent=2),
@@ -80,8 +82,9 @@ async def test_plugin(request: Request, tool_id: str, user: Changing, arguments:
     runtime = runtime_of(request)
     async with runtime.db.session() as session:
         plugin = await service.get_plugin(session, tool_id, user.workspace_id)
-    guard = OutboundGuard(AllowList.parse(runtime.settings.outbound_allow))
-    observation = await service.test_plugin(plugin, guard, _json_object(arguments, "The arguments"))
+    observation = await service.test_plugin(
+        plugin, runtime.tools.guard, _json_object(arguments, "The arguments"), box=runtime.tools.box
+    )
     return await _plugin_page(request, tool_id, user, arguments=arguments, observation=observation)
 
 

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol, TypeVar
 
+from openbailian.storage.private import private_dir
+
 __all__ = ["ObjectStore", "LocalObjectStore", "check_key"]
 
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
@@ -49,8 +51,7 @@ class LocalObjectStore:
     """Objects as files under ``root``; writes go through a temporary file and a rename."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = private_dir(root)  # may be outside the home folder: private itself
 
     def path(self, key: str) -> Path:
         return self.root / check_key(key)

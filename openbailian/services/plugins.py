@@ -13,13 +13,21 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openbailian.crypto import SecretBox
 from openbailian.errors import InvalidParameter, PluginNotFound
 from openbailian.services.lookup import get_in_workspace
 from openbailian.services.workspaces import ensure_workspace
 from openbailian.storage.memory_models import Plugin
 from openbailian.tools.builtins import BUILTINS, is_builtin
 from openbailian.tools.outbound import OutboundGuard
-from openbailian.tools.plugin import PluginSpec, call_plugin, parse_spec, public_spec
+from openbailian.tools.plugin import (
+    call_plugin,
+    check_plugin_url,
+    opened_spec,
+    parse_spec,
+    public_spec,
+    sealed_spec,
+)
 
 __all__ = [
     "create_plugin",
@@ -33,12 +41,14 @@ __all__ = [
 ]
 
 
-async def create_plugin(session: AsyncSession, workspace_id: str, data: dict[str, Any]) -> Plugin:
+async def create_plugin(
+    session: AsyncSession, workspace_id: str, data: dict[str, Any], *, guard: OutboundGuard, box: SecretBox
+) -> Plugin:
+    """A new plugin; its URL must pass the outbound rules, its service token is sealed."""
     spec = parse_spec(data)
+    await check_plugin_url(spec, guard)
     await ensure_workspace(session, workspace_id)
-    plugin = Plugin(
-        id=uuid.uuid4().hex, workspace_id=workspace_id, name=spec.name, spec=spec.model_dump(mode="json")
-    )
+    plugin = Plugin(id=uuid.uuid4().hex, workspace_id=workspace_id, name=spec.name, spec=sealed_spec(spec, box))
     session.add(plugin)
     await session.flush()
     return plugin
@@ -57,10 +67,12 @@ async def list_plugins(session: AsyncSession, workspace_id: str | None) -> list[
     return list(await session.scalars(query))
 
 
-async def update_plugin(session: AsyncSession, plugin: Plugin, changes: dict[str, Any]) -> Plugin:
+async def update_plugin(
+    session: AsyncSession, plugin: Plugin, changes: dict[str, Any], *, guard: OutboundGuard, box: SecretBox
+) -> Plugin:
     """Changes merge into the spec; ``auth`` is replaced whole (keeping a service token
     that is not given again)."""
-    current = dict(plugin.spec)
+    current = opened_spec(plugin.spec, box).model_dump(mode="json")
     auth = changes.get("auth")
     if isinstance(auth, dict) and auth.get("token") in (None, "***"):
         auth = {k: v for k, v in auth.items() if k != "token"}
@@ -68,7 +80,8 @@ async def update_plugin(session: AsyncSession, plugin: Plugin, changes: dict[str
             auth["token"] = current["auth"].get("token")
         changes = {**changes, "auth": auth}
     spec = parse_spec({**current, **changes})
-    plugin.spec, plugin.name = spec.model_dump(mode="json"), spec.name
+    await check_plugin_url(spec, guard)
+    plugin.spec, plugin.name = sealed_spec(spec, box), spec.name
     await session.flush()
     return plugin
 
@@ -85,11 +98,12 @@ async def test_plugin(
     *,
     passthrough: dict[str, Any] | None = None,
     user_token: str | None = None,
+    box: SecretBox,
 ) -> str:
     """Call the plugin once through the outbound guard; the observation a model would get."""
     if not isinstance(arguments, dict):
         raise InvalidParameter("arguments must be a JSON object")
-    spec = PluginSpec.model_validate(plugin.spec)
+    spec = opened_spec(plugin.spec, box)
     return await call_plugin(
         spec, arguments, guard=guard, passthrough=passthrough, user_token=user_token
     )
@@ -108,7 +122,7 @@ async def check_plugin_ids(session: AsyncSession, workspace_id: str, tool_ids: l
 
 
 def plugin_view(plugin: Plugin) -> dict[str, Any]:
-    spec = PluginSpec.model_validate(plugin.spec)
+    spec = opened_spec(plugin.spec, None)  # the token stays sealed: a view shows "***"
     return {
         "tool_id": plugin.id,
         "workspace": plugin.workspace_id,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic.config import Config
 from sqlalchemy import create_engine, event, text
@@ -19,6 +21,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool
+
+from openbailian.storage.private import private_sqlite
 
 __all__ = ["Database", "alembic_config", "async_url", "sync_url", "migrate"]
 
@@ -60,17 +64,24 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
-def migrate(url: str) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
+def _private_database_file(url: str) -> None:
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        private_sqlite(Path(database))
+
+
+def migrate(url: str, box: Any = None) -> None:
+    """Bring the schema to the newest revision (idempotent). ``box``, a ``crypto.SecretBox``,
+    is for the migrations that seal secrets written in plaintext before (``0009``)."""
     from alembic import command
 
     if _is_sqlite(url):
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _private_database_file(url)
     with _migration_lock(url):
         # "heads": features develop their tables on branches of the migration tree.
-        command.upgrade(alembic_config(url), "heads")
+        config = alembic_config(url)
+        config.attributes["secret_box"] = box
+        command.upgrade(config, "heads")
 
 
 @contextmanager
@@ -81,7 +92,7 @@ def _migration_lock(url: str) -> Iterator[None]:
         if not database or database == ":memory:":
             yield
             return
-        with open(f"{database}.migrate-lock", "a") as lock_file:
+        with os.fdopen(os.open(f"{database}.migrate-lock", os.O_WRONLY | os.O_CREAT, 0o600), "a") as lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             yield  # closing the file releases the lock
         return
@@ -113,6 +124,7 @@ class Database:
         self.is_sqlite = _is_sqlite(url)
         self.engine: AsyncEngine = create_async_engine(async_url(url), echo=echo)
         if self.is_sqlite:
+            _private_database_file(url)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer at a time; pooled connections racing for its lock

@@ -45,8 +45,9 @@ from pydantic import (
     model_validator,
 )
 
+from openbailian.crypto import SecretBox
 from openbailian.errors import InvalidParameter, invalid_input
-from openbailian.tools.outbound import OutboundError, OutboundGuard, fetch
+from openbailian.tools.outbound import OutboundBlocked, OutboundError, OutboundGuard, fetch
 
 __all__ = [
     "PluginAuth",
@@ -56,6 +57,9 @@ __all__ = [
     "public_spec",
     "model_parameters",
     "MAX_OBSERVATION_CHARS",
+    "sealed_spec",
+    "opened_spec",
+    "check_plugin_url",
 ]
 
 MAX_OBSERVATION_CHARS = 4000
@@ -144,6 +148,38 @@ def model_parameters(spec: PluginSpec) -> dict[str, Any]:
     if "required" in spec.parameters:
         schema["required"] = required
     return schema
+
+
+def sealed_spec(spec: PluginSpec, box: SecretBox) -> dict[str, Any]:
+    """The spec as stored: a service token sealed with the server key, never in plaintext."""
+    data = spec.model_dump(mode="json")
+    if data["auth"].get("token"):
+        data["auth"]["token"] = box.seal(data["auth"]["token"])
+    return data
+
+
+def opened_spec(stored: dict[str, Any], box: SecretBox | None) -> PluginSpec:
+    """The stored spec with its service token opened (``box=None``: masked, for display)."""
+    auth = dict(stored.get("auth") or {})
+    token = auth.get("token")
+    if token:
+        if box is None:
+            auth["token"] = "***"
+        elif SecretBox.is_sealed(token):
+            auth["token"] = box.open(token)
+    return PluginSpec.model_validate({**stored, "auth": auth})
+
+
+async def check_plugin_url(spec: PluginSpec, guard: OutboundGuard) -> None:
+    """Registration applies the call-time rules to the URL (placeholders filled with a
+    letter): a loopback, private or metadata destination is refused at once. A host that
+    does not resolve now is accepted; every call checks again, after DNS and on redirects."""
+    try:
+        await guard.check(httpx.URL(_PLACEHOLDER.sub("x", spec.url)))
+    except OutboundBlocked as error:
+        raise InvalidParameter(f"url: {error}") from None
+    except (OutboundError, httpx.InvalidURL):
+        return
 
 
 def public_spec(spec: PluginSpec) -> dict[str, Any]:

@@ -20,12 +20,13 @@ import httpx
 from sqlalchemy import select
 
 from openbailian.config import Settings
+from openbailian.crypto import SecretBox, SecretUnreadable
 from openbailian.engine.augment import CallContext, ToolCall, ToolSpec
 from openbailian.storage.db import Database
 from openbailian.storage.memory_models import Plugin
 from openbailian.tools.builtins import BUILTINS, is_builtin
 from openbailian.tools.outbound import AllowList, OutboundGuard, Resolver
-from openbailian.tools.plugin import PluginSpec, call_plugin, model_parameters
+from openbailian.tools.plugin import PluginSpec, call_plugin, model_parameters, opened_spec
 
 __all__ = ["PluginToolRunner", "PluginToolSpec"]
 
@@ -57,6 +58,7 @@ class PluginToolRunner:
     ) -> None:
         self._db = db
         self.guard = OutboundGuard(AllowList.parse(settings.outbound_allow), resolver)
+        self.box = SecretBox.from_settings(settings)  # opens the plugins' sealed service tokens
         self._transport = transport
 
     async def tools_for(self, call: CallContext) -> list[ToolSpec]:
@@ -125,7 +127,13 @@ class PluginToolRunner:
                 select(Plugin).where(Plugin.id.in_(ids), Plugin.workspace_id == workspace_id)
             )
             found = {row.id: row.spec for row in rows}
-        return {tool_id: PluginSpec.model_validate(spec) for tool_id, spec in found.items()}
+        specs = {}
+        for tool_id, spec in found.items():
+            try:
+                specs[tool_id] = opened_spec(spec, self.box)
+            except SecretUnreadable:  # sealed with another server key: unusable, skipped
+                logger.warning("plugin %s: its service token cannot be opened with this server key", tool_id)
+        return specs
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -22,14 +22,16 @@ SPEC = {
 
 def test_plugin_lifecycle_and_test_call(server, tool_server):
     http, auth = server.http, server.auth("ws1")
-    created = http.post("/manage/v1/plugins", json={**SPEC, "url": f"{tool_server.url}/weather"}, headers=auth)
+    # The server's allow-list is empty: a loopback URL is refused at registration already.
+    refused = http.post("/manage/v1/plugins", json={**SPEC, "url": f"{tool_server.url}/weather"}, headers=auth)
+    assert refused.status_code == 400 and "loopback" in refused.json()["message"], refused.text
+    # A host that does not resolve now is accepted; the call-time check reports it, as an observation.
+    created = http.post("/manage/v1/plugins", json={**SPEC, "url": "https://tool.invalid/weather"}, headers=auth)
     assert created.status_code == 201, created.text
     tool_id = created.json()["tool_id"]
     assert created.json()["spec"]["auth"]["token"] == "***"  # never shown back
-
-    # The server's allow-list is empty: the test call is refused by the guard, as an observation.
     tested = http.post(f"/manage/v1/plugins/{tool_id}/test", json={"arguments": {"city": "北京"}}, headers=auth)
-    assert tested.status_code == 200 and "refused" in tested.json()["observation"]
+    assert tested.status_code == 200 and "resolve" in tested.json()["observation"], tested.text
     assert tool_server.requests == []
 
     updated = http.patch(f"/manage/v1/plugins/{tool_id}", json={"description": "新描述", "auth": {"type": "service_token"}}, headers=auth)

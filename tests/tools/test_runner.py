@@ -41,7 +41,9 @@ async def make_plugin(runtime, tool_server, workspace="ws1", **overrides):
         **overrides,
     }
     async with runtime.db.transaction() as session:
-        return (await plugin_service.create_plugin(session, workspace, spec)).id
+        return (await plugin_service.create_plugin(
+            session, workspace, spec, guard=runtime.tools.guard, box=runtime.tools.box
+        )).id
 
 
 def call_for(plugin_ids, tool_id=None, workspace="ws1", prompt=""):

@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from openbailian.api.deps import CurrentCaller, RuntimeDep
 from openbailian.services import plugins as plugin_service
-from openbailian.tools.outbound import AllowList, OutboundGuard
 
 __all__ = ["router"]
 
@@ -37,7 +36,9 @@ async def create_plugin(
     caller: CurrentCaller, runtime: RuntimeDep, body: dict[str, Any] = Body(...)
 ) -> dict[str, Any]:
     async with runtime.db.transaction() as session:
-        plugin = await plugin_service.create_plugin(session, caller.workspace_id, body)
+        plugin = await plugin_service.create_plugin(
+            session, caller.workspace_id, body, guard=runtime.tools.guard, box=runtime.tools.box
+        )
         return plugin_service.plugin_view(plugin)
 
 
@@ -61,7 +62,7 @@ async def update_plugin(
 ) -> dict[str, Any]:
     async with runtime.db.transaction() as session:
         plugin = await plugin_service.get_plugin(session, tool_id, caller.workspace_id)
-        await plugin_service.update_plugin(session, plugin, body)
+        await plugin_service.update_plugin(session, plugin, body, guard=runtime.tools.guard, box=runtime.tools.box)
         return plugin_service.plugin_view(plugin)
 
 
@@ -79,12 +80,12 @@ async def test_plugin(
 ) -> dict[str, Any]:
     async with runtime.db.session() as session:
         plugin = await plugin_service.get_plugin(session, tool_id, caller.workspace_id)
-    guard = OutboundGuard(AllowList.parse(runtime.settings.outbound_allow))
     observation = await plugin_service.test_plugin(
         plugin,
-        guard,
+        runtime.tools.guard,
         body.arguments,
         passthrough=body.user_defined_params,
         user_token=body.user_token,
+        box=runtime.tools.box,
     )
     return {"tool_id": tool_id, "observation": observation}
