@@ -15,10 +15,10 @@ from pathlib import Path
 
 import filetype
 
-from openbailian.errors import UnsafeFile
+from openbailian.errors import InvalidParameter, UnsafeFile
 from openbailian.files.formats import FileKind, extension_of, rule_for
 
-__all__ = ["SafetyLimits", "UnsafeFile", "check_file", "check_text"]
+__all__ = ["SafetyLimits", "UnsafeFile", "check_file", "check_document", "check_text"]
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .doc .xls .ppt .wps
 EXECUTABLE_MAGIC = (
@@ -62,8 +62,22 @@ class SafetyLimits:
 
 def check_file(path: Path, file_name: str, limits: SafetyLimits) -> str:
     """Check the bytes at ``path`` against the declared ``file_name``; the sniffed type."""
+    return _check(path, extension_of(file_name), rule_for(file_name).kind, limits)
+
+
+def check_document(path: Path, file_name: str, limits: SafetyLimits) -> str:
+    """The same checks for a knowledge-base document, whose types (``.html``, ``.csv``,
+    ``.json``…) go beyond the session-file formats: those are held to the executable
+    check; the types both accept get every check (sniffing, archive and image bombs)."""
     extension = extension_of(file_name)
-    kind = rule_for(file_name).kind
+    try:
+        kind: FileKind | None = rule_for(file_name).kind
+    except InvalidParameter:
+        kind = None
+    return _check(path, extension, kind, limits)
+
+
+def _check(path: Path, extension: str, kind: FileKind | None, limits: SafetyLimits) -> str:
     with path.open("rb") as handle:
         head = handle.read(8192)
     if not head:
@@ -74,7 +88,10 @@ def check_file(path: Path, file_name: str, limits: SafetyLimits) -> str:
     sniffed = guessed.extension if guessed else ""
     if sniffed in {"exe", "elf", "wasm", "crx", "rpm", "deb"}:
         raise UnsafeFile(f"The file is an executable ({sniffed}), which is never accepted")
-    _check_kind(extension, kind, sniffed, head)
+    if kind is not None:
+        _check_kind(extension, kind, sniffed, head)
+    elif sniffed == "zip" or head.startswith(b"PK\x03\x04"):
+        _check_zip(path, limits)  # an archive under another name still may not be a bomb
     if extension in OOXML:
         _check_zip(path, limits)
     if kind is FileKind.IMAGE:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from openbailian.errors import (
     KnowledgeFileNotFound,
     RequestTooLarge,
 )
+from openbailian.files.safety import SafetyLimits, UnsafeFile, check_document
 from openbailian.files.store import ObjectStore
 from openbailian.knowledge.ingest import Status, record_transition
 from openbailian.knowledge.parse import supported_types
@@ -337,6 +339,7 @@ async def add_document(
     tags_, meta = _clean_tags(tags), _clean_metadata(metadata)
     document_id = _new_id()
     key = f"{FILES_DIR}/{base.id}/{document_id}{ext}"
+    await asyncio.to_thread(_check_safe, data, name)  # before it is stored or any parser sees it
     sha256 = _sha256(data)
     await asyncio.to_thread(_put, store, key, data, move)
     try:
@@ -363,6 +366,20 @@ def _put(store: ObjectStore, key: str, data: bytes | Path, move: bool) -> None:
     else:
         with data.open("rb") as source:
             store.put(key, source)
+
+
+def _check_safe(data: bytes | Path, name: str) -> None:
+    """The session files' safety check (files/safety.py), on the knowledge path."""
+    try:
+        if isinstance(data, Path):
+            check_document(data, name, SafetyLimits())
+            return
+        with tempfile.NamedTemporaryFile(suffix=Path(name).suffix) as handle:
+            handle.write(data)
+            handle.flush()
+            check_document(Path(handle.name), name, SafetyLimits())
+    except UnsafeFile as error:
+        raise InvalidParameter(f"'{Path(name).name}' was refused by the safety check: {error.message}") from None
 
 
 def _sha256(data: bytes | Path) -> str:
