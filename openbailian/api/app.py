@@ -13,6 +13,7 @@ from openbailian import __version__
 from openbailian.api.boundary import BodyLimits, InputBoundaryMiddleware, enforce_input_boundary
 from openbailian.api.completion.router import router as completion_router
 from openbailian.api.errors import install_error_handlers
+from openbailian.api.logredact import install_access_log_redaction
 from openbailian.api.manage import files as files_manage
 from openbailian.api.manage import knowledge as knowledge_manage
 from openbailian.api.manage import memory as memory_manage
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         lifespan=lifespan,
         dependencies=[Depends(refuse_addresses_over_the_failure_limit), Depends(enforce_input_boundary)],
     )
+    install_access_log_redaction()  # signed upload URLs' signatures never reach the access log
     app.state.runtime = runtime
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.admin_token = admin_token(settings)
