@@ -118,11 +118,14 @@ async def test_tool_failures_become_observations(runtime, tool_server):
 
     runner = PluginToolRunner(runtime.db, runtime.settings)
     failing = await make_plugin(runtime, tool_server, url=f"{tool_server.url}/fail", auth={"type": "none"})
-    internal = await make_plugin(runtime, tool_server, name="meta", url="http://169.254.169.254/latest", auth={"type": "none"})
+    # Registration refuses a metadata URL itself; at call time a redirect to one is refused too.
+    to_metadata = f"{tool_server.url}/redirect?to=http://169.254.169.254/latest"
+    internal = await make_plugin(runtime, tool_server, name="meta", url=to_metadata, auth={"type": "none"},
+                                 parameters={"type": "object", "properties": {}}, passthrough=[])
     needs_token = await make_plugin(runtime, tool_server, name="private")
     call = call_for([failing, internal, needs_token])
     assert (await runner.run(call, ToolCall("1", "get_weather", {"city": "x"}))).startswith("Error: HTTP 500")
-    assert "refused" in await runner.run(call, ToolCall("2", "meta", {"city": "x"}))
+    assert "refused" in await runner.run(call, ToolCall("2", "meta", {}))
     assert "user token" in await runner.run(call, ToolCall("3", "private", {"city": "x"}))
     assert "missing required" in await runner.run(call, ToolCall("4", "private", {}))
     assert "no tool named" in await runner.run(call, ToolCall("5", "rm_rf", {}))

@@ -15,7 +15,7 @@ from alembic import context, op
 revision = "0009"
 down_revision = "0001"
 branch_labels = None
-depends_on = ("0004",)  # the plugins table
+depends_on = None  # on a fresh database 0004 may come later: nothing to seal then
 
 SEALED_PREFIX = "fernet:"
 
