@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: screenshots serve test test-fast test-postgres install bench lint clean
+.PHONY: screenshots serve test test-fast test-postgres install bench lint typecheck clean
 
 $(BIN)/openbailian: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test-fast: install
 
 bench: install
 	$(BIN)/python bench/core.py
+
+## mypy, strict for openbailian/ (config in pyproject.toml); not in `make test` until it is clean.
+typecheck: install
+	$(BIN)/mypy
 
 lint: install
 	$(BIN)/pip install --quiet ruff==0.14.0
