@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, update
 
 from openbailian.engine.app_config import AppConfig
 from openbailian.engine.augment import Augmentation, CallContext
-from openbailian.errors import InvalidParameter, NotFound, WorkspaceAccessDenied
+from openbailian.errors import InvalidParameter, NotFound
 from openbailian.files.source import SessionFileSource
 from openbailian.runtime import Runtime
 from openbailian.storage.db import sync_url
@@ -117,9 +117,10 @@ def test_at_most_ten_files(live, ready) -> None:
         gather(live, [ready["docx"]] + [f"file_session_{n}" for n in range(10)])
 
 
-def test_foreign_workspace_files_are_refused(live, ready) -> None:
-    with pytest.raises(WorkspaceAccessDenied):
-        gather(live, [ready["docx"]], workspace="someone-else")
+def test_foreign_workspace_files_are_refused_as_missing(live, ready) -> None:
+    file_id = ready["docx"]
+    with pytest.raises(NotFound, match=f"^Session file '{file_id}' does not exist$"):
+        gather(live, [file_id], workspace="someone-else")
 
 
 def test_a_file_not_ready_is_refused(live, ready) -> None:

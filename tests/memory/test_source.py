@@ -6,7 +6,7 @@ import pytest
 
 from openbailian.engine.app_config import AppConfig
 from openbailian.engine.augment import CallContext
-from openbailian.errors import MemoryNotFound, WorkspaceAccessDenied
+from openbailian.errors import MemoryNotFound
 from openbailian.memory import MemoryObserver, MemorySource, MemoryStore
 from openbailian.memory.extract import Fact
 from openbailian.services import memory as memory_service
@@ -50,7 +50,7 @@ async def test_bad_memory_ids_fail_before_streaming_even_with_the_switch_off(run
     memory_id = await new_memory(runtime, "ws1")
     with pytest.raises(MemoryNotFound):
         await source.gather(call_for("unknown", enabled=False))
-    with pytest.raises(WorkspaceAccessDenied):
+    with pytest.raises(MemoryNotFound, match=f"^Memory '{memory_id}' does not exist$"):
         await source.gather(call_for(memory_id, workspace="ws2"))
 
 
