@@ -6,6 +6,7 @@ from typing import Any
 
 import typer
 
+from openbailian.api.manage.views import item_view, memory_view
 from openbailian.cli._common import (
     JsonOption,
     WorkspaceOption,
@@ -16,38 +17,12 @@ from openbailian.cli._common import (
 )
 from openbailian.runtime import Runtime
 from openbailian.services import memory as memory_service
-from openbailian.services.memory import MemoryInfo, MemoryNode
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Long-term memory: memory bodies and what they remember.", no_args_is_help=True)
 
 AnyWorkspace = typer.Option(None, "--workspace", "-w", help="Only this workspace (default: all).")
-
-
-def memory_view(memory: MemoryInfo) -> dict[str, Any]:
-    return {
-        "memory_id": memory.id,
-        "memoryId": memory.id,
-        "workspace": memory.workspace_id,
-        "description": memory.description,
-        "created_at": memory.created_at.isoformat() if memory.created_at else None,
-        "items": memory.items,
-    }
-
-
-def item_view(item: MemoryNode) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "memory_node_id": item.id,
-        "memoryNodeId": item.id,
-        "memory_id": item.memory_id,
-        "content": item.content,
-        "subject": item.subject,
-        "source": item.source,
-        "created_at": item.created_at.isoformat() if item.created_at else None,
-        "updated_at": item.updated_at.isoformat() if item.updated_at else None,
-    }
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:

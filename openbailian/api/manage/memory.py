@@ -19,10 +19,10 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from openbailian.api.deps import CurrentCaller, RuntimeDep
+from openbailian.api.manage.views import item_view, memory_view
 from openbailian.services import memory as memory_service
-from openbailian.services.memory import MemoryInfo, MemoryNode
 
-__all__ = ["router", "memory_view", "item_view"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/manage/v1", tags=["memory"])
 
@@ -36,31 +36,6 @@ class NodeWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
     content: str = Field(min_length=1)
     subject: str | None = Field(default=None, max_length=200)
-
-
-def memory_view(memory: MemoryInfo) -> dict[str, Any]:
-    return {
-        "memory_id": memory.id,
-        "memoryId": memory.id,
-        "workspace": memory.workspace_id,
-        "description": memory.description,
-        "created_at": memory.created_at.isoformat() if memory.created_at else None,
-        "items": memory.items,
-    }
-
-
-def item_view(item: MemoryNode) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "memory_node_id": item.id,
-        "memoryNodeId": item.id,
-        "memory_id": item.memory_id,
-        "content": item.content,
-        "subject": item.subject,
-        "source": item.source,
-        "created_at": item.created_at.isoformat() if item.created_at else None,
-        "updated_at": item.updated_at.isoformat() if item.updated_at else None,
-    }
 
 
 @router.post("/memories", status_code=201)

@@ -7,8 +7,9 @@ from typing import Any
 
 from openbailian.services.files import FileInfo, UploadLease
 from openbailian.services.knowledge import DocumentInfo, KnowledgeBaseInfo
+from openbailian.services.memory import MemoryInfo, MemoryNode
 
-__all__ = ["base_view", "document_view", "file_view", "lease_view"]
+__all__ = ["base_view", "document_view", "file_view", "item_view", "lease_view", "memory_view"]
 
 
 def _iso(value: datetime) -> str:
@@ -61,4 +62,29 @@ def file_view(file: FileInfo) -> dict[str, Any]:
         "UpdateTime": _iso(file.updated_at),
         "ExpireTime": _iso(file.expires_at) if file.expires_at else None,
         "Tags": list(file.tags),
+    }
+
+
+def memory_view(memory: MemoryInfo) -> dict[str, Any]:
+    return {
+        "memory_id": memory.id,
+        "memoryId": memory.id,
+        "workspace": memory.workspace_id,
+        "description": memory.description,
+        "created_at": memory.created_at.isoformat() if memory.created_at else None,
+        "items": memory.items,
+    }
+
+
+def item_view(item: MemoryNode) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "memory_node_id": item.id,
+        "memoryNodeId": item.id,
+        "memory_id": item.memory_id,
+        "content": item.content,
+        "subject": item.subject,
+        "source": item.source,
+        "created_at": item.created_at.isoformat() if item.created_at else None,
+        "updated_at": item.updated_at.isoformat() if item.updated_at else None,
     }
