@@ -22,7 +22,8 @@ def stored_specs(url: str) -> list[str]:
     engine = create_engine(sync_url(url))
     try:
         with engine.connect() as connection:
-            return [str(row[0]) for row in connection.execute(text("SELECT spec FROM plugins"))]
+            # as JSON text on both backends (psycopg would hand back a dict for a json column)
+            return [row[0] for row in connection.execute(text("SELECT CAST(spec AS TEXT) FROM plugins"))]
     finally:
         engine.dispose()
 
