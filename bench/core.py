@@ -586,7 +586,7 @@ async def _breakdown(home: Path) -> dict[str, Any]:
 
     from openbailian.api.completion.render import collect_response
     from openbailian.config import Settings
-    from openbailian.engine.run import RunRequest
+    from openbailian.engine.call import Call
     from openbailian.engine.sessions import new_session_id
     from openbailian.runtime import Runtime
     from openbailian.services import apps as app_service
@@ -601,8 +601,8 @@ async def _breakdown(home: Path) -> dict[str, Any]:
             key = await key_service.create_key(session, "w", "k")
         engine = runtime.engine
 
-        def request() -> RunRequest:
-            return RunRequest(app_id=app.id, workspace_id="w", request_id=str(uuid.uuid4()), prompt=ECHO_PROMPT)
+        def request() -> Call:
+            return Call(app_id=app.id, workspace_id="w", request_id=str(uuid.uuid4()), prompt=ECHO_PROMPT)
 
         async def resolve() -> None:
             await key_service.check_key(runtime.db, key.api_key, app.id)

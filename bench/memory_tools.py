@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from openbailian.config import Settings  # noqa: E402
 from openbailian.engine.app_config import AppConfig  # noqa: E402
 from openbailian.engine.augment import CallContext  # noqa: E402
+from openbailian.engine.call import Call  # noqa: E402
 from openbailian.engine.tool_loop import run_with_tools  # noqa: E402
 from openbailian.memory.extract import Fact  # noqa: E402
 from openbailian.memory.store import MemoryStore  # noqa: E402
@@ -110,7 +111,10 @@ async def bench_tools(runtime: Runtime, port: int, rows: list[tuple[str, str]]) 
     provider = EchoProvider()
 
     async def timed(plugin_ids: list[str], prompt: str, n: int = 50) -> list[float]:
-        call = CallContext(app_id="a", workspace_id="bench", request_id="r", config=AppConfig(model="echo", plugin_ids=plugin_ids), query=prompt, session_id="s")
+        call = CallContext(
+            call=Call(app_id="a", workspace_id="bench", request_id="r", prompt=prompt),
+            config=AppConfig(model="echo", plugin_ids=plugin_ids), query=prompt,
+        )
         samples = []
         for _ in range(n):
             started = time.perf_counter()

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from openbailian.engine.run import AppStamp
+from openbailian.engine.call import AppStamp
 from openbailian.errors import AccessDenied, InvalidApiKey, WorkspaceAccessDenied
 from openbailian.runtime import Runtime
 from openbailian.services.keys import check_key

@@ -19,8 +19,9 @@ from openbailian.api.errors import error_status_and_code, request_id_of
 from openbailian.api.sse import EventStreamResponse
 from openbailian.console.web import Changing, ConsoleRoute, SignedIn, page, render_markdown, runtime_of
 from openbailian.engine.app_config import AppConfig
+from openbailian.engine.call import Call
 from openbailian.engine.events import Finished, ReasoningDelta, References, TextDelta, Thought
-from openbailian.engine.run import PreparedRun, RunRequest
+from openbailian.engine.run import PreparedRun
 from openbailian.errors import AppNotPublished, InvalidParameter
 from openbailian.services import apps as app_service
 from openbailian.services import memory as memory_service
@@ -75,7 +76,7 @@ async def chat(request: Request, app_id: str, user: Changing) -> Response:
     elif not app.published_version:
         raise AppNotPublished(f"App '{app_id}' has no published version; publish it first")
     run = await runtime.engine.prepare(
-        RunRequest(
+        Call(
             app_id=app.id,
             workspace_id=user.workspace_id,
             request_id=request_id_of(request),
@@ -83,7 +84,7 @@ async def chat(request: Request, app_id: str, user: Changing) -> Response:
             session_id=data.get("session_id") or None,
             prompt_params={k: v for k, v in data.get("variables", {}).items() if v != ""},
             memory_id=data.get("memory_id") or None,
-            rag_options={"session_file_ids": data["session_file_ids"]} if data.get("session_file_ids") else None,
+            rag_options={"session_file_ids": data["session_file_ids"]} if data.get("session_file_ids") else {},
             config=config,
         )
     )

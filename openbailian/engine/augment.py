@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from openbailian.engine.app_config import AppConfig
+from openbailian.engine.call import Call
 from openbailian.engine.events import DocReference, Thought
 
 __all__ = [
@@ -33,23 +34,12 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class CallContext:
-    """What a feature may know of one call."""
+    """What a feature may know of one call: the call itself, and what the engine resolved for it."""
 
-    app_id: str
-    workspace_id: str
-    request_id: str
-    config: AppConfig
+    call: Call
+    config: AppConfig  # the config this call runs: the published one, or the playground's draft
     query: str  # the text of the last user message
-    session_id: str
-    memory_id: str | None = None
-    rag_options: dict[str, Any] = field(default_factory=dict)
-    doc_reference_type: str = "simple"
-    user_defined_params: dict[str, Any] = field(default_factory=dict)
-    user_defined_tokens: dict[str, Any] = field(default_factory=dict)
     model_accepts_images: bool = False
-    # input.image_list / input.file_list: URLs (http(s) or data:) fetched for this call only.
-    image_urls: tuple[str, ...] = ()
-    file_urls: tuple[str, ...] = ()
     # Passages the call's earlier sources numbered: the next source numbers from numbered + 1,
     # so doc_references and [n] citations are numbered once across all sources.
     numbered: int = 0
@@ -67,11 +57,11 @@ class Augmentation:
 
 
 class ContextSource(Protocol):
-    async def gather(self, call: CallContext) -> Augmentation: ...
+    async def gather(self, context: CallContext) -> Augmentation: ...
 
 
 class TurnObserver(Protocol):
-    async def turn_finished(self, call: CallContext, user_text: str, answer: str) -> None: ...
+    async def turn_finished(self, context: CallContext, user_text: str, answer: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +81,9 @@ class ToolCall:
 
 
 class ToolRunner(Protocol):
-    async def tools_for(self, call: CallContext) -> list[ToolSpec]: ...
+    async def tools_for(self, context: CallContext) -> list[ToolSpec]: ...
 
-    async def run(self, call: CallContext, tool_call: ToolCall) -> str:
+    async def run(self, context: CallContext, tool_call: ToolCall) -> str:
         """The observation to give back to the model; tool failures are observations too."""
         ...
 

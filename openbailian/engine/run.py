@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -27,6 +27,7 @@ from openbailian.engine.augment import (
     ToolSpec,
     TurnObserver,
 )
+from openbailian.engine.call import AppStamp, Call
 from openbailian.engine.context import fill_variables, system_message, trim_history
 from openbailian.engine.events import (
     Event,
@@ -49,51 +50,11 @@ from openbailian.providers.base import (
 )
 from openbailian.providers.registry import ModelRegistry
 
-__all__ = ["Engine", "RunRequest", "PreparedRun", "AppLoader", "AppStamp"]
+__all__ = ["Engine", "PreparedRun", "AppLoader"]
 
 CHAT_ROLES = {"system", "user", "assistant"}
 
 logger = logging.getLogger("openbailian.engine")
-
-
-@dataclass(frozen=True, slots=True)
-class AppStamp:
-    """An app's row as this call read it: owner and published version (0: never published).
-
-    ``workspace_id`` is None when there is no such app.
-    """
-
-    workspace_id: str | None
-    published_version: int
-
-
-@dataclass(slots=True)
-class RunRequest:
-    app_id: str
-    workspace_id: str
-    request_id: str
-    prompt: str | None = None
-    messages: list[ChatMessage] | None = None
-    session_id: str | None = None
-    prompt_params: dict[str, object] = field(default_factory=dict)
-    enable_thinking: bool | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    seed: int | None = None
-    max_tokens: int | None = None
-    memory_id: str | None = None
-    rag_options: dict[str, Any] | None = None
-    doc_reference_type: str = "simple"
-    doc_tag_codes: list[str] = field(default_factory=list)
-    image_urls: list[str] = field(default_factory=list)  # image_list: fetched for this call only
-    file_urls: list[str] = field(default_factory=list)  # file_list: fetched for this call only
-    user_defined_params: dict[str, Any] = field(default_factory=dict)
-    user_defined_tokens: dict[str, Any] = field(default_factory=dict)
-    app_stamp: AppStamp | None = None  # already read with the API key; None: not yet
-    # Run this config instead of the published one (the console's playground on a draft;
-    # the caller has checked that the app is in the workspace).
-    config: AppConfig | None = None
 
 
 class AppLoader:
@@ -107,8 +68,7 @@ class AppLoader:
 
 @dataclass(slots=True)
 class PreparedRun:
-    request: RunRequest
-    config: AppConfig
+    context: CallContext  # the call, with the config it runs and its question
     provider: ModelProvider
     system: list[ChatMessage]
     history: list[ChatMessage] | None  # None: load from the stored session
@@ -116,7 +76,6 @@ class PreparedRun:
     session_id: str
     options: GenerationOptions
     max_history_turns: int
-    call: CallContext
     augmentation: Augmentation
     tools: list[ToolSpec]
     _engine: Engine
@@ -153,32 +112,35 @@ class Engine:
         self._model_timeout = model_timeout
         self._background: set[asyncio.Task[None]] = set()
 
-    async def prepare(self, request: RunRequest) -> PreparedRun:
+    async def prepare(self, call: Call) -> PreparedRun:
         """Every check that can fail the call, done before anything is streamed."""
-        config = request.config or await self._apps.published(
-            request.app_id, request.workspace_id, request.app_stamp
+        config = call.config or await self._apps.published(
+            call.app_id, call.workspace_id, call.app_stamp
         )
-        caller_system, history, current = _conversation(request)
-        instructions = fill_variables(config, request.prompt_params)
+        caller_system, history, current = _conversation(call)
+        instructions = fill_variables(config, call.prompt_params)
         session_id = new_session_id()
-        if request.messages is None and request.session_id:
-            await self._sessions.check(request.session_id, request.app_id)
-            session_id = request.session_id
-            history = None
+        stored_history: list[ChatMessage] | None = history
+        if call.messages is None and call.session_id:
+            await self._sessions.check(call.session_id, call.app_id)
+            session_id = call.session_id
+            stored_history = None
         provider = await self._models.get(config.model)
-        call = _call_context(
-            request, config, session_id, current, self._models.accepts_images(config.model)
+        context = CallContext(
+            call=call,
+            config=config,
+            query=current[-1]["content"],
+            model_accepts_images=self._models.accepts_images(config.model),
         )
-        augmentation = await self._augment(call)
-        tools = await self.tool_runner.tools_for(call) if self.tool_runner else []
-        options = self._options(config, request, provider, tools)
+        augmentation = await self._augment(context)
+        tools = await self.tool_runner.tools_for(context) if self.tool_runner else []
+        options = self._options(context, provider, tools)
         system = system_message(instructions, caller_system, augmentation.context_blocks)
         prepared = PreparedRun(
-            request=request,
-            config=config,
+            context=context,
             provider=provider,
             system=system,
-            history=history,
+            history=stored_history,
             current=current,
             session_id=session_id,
             options=options,
@@ -187,7 +149,6 @@ class Engine:
                 if config.max_history_turns is not None
                 else self._max_history_turns
             ),
-            call=call,
             augmentation=augmentation,
             tools=list(tools),
             _engine=self,
@@ -198,10 +159,10 @@ class Engine:
         )
         return prepared
 
-    async def _augment(self, call: CallContext) -> Augmentation:
+    async def _augment(self, context: CallContext) -> Augmentation:
         merged = Augmentation()
         for source in self.context_sources:
-            found = await source.gather(replace(call, numbered=merged.numbered))
+            found = await source.gather(replace(context, numbered=merged.numbered))
             merged.numbered += found.numbered
             merged.context_blocks += found.context_blocks
             merged.thoughts += found.thoughts
@@ -210,29 +171,26 @@ class Engine:
         return merged
 
     def _options(
-        self,
-        config: AppConfig,
-        request: RunRequest,
-        provider: ModelProvider,
-        tools: Sequence[ToolSpec],
+        self, context: CallContext, provider: ModelProvider, tools: Sequence[ToolSpec]
     ) -> GenerationOptions:
+        call, config = context.call, context.config
         defaults, model = config.parameters, self._models.defaults(config.model)
-        max_tokens = request.max_tokens or defaults.max_tokens or model.max_tokens or self._max_output_tokens
+        max_tokens = call.max_tokens or defaults.max_tokens or model.max_tokens or self._max_output_tokens
         max_tokens = min(max_tokens, max(1, provider.context_length // 2))
         return GenerationOptions(
-            temperature=_first(request.temperature, defaults.temperature, model.temperature),
-            top_p=_first(request.top_p, defaults.top_p, model.top_p),
-            top_k=_first(request.top_k, defaults.top_k, model.top_k),
-            seed=_first(request.seed, defaults.seed),
+            temperature=_first(call.temperature, defaults.temperature, model.temperature),
+            top_p=_first(call.top_p, defaults.top_p, model.top_p),
+            top_k=_first(call.top_k, defaults.top_k, model.top_k),
+            seed=_first(call.seed, defaults.seed),
             max_tokens=max_tokens,
-            enable_thinking=_first(request.enable_thinking, config.enable_thinking) or False,
+            enable_thinking=_first(call.enable_thinking, config.enable_thinking) or False,
             tools=function_specs(list(tools)),
         )
 
     async def _events(self, run: PreparedRun) -> AsyncIterator[Event]:
         for thought in run.augmentation.thoughts:
             yield thought
-        if run.augmentation.references and run.config.show_sources:
+        if run.augmentation.references and run.context.config.show_sources:
             yield References(list(run.augmentation.references))
         async with self._locks.hold(run.session_id):
             history = run.history
@@ -266,7 +224,7 @@ class Engine:
                 messages,
                 run.options,
                 self.tool_runner,
-                run.call,
+                run.context,
                 max_rounds=self._max_tool_rounds,
                 tools=run.tools,
             )
@@ -305,7 +263,7 @@ class Engine:
     def _observe(self, run: PreparedRun, answer: str) -> None:
         """Tell observers (memory extraction) in the background: the reply never waits."""
         for observer in self.observers:
-            task = asyncio.create_task(observer.turn_finished(run.call, run.call.query, answer))
+            task = asyncio.create_task(observer.turn_finished(run.context, run.context.query, answer))
             self._background.add(task)
             task.add_done_callback(self._background_done)
 
@@ -323,15 +281,16 @@ class Engine:
         self, run: PreparedRun, messages: list[ChatMessage], answer: str, *, cut: bool
     ) -> None:
         # Shielded: a client that disconnects while we write must not leave half a turn.
+        call = run.context.call
         with anyio.CancelScope(shield=True):
             await self._sessions.append(
                 session_id=run.session_id,
-                app_id=run.request.app_id,
-                workspace_id=run.request.workspace_id,
+                app_id=call.app_id,
+                workspace_id=call.workspace_id,
                 messages=[m for m in messages if m["role"] != "system"],
                 answer=answer,
                 cut=cut,
-                request_id=run.request.request_id,
+                request_id=call.request_id,
                 new=run.history is not None,  # None: continuing a stored session
             )
 
@@ -350,7 +309,7 @@ async def _idle_timeout(
                 return
             except TimeoutError:
                 raise ModelTimeout(
-                    f"Model '{run.config.model}' sent nothing for {seconds:g} seconds"
+                    f"Model '{run.context.config.model}' sent nothing for {seconds:g} seconds"
                 ) from None
             yield item
 
@@ -362,60 +321,19 @@ def _with_images(message: ChatMessage, images: list[str]) -> ChatMessage:
     return {**message, "content": parts}
 
 
-def _call_context(
-    request: RunRequest,
-    config: AppConfig,
-    session_id: str,
-    current: list[ChatMessage],
-    model_accepts_images: bool,
-) -> CallContext:
-    return CallContext(
-        app_id=request.app_id,
-        workspace_id=request.workspace_id,
-        request_id=request.request_id,
-        config=config,
-        query=current[-1]["content"],
-        session_id=session_id,
-        memory_id=request.memory_id,
-        rag_options=_with_tag_codes(request.rag_options, request.doc_tag_codes),
-        doc_reference_type=request.doc_reference_type,
-        image_urls=tuple(request.image_urls),
-        file_urls=tuple(request.file_urls),
-        user_defined_params=dict(request.user_defined_params),
-        user_defined_tokens=dict(request.user_defined_tokens),
-        model_accepts_images=model_accepts_images,
-    )
-
-
-def _with_tag_codes(rag_options: dict[str, Any] | None, tag_codes: list[str]) -> dict[str, Any]:
-    """``doc_tag_codes`` are document tags like ``rag_options.tags``: the two lists are joined,
-    and a document carrying any one of the tags is searched."""
-    options = dict(rag_options or {})
-    if tag_codes:
-        tags = options.get("tags") or []
-        if not isinstance(tags, list):
-            raise InvalidParameter("rag_options.tags must be a list of non-empty strings")
-        if not all(isinstance(t, str) and t for t in tag_codes):
-            raise InvalidParameter("input.doc_tag_codes must be a list of non-empty strings")
-        options["tags"] = list(dict.fromkeys([*tags, *tag_codes]))
-    return options
-
-
 def _first(*values):  # type: ignore[no-untyped-def]
     return next((v for v in values if v is not None), None)
 
 
-def _conversation(
-    request: RunRequest,
-) -> tuple[list[str], list[ChatMessage], list[ChatMessage]]:
+def _conversation(call: Call) -> tuple[list[str], list[ChatMessage], list[ChatMessage]]:
     """Split the caller's input into (system texts, history, this turn's messages)."""
-    if request.messages is None:
-        if not request.prompt:
+    if call.messages is None:
+        if not call.prompt:
             raise InvalidParameter("input.prompt or input.messages is required")
-        return [], [], [{"role": "user", "content": request.prompt}]
-    messages = list(request.messages)
-    if request.prompt:
-        messages.append({"role": "user", "content": request.prompt})
+        return [], [], [{"role": "user", "content": call.prompt}]
+    messages = list(call.messages)
+    if call.prompt:
+        messages.append({"role": "user", "content": call.prompt})
     if not messages:
         raise InvalidParameter("input.messages must not be empty")
     for index, message in enumerate(messages):

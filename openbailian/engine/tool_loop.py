@@ -53,14 +53,14 @@ async def run_with_tools(
     messages: list[ChatMessage],
     options: GenerationOptions,
     runner: ToolRunner,
-    call: CallContext,
+    context: CallContext,
     *,
     max_rounds: int = 3,
     tools: list[ToolSpec] | None = None,
 ) -> AsyncIterator[ModelChunk | Thought]:
     """``tools``: the runner's offer when the caller already has it (else it is asked)."""
     if tools is None:
-        tools = await runner.tools_for(call)
+        tools = await runner.tools_for(context)
     titles = {t.name: getattr(t, "title", "") or t.name for t in tools}
     with_tools = replace(options, tools=function_specs(tools)) if tools else options
     without_tools = replace(options, tools=())
@@ -98,7 +98,7 @@ async def run_with_tools(
         calls = [_normalise(c, round_number, i) for i, c in enumerate(calls)]
         messages.append(_assistant_message("".join(text), calls))
         for tool_call in calls:
-            observation = await _run_one(runner, call, tool_call)
+            observation = await _run_one(runner, context, tool_call)
             results.append((titles.get(tool_call.name, tool_call.name), tool_call, observation))
             yield Thought(
                 action_type="api",
@@ -133,9 +133,9 @@ def _results_answer(results: list[tuple[str, ToolCall, str]]) -> str:
     return f"{title} 返回：{observation}"
 
 
-async def _run_one(runner: ToolRunner, call: CallContext, tool_call: ToolCall) -> str:
+async def _run_one(runner: ToolRunner, context: CallContext, tool_call: ToolCall) -> str:
     try:
-        return await runner.run(call, tool_call)
+        return await runner.run(context, tool_call)
     except Exception as error:  # a tool failure is an observation, never a crash
         logger.warning("tool %s raised %s", tool_call.name, type(error).__name__)
         return f"Error: the tool failed ({type(error).__name__})"

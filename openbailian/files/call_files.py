@@ -90,12 +90,12 @@ class CallFileSource:
         self.whole_file_tokens = whole_file_tokens
         self.top_k = top_k
 
-    async def gather(self, call: CallContext) -> Augmentation:
-        if not call.image_urls and not call.file_urls:
+    async def gather(self, context: CallContext) -> Augmentation:
+        if not context.call.image_urls and not context.call.file_urls:
             return Augmentation()
-        self._check_allowed(call)
-        wanted = [(f"input.image_list[{n}]", url, True) for n, url in enumerate(call.image_urls)]
-        wanted += [(f"input.file_list[{n}]", url, False) for n, url in enumerate(call.file_urls)]
+        self._check_allowed(context)
+        wanted = [(f"input.image_list[{n}]", url, True) for n, url in enumerate(context.call.image_urls)]
+        wanted += [(f"input.file_list[{n}]", url, False) for n, url in enumerate(context.call.file_urls)]
         results = await asyncio.gather(
             *(self._fetch(field, url, images_only) for field, url, images_only in wanted),
             return_exceptions=True,
@@ -105,7 +105,7 @@ class CallFileSource:
                 raise result
         fetched: list[CallFile] = list(results)  # type: ignore[arg-type]
         images: list[str] = []
-        if call.model_accepts_images:
+        if context.model_accepts_images:
             # A vision model sees the images themselves (checked like any file first).
             pictures = [f for f in fetched if f.kind is FileKind.IMAGE]
             for picture in pictures:
@@ -114,26 +114,26 @@ class CallFileSource:
             fetched = [f for f in fetched if f.kind is not FileKind.IMAGE]
         hits: list[Hit] = []
         for file in fetched:
-            hits += await self._passages(file, call.query)
+            hits += await self._passages(file, context.query)
         augmentation = augmentation_for(
             hits,
-            indexed=call.doc_reference_type == "indexed",
-            show_sources=call.config.show_sources,
+            indexed=context.call.doc_reference_type == "indexed",
+            show_sources=context.config.show_sources,
             kind="session_files",
-            start=call.numbered + 1,
+            start=context.numbered + 1,
         ) if hits else Augmentation()
         augmentation.images = images
         return augmentation
 
-    def _check_allowed(self, call: CallContext) -> None:
-        for name, urls in (("image_list", call.image_urls), ("file_list", call.file_urls)):
+    def _check_allowed(self, context: CallContext) -> None:
+        for name, urls in (("image_list", context.call.image_urls), ("file_list", context.call.file_urls)):
             if len(urls) > self.max_files:
                 raise InvalidParameter(
                     f"input.{name} has {len(urls)} URLs; at most {self.max_files} are allowed per call"
                 )
-        reads_text = bool(call.file_urls) or not call.model_accepts_images
-        if reads_text and not call.config.file_parsing:
-            what = "input.file_list" if call.file_urls else "input.image_list (for a model that does not read images)"
+        reads_text = bool(context.call.file_urls) or not context.model_accepts_images
+        if reads_text and not context.config.file_parsing:
+            what = "input.file_list" if context.call.file_urls else "input.image_list (for a model that does not read images)"
             raise InvalidParameter(
                 f"{what} needs the app's dynamic file parsing switch (file_parsing) on: "
                 "turn it on and publish the app"

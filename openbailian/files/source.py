@@ -35,28 +35,28 @@ class SessionFileSource:
         self.whole_file_tokens = whole_file_tokens
         self.top_k = top_k
 
-    async def gather(self, call: CallContext) -> Augmentation:
-        file_ids = (call.rag_options or {}).get("session_file_ids")
+    async def gather(self, context: CallContext) -> Augmentation:
+        file_ids = (context.call.rag_options or {}).get("session_file_ids")
         if file_ids is None or file_ids == []:
             return Augmentation()
-        if not call.config.file_parsing:
+        if not context.config.file_parsing:
             raise InvalidParameter(
                 "rag_options.session_file_ids needs the app's dynamic file parsing switch on: "
                 "`openbailian apps update APP_ID --file-parsing` then `openbailian apps publish APP_ID`, "
                 "or PATCH /manage/v1/apps/{app_id} {\"file_parsing\": true} then POST …/publish"
             )
         rows = await usable_files(
-            self.files, call.workspace_id, file_ids, max_files=self.files.settings.files_max_per_call
+            self.files, context.call.workspace_id, file_ids, max_files=self.files.settings.files_max_per_call
         )
         images: list[str] = []
-        if call.model_accepts_images:
+        if context.model_accepts_images:
             # A vision model sees the images themselves; OCR text is for the others.
             pictures = [row for row in rows if row.kind == FileKind.IMAGE]
             images = [await self._data_url(row) for row in pictures]
             rows = [row for row in rows if row.kind != FileKind.IMAGE]
         by_ref = {row.index_ref or "": row for row in rows}
         passages = await self.files.index.passages(
-            list(by_ref), call.query, self.whole_file_tokens, self.top_k
+            list(by_ref), context.query, self.whole_file_tokens, self.top_k
         ) if by_ref else []
         hits = [
             Hit(
@@ -72,10 +72,10 @@ class SessionFileSource:
         ]
         augmentation = augmentation_for(
             hits,
-            indexed=call.doc_reference_type == "indexed",
-            show_sources=call.config.show_sources,
+            indexed=context.call.doc_reference_type == "indexed",
+            show_sources=context.config.show_sources,
             kind="session_files",
-            start=call.numbered + 1,
+            start=context.numbered + 1,
         ) if hits else Augmentation()
         augmentation.images = images
         return augmentation

@@ -81,23 +81,24 @@ class KnowledgeSource:
         self.top_k = top_k
         self.top_k_after_files = top_k_after_files
 
-    async def gather(self, call: CallContext) -> Augmentation:
-        options = call.rag_options or {}
-        named = isinstance(options, dict) and any(options.get(k) for k in _OPTION_KEYS)
-        if not call.config.knowledge_enabled and not named:
+    async def gather(self, context: CallContext) -> Augmentation:
+        call, config = context.call, context.config
+        options = call.rag_options
+        named = any(options.get(k) for k in _OPTION_KEYS)
+        if not config.knowledge_enabled and not named:
             return Augmentation()
-        defaults = call.config.knowledge_base_ids if call.config.knowledge_enabled else []
+        defaults = config.knowledge_base_ids if config.knowledge_enabled else []
         async with self.db.session() as session:
             request = await service.parse_search_options(
                 session, call.workspace_id, defaults, options, self.retriever
             )
         if request is None:
             return Augmentation()
-        top_k = call.config.knowledge_top_k or self.top_k
-        if call.numbered:
+        top_k = config.knowledge_top_k or self.top_k
+        if context.numbered:
             top_k = min(top_k, self.top_k_after_files)
-        hits = await service.search(self.retriever, request, call.query, top_k=top_k)
+        hits = await service.search(self.retriever, request, context.query, top_k=top_k)
         return augmentation_for(
-            hits, indexed=call.doc_reference_type == "indexed", show_sources=call.config.show_sources,
-            start=call.numbered + 1,
+            hits, indexed=call.doc_reference_type == "indexed", show_sources=config.show_sources,
+            start=context.numbered + 1,
         )

@@ -33,14 +33,14 @@ class MemorySource:
         self._limit = limit
         self._budget = budget_tokens
 
-    async def gather(self, call: CallContext) -> Augmentation:
-        if not call.memory_id:
+    async def gather(self, context: CallContext) -> Augmentation:
+        if not context.call.memory_id:
             return Augmentation()
-        await self._store.check(call.memory_id, call.workspace_id)
-        if not call.config.memory_enabled:
+        await self._store.check(context.call.memory_id, context.call.workspace_id)
+        if not context.config.memory_enabled:
             return Augmentation()
         items = await self._store.recall(
-            call.memory_id, call.query, limit=self._limit, budget_tokens=self._budget
+            context.call.memory_id, context.query, limit=self._limit, budget_tokens=self._budget
         )
         if not items:
             return Augmentation()
@@ -73,22 +73,22 @@ class MemoryObserver:
         self._timeout = timeout
         self._max_tokens = max_tokens
 
-    async def turn_finished(self, call: CallContext, user_text: str, answer: str) -> None:
-        if not call.memory_id or not call.config.memory_enabled or not user_text.strip():
+    async def turn_finished(self, context: CallContext, user_text: str, answer: str) -> None:
+        if not context.call.memory_id or not context.config.memory_enabled or not user_text.strip():
             return
         try:
-            facts = await asyncio.wait_for(self.extract(call, user_text, answer), self._timeout)
-            changes = await self._store.remember(call.memory_id, facts)
+            facts = await asyncio.wait_for(self.extract(context, user_text, answer), self._timeout)
+            changes = await self._store.remember(context.call.memory_id, facts)
             logger.info(
-                "memory %s: %s", call.memory_id, ", ".join(c.action for c in changes) or "nothing new"
+                "memory %s: %s", context.call.memory_id, ", ".join(c.action for c in changes) or "nothing new"
             )
         except Exception:
-            logger.exception("memory extraction failed for request %s", call.request_id)
+            logger.exception("memory extraction failed for request %s", context.call.request_id)
 
-    async def extract(self, call: CallContext, user_text: str, answer: str) -> list[Fact]:
-        assert call.memory_id
-        known = await self._store.recall(call.memory_id, user_text, limit=10, budget_tokens=600)
-        provider = await self._models.get(self._settings.memory_model or call.config.model)
+    async def extract(self, context: CallContext, user_text: str, answer: str) -> list[Fact]:
+        assert context.call.memory_id
+        known = await self._store.recall(context.call.memory_id, user_text, limit=10, budget_tokens=600)
+        provider = await self._models.get(self._settings.memory_model or context.config.model)
         messages = extraction_messages(user_text, answer, [k.content for k in known])
         options = GenerationOptions(temperature=0.0, max_tokens=self._max_tokens)
         parts: list[str] = []

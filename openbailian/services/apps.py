@@ -19,7 +19,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openbailian.engine.app_config import AppConfig
-from openbailian.engine.run import AppLoader, AppStamp
+from openbailian.engine.call import AppStamp
+from openbailian.engine.run import AppLoader
 from openbailian.errors import (
     AppNotFound,
     AppNotPublished,

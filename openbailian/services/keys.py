@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openbailian.crypto import SecretBox, SecretUnreadable
-from openbailian.engine.run import AppStamp
+from openbailian.engine.call import AppStamp
 from openbailian.errors import InvalidApiKey, NotFound, SignatureNonceUsed
 from openbailian.services.apps import stamp_of
 from openbailian.services.workspaces import ensure_workspace

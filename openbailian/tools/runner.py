@@ -61,12 +61,12 @@ class PluginToolRunner:
         self.box = SecretBox.from_settings(settings)  # opens the plugins' sealed service tokens
         self._transport = transport
 
-    async def tools_for(self, call: CallContext) -> list[ToolSpec]:
-        return [tool.spec for tool in (await self._tools(call)).values()]
+    async def tools_for(self, context: CallContext) -> list[ToolSpec]:
+        return [tool.spec for tool in (await self._tools(context)).values()]
 
-    async def run(self, call: CallContext, tool_call: ToolCall) -> str:
+    async def run(self, context: CallContext, tool_call: ToolCall) -> str:
         try:
-            tool = (await self._tools(call)).get(tool_call.name)
+            tool = (await self._tools(context)).get(tool_call.name)
             if tool is None:
                 return f"Error: there is no tool named {tool_call.name!r}"
             arguments = tool_call.arguments if isinstance(tool_call.arguments, dict) else {}
@@ -76,24 +76,24 @@ class PluginToolRunner:
                 tool.plugin,
                 arguments,
                 guard=self.guard,
-                passthrough=_mapping(call.user_defined_params.get(tool.spec.tool_id)),
-                user_token=_user_token(call.user_defined_tokens.get(tool.spec.tool_id)),
+                passthrough=_mapping(context.call.user_defined_params.get(tool.spec.tool_id)),
+                user_token=_user_token(context.call.user_defined_tokens.get(tool.spec.tool_id)),
                 transport=self._transport,
             )
         except Exception as error:  # never let a tool crash the answer
             logger.warning("tool %s failed: %s", tool_call.name, type(error).__name__)
             return f"Error: the tool failed ({type(error).__name__})"
 
-    async def _tools(self, call: CallContext) -> dict[str, _Tool]:
-        ids = list(dict.fromkeys(call.config.plugin_ids))
+    async def _tools(self, context: CallContext) -> dict[str, _Tool]:
+        ids = list(dict.fromkeys(context.config.plugin_ids))
         if not ids:
             return {}
-        plugins = await self._load([i for i in ids if not is_builtin(i)], call.workspace_id)
+        plugins = await self._load([i for i in ids if not is_builtin(i)], context.call.workspace_id)
         tools: dict[str, _Tool] = {}
         for tool_id in ids:
             tool = self._tool(tool_id, plugins.get(tool_id), tools)
             if tool is None:
-                logger.warning("app %s: plugin %s is unavailable; skipped", call.app_id, tool_id)
+                logger.warning("app %s: plugin %s is unavailable; skipped", context.call.app_id, tool_id)
             else:
                 tools[tool.spec.name] = tool
         return tools

@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, update
 
 from openbailian.engine.app_config import AppConfig
 from openbailian.engine.augment import Augmentation, CallContext
+from openbailian.engine.call import Call
 from openbailian.errors import InvalidParameter, NotFound
 from openbailian.files.source import SessionFileSource
 from openbailian.runtime import Runtime
@@ -26,14 +27,16 @@ QUESTION = "请根据以下文件帮我推荐一款3000元以下的手机"
 
 def gather(live, file_ids, *, workspace="src", query=QUESTION, indexed=False, **config) -> Augmentation:
     call = CallContext(
-        app_id="app",
-        workspace_id=workspace,
-        request_id="req",
+        call=Call(
+            app_id="app",
+            workspace_id=workspace,
+            request_id="req",
+            prompt=query,
+            rag_options={"session_file_ids": file_ids},
+            doc_reference_type="indexed" if indexed else "simple",
+        ),
         config=AppConfig(model="echo", **{"file_parsing": True, **config}),
         query=query,
-        session_id="s",
-        rag_options={"session_file_ids": file_ids},
-        doc_reference_type="indexed" if indexed else "simple",
     )
 
     async def run() -> Augmentation:

@@ -6,6 +6,7 @@ import pytest
 
 from openbailian.engine.app_config import AppConfig
 from openbailian.engine.augment import CallContext
+from openbailian.engine.call import Call
 from openbailian.errors import MemoryNotFound
 from openbailian.memory import MemoryObserver, MemorySource, MemoryStore
 from openbailian.memory.extract import Fact
@@ -15,13 +16,9 @@ from tests.memory.conftest import ScriptedProvider
 
 def call_for(memory_id, *, enabled=True, workspace="ws1", query="美食推荐", model="echo"):
     return CallContext(
-        app_id="app1",
-        workspace_id=workspace,
-        request_id="req1",
+        call=Call(app_id="app1", workspace_id=workspace, request_id="req1", prompt=query, memory_id=memory_id),
         config=AppConfig(model=model, memory_enabled=enabled),
         query=query,
-        session_id="s1",
-        memory_id=memory_id,
     )
 
 

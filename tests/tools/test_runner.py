@@ -9,6 +9,7 @@ import pytest
 
 from openbailian.engine.app_config import AppConfig
 from openbailian.engine.augment import CallContext, ToolCall
+from openbailian.engine.call import Call
 from openbailian.engine.events import Thought
 from openbailian.engine.tool_loop import run_with_tools
 from openbailian.providers.base import GenerationOptions, ModelChunk
@@ -47,16 +48,15 @@ async def make_plugin(runtime, tool_server, workspace="ws1", **overrides):
 
 
 def call_for(plugin_ids, tool_id=None, workspace="ws1", prompt=""):
-    return CallContext(
+    call = Call(
         app_id="app1",
         workspace_id=workspace,
         request_id="r1",
-        config=AppConfig(model="echo", plugin_ids=plugin_ids),
-        query=prompt,
-        session_id="s1",
+        prompt=prompt,
         user_defined_params={tool_id: {"tenant": "acme", "city": "上海"}} if tool_id else {},
         user_defined_tokens={tool_id: {"user_token": TOKEN}} if tool_id else {},
     )
+    return CallContext(call=call, config=AppConfig(model="echo", plugin_ids=plugin_ids), query=prompt)
 
 
 async def collect(stream):

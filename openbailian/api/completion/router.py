@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from openbailian.api.completion.protocol import CompletionParameters, CompletionRequest
+from openbailian.api.completion.protocol import BizParams, CompletionRequest
 from openbailian.api.completion.render import (
     KEEPALIVE,
     StreamRenderer,
@@ -20,8 +20,9 @@ from openbailian.api.completion.render import (
 from openbailian.api.deps import MeteredCaller, RuntimeDep
 from openbailian.api.errors import error_status_and_code, request_id_of
 from openbailian.api.sse import EventStreamResponse
+from openbailian.engine.call import AppStamp, Call
 from openbailian.engine.events import Event
-from openbailian.engine.run import AppStamp, PreparedRun, RunRequest
+from openbailian.engine.run import PreparedRun
 from openbailian.errors import InvalidParameter, RequestTooLarge
 from openbailian.inputs import DEFAULT_MAX_JSON_DEPTH, parse_json
 
@@ -82,35 +83,42 @@ def _history_messages(body: CompletionRequest) -> list[dict[str, Any]] | None:
     return None
 
 
-def _rag_options(params: CompletionParameters) -> dict[str, Any] | None:
-    """``rag_options``, with ``parameters.session_file_ids`` (the spec's HTTP form) joined in."""
-    options = params.rag_options.model_dump(exclude_none=True) if params.rag_options else None
-    if params.session_file_ids is None:
-        return options
-    options = options or {}
-    joined = [*options.get("session_file_ids", []), *params.session_file_ids]
-    options["session_file_ids"] = list(dict.fromkeys(joined))
+def _rag_options(body: CompletionRequest) -> dict[str, Any]:
+    """``rag_options``, with ``parameters.session_file_ids`` (the spec's HTTP form) and
+    ``input.doc_tag_codes`` joined in."""
+    params = body.parameters
+    options = params.rag_options.model_dump(exclude_none=True) if params.rag_options else {}
+    if params.session_file_ids is not None:
+        joined = [*options.get("session_file_ids", []), *params.session_file_ids]
+        options["session_file_ids"] = list(dict.fromkeys(joined))
+    tag_codes = body.input.doc_tag_codes or []
+    if tag_codes:
+        # Document tags like rag_options.tags: a document carrying any one of them is searched.
+        if not all(tag_codes):
+            raise InvalidParameter("input.doc_tag_codes must be a list of non-empty strings")
+        options["tags"] = list(dict.fromkeys([*options.get("tags", []), *tag_codes]))
     return options
 
 
-def to_run_request(
+def to_call(
     body: CompletionRequest,
     *,
     app_id: str,
     workspace_id: str,
     request_id: str,
     app_stamp: AppStamp | None = None,
-) -> RunRequest:
+) -> Call:
+    """The wire request as the engine's one :class:`Call`."""
     params = body.parameters
-    biz = body.input.biz_params
-    return RunRequest(
+    biz = body.input.biz_params or BizParams()
+    return Call(
         app_id=app_id,
         workspace_id=workspace_id,
         request_id=request_id,
         prompt=body.input.prompt,
         messages=_history_messages(body),
         session_id=body.input.session_id,
-        prompt_params=dict(biz.user_prompt_params) if biz else {},
+        prompt_params=biz.user_prompt_params,
         enable_thinking=params.enable_thinking,
         temperature=params.temperature,
         top_p=params.top_p,
@@ -118,13 +126,12 @@ def to_run_request(
         seed=params.seed,
         max_tokens=params.max_tokens,
         memory_id=body.input.memory_id,
-        rag_options=_rag_options(params),
+        rag_options=_rag_options(body),
         doc_reference_type=body.input.doc_reference_type or "simple",
-        doc_tag_codes=list(body.input.doc_tag_codes or []),
-        image_urls=list(body.input.image_list or []),
-        file_urls=list(body.input.file_list or []),
-        user_defined_params=dict(biz.user_defined_params) if biz else {},
-        user_defined_tokens=dict(biz.user_defined_tokens) if biz else {},
+        image_urls=tuple(body.input.image_list or ()),
+        file_urls=tuple(body.input.file_list or ()),
+        user_defined_params=biz.user_defined_params,
+        user_defined_tokens=biz.user_defined_tokens,
         app_stamp=app_stamp,
     )
 
@@ -139,7 +146,7 @@ async def completion(app_id: str, request: Request, caller: MeteredCaller, runti
     request_id = request_id_of(request)
     body = parse_completion(await read_json_body(request, runtime.settings.max_body_bytes, runtime.settings.max_json_depth))
     run = await runtime.engine.prepare(
-        to_run_request(
+        to_call(
             body,
             app_id=app_id,
             workspace_id=caller.workspace_id,
