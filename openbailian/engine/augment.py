@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from openbailian.engine.app_config import AppConfig
 from openbailian.engine.call import Call
 from openbailian.engine.events import DocReference, Thought
+from openbailian.providers.base import ToolCall
 
 __all__ = [
     "CallContext",
@@ -26,7 +27,6 @@ __all__ = [
     "ContextSource",
     "TurnObserver",
     "ToolSpec",
-    "ToolCall",
     "ToolRunner",
     "data_block",
 ]
@@ -71,13 +71,6 @@ class ToolSpec:
     name: str
     description: str
     parameters: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCall:
-    id: str
-    name: str
-    arguments: dict[str, Any]
 
 
 class ToolRunner(Protocol):

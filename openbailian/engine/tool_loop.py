@@ -23,13 +23,14 @@ from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
-from openbailian.engine.augment import CallContext, ToolCall, ToolRunner, ToolSpec
+from openbailian.engine.augment import CallContext, ToolRunner, ToolSpec
 from openbailian.engine.events import Thought
 from openbailian.providers.base import (
     ChatMessage,
     GenerationOptions,
     ModelChunk,
     ModelProvider,
+    ToolCall,
 )
 
 __all__ = ["run_with_tools", "function_specs"]
@@ -75,7 +76,7 @@ async def run_with_tools(
             yield Thought(action_type="response", thought=_cap_note(max_rounds))
             messages = [*question, _results_as_text(results)]
         text: list[str] = []
-        calls: list[dict[str, Any]] = []
+        calls: list[ToolCall] = []
         finish_reason = "stop"
         async with aclosing(provider.stream(messages, with_tools if offer else without_tools)) as chunks:
             async for chunk in chunks:
@@ -95,7 +96,6 @@ async def run_with_tools(
                 finish_reason=finish_reason, input_tokens=input_tokens, output_tokens=output_tokens
             )
             return
-        calls = [_normalise(c, round_number, i) for i, c in enumerate(calls)]
         messages.append(_assistant_message("".join(text), calls))
         for tool_call in calls:
             observation = await _run_one(runner, context, tool_call)
@@ -139,19 +139,6 @@ async def _run_one(runner: ToolRunner, context: CallContext, tool_call: ToolCall
     except Exception as error:  # a tool failure is an observation, never a crash
         logger.warning("tool %s raised %s", tool_call.name, type(error).__name__)
         return f"Error: the tool failed ({type(error).__name__})"
-
-
-def _normalise(raw: dict[str, Any], round_number: int, index: int) -> ToolCall:
-    arguments = raw.get("arguments")
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
-        except ValueError:
-            arguments = {"_raw": arguments}
-    if not isinstance(arguments, dict):
-        arguments = {}
-    call_id = str(raw.get("id") or f"call_{round_number}_{index}")
-    return ToolCall(id=call_id, name=str(raw.get("name") or ""), arguments=arguments)
 
 
 def _assistant_message(text: str, calls: list[ToolCall]) -> ChatMessage:

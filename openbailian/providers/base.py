@@ -20,6 +20,8 @@ __all__ = [
     "ChatMessage",
     "message_text",
     "GenerationOptions",
+    "ToolCall",
+    "decode_arguments",
     "ModelChunk",
     "ModelProvider",
     "ModelUnavailable",
@@ -61,6 +63,27 @@ class GenerationOptions:
     tools: tuple[dict[str, Any], ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One function call a model made, the one shape providers, the tool loop and the tool
+    runner share: ``id`` is echoed by the ``tool`` message that answers it, ``arguments`` are
+    always decoded to an object."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+def decode_arguments(text: str) -> dict[str, Any]:
+    """A call's arguments sent as a JSON string; what is not a JSON object is kept as ``_raw``
+    (the tool then reports the bad arguments to the model as its observation)."""
+    try:
+        arguments = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return {"_raw": text}
+    return arguments if isinstance(arguments, dict) else {"_raw": text}
+
+
 @dataclass(slots=True)
 class ModelChunk:
     """One piece of a streamed model answer.
@@ -75,8 +98,8 @@ class ModelChunk:
     finish_reason: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
-    # Complete tool calls the model made: {"id", "name", "arguments": dict}.
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    # Complete tool calls the model made (in the last chunk of a streamed answer).
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 @runtime_checkable

@@ -10,11 +10,10 @@ carries the server's own token counts.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from openbailian.providers.base import ModelChunk
+from openbailian.providers.base import ModelChunk, ToolCall, decode_arguments
 from openbailian.providers.thinking import ThinkTagSplitter
 
 __all__ = ["ChatChunkDecoder"]
@@ -84,11 +83,5 @@ class ChatChunkDecoder:
         call.arguments += function.get("arguments") or ""
 
     @staticmethod
-    def _complete(index: int, call: _PendingCall) -> dict[str, Any]:
-        try:
-            arguments = json.loads(call.arguments) if call.arguments.strip() else {}
-        except json.JSONDecodeError:
-            arguments = {"_raw": call.arguments}
-        if not isinstance(arguments, dict):
-            arguments = {"_raw": call.arguments}
-        return {"id": call.id or f"call_{index}", "name": call.name, "arguments": arguments}
+    def _complete(index: int, call: _PendingCall) -> ToolCall:
+        return ToolCall(call.id or f"call_{index}", call.name, decode_arguments(call.arguments))

@@ -22,6 +22,7 @@ from openbailian.providers.base import (
     ChatMessage,
     GenerationOptions,
     ModelChunk,
+    ToolCall,
     message_text,
 )
 
@@ -52,12 +53,12 @@ def _truncate_to_tokens(text: str, limit: int) -> str:
 _CALL = re.compile(r"#call\s+([A-Za-z0-9_-]{1,64})\s*")
 
 
-def _tool_calls(messages: list[ChatMessage]) -> list[dict]:
+def _tool_calls(messages: list[ChatMessage]) -> list[ToolCall]:
     """``#call name {json}`` in the last message, when that is the user's."""
     if not messages or messages[-1].get("role") != "user":
         return []
     text = messages[-1].get("content") or ""
-    calls = []
+    calls: list[ToolCall] = []
     for match in _CALL.finditer(text):
         arguments: object = {}
         if text[match.end() :].startswith("{"):
@@ -65,7 +66,8 @@ def _tool_calls(messages: list[ChatMessage]) -> list[dict]:
                 arguments, _ = json.JSONDecoder().raw_decode(text, match.end())
             except ValueError:
                 arguments = {}
-        calls.append({"id": f"call_{len(calls)}", "name": match.group(1), "arguments": arguments})
+        decoded = arguments if isinstance(arguments, dict) else {}
+        calls.append(ToolCall(f"call_{len(calls)}", match.group(1), decoded))
     return calls
 
 
@@ -88,7 +90,7 @@ class EchoProvider:
             yield ModelChunk(
                 finish_reason="tool_calls",
                 input_tokens=await self.count_tokens(messages),
-                output_tokens=sum(count_echo_tokens(json.dumps(c["arguments"])) for c in calls),
+                output_tokens=sum(count_echo_tokens(json.dumps(c.arguments)) for c in calls),
             )
             return
         answer = json.dumps({"messages": messages}, ensure_ascii=False)

@@ -140,7 +140,7 @@ class OpenAIProvider:
             last.input_tokens = await self.count_tokens(messages)
         if last.output_tokens is None:
             said += [last.reasoning, last.text]
-            said += [c["name"] + json.dumps(c["arguments"]) for c in last.tool_calls]
+            said += [c.name + json.dumps(c.arguments) for c in last.tool_calls]
             last.output_tokens = estimate_tokens("".join(said))
         return last
 

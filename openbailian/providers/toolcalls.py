@@ -22,6 +22,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from openbailian.providers.base import ToolCall
+
 __all__ = ["parse_tool_calls", "ToolCallFilter", "tools_system_prompt"]
 
 _OPEN, _CLOSE = "<tool_call>", "</tool_call>"
@@ -30,15 +32,15 @@ _FENCE = re.compile(r"^```[\w-]*\s*(.*?)\s*```$", re.DOTALL)
 _ARGUMENT_KEYS = ("arguments", "parameters", "args", "input")
 
 
-def parse_tool_calls(text: str, tool_names: Iterable[str]) -> tuple[str, list[dict[str, Any]]]:
-    """(text left for the user, tool calls ``{"id", "name", "arguments": dict}``).
+def parse_tool_calls(text: str, tool_names: Iterable[str]) -> tuple[str, list[ToolCall]]:
+    """(text left for the user, the tool calls written in it).
 
     Only calls of tools in ``tool_names`` count; without any, the text is returned whole.
     """
     names = set(tool_names)
     if not names:
         return text, []
-    calls: list[dict[str, Any]] = []
+    calls: list[tuple[str, dict[str, Any]]] = []
     if _OPEN in text:
         for body in _BLOCK.findall(text):
             calls.extend(_calls_in(body, names))
@@ -54,11 +56,12 @@ def parse_tool_calls(text: str, tool_names: Iterable[str]) -> tuple[str, list[di
     return text, []
 
 
-def _with_ids(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"id": f"call_{i}", **call} for i, call in enumerate(calls)]
+def _with_ids(calls: list[tuple[str, dict[str, Any]]]) -> list[ToolCall]:
+    return [ToolCall(f"call_{i}", name, arguments) for i, (name, arguments) in enumerate(calls)]
 
 
-def _calls_in(body: str, names: set[str]) -> list[dict[str, Any]]:
+def _calls_in(body: str, names: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, arguments) of each call of a known tool in ``body``."""
     values = _json_values(body)
     found = []
     for value in values:
@@ -73,7 +76,8 @@ def _json_values(body: str) -> list[Any]:
     """Every JSON value in ``body`` (objects one after another, trailing commas forgiven)."""
     body = _FENCE.sub(r"\1", body.strip())
     decoder = json.JSONDecoder()
-    values, index = [], 0
+    values: list[Any] = []
+    index = 0
     while index < len(body):
         start = min((i for i in (body.find("{", index), body.find("[", index)) if i >= 0), default=-1)
         if start < 0:
@@ -91,7 +95,7 @@ def _json_values(body: str) -> list[Any]:
     return values
 
 
-def _as_call(item: Any, names: set[str]) -> dict[str, Any] | None:
+def _as_call(item: Any, names: set[str]) -> tuple[str, dict[str, Any]] | None:
     if not isinstance(item, dict):
         return None
     if isinstance(item.get("function"), dict):  # OpenAI shape written as text
@@ -107,7 +111,7 @@ def _as_call(item: Any, names: set[str]) -> dict[str, Any] | None:
             return None
     if not isinstance(arguments, dict):
         return None
-    return {"name": name, "arguments": arguments}
+    return name, arguments
 
 
 class ToolCallFilter:
@@ -147,7 +151,7 @@ class ToolCallFilter:
         self._held = self._held[len(out) :]
         return out
 
-    def finish(self) -> tuple[str, list[dict[str, Any]]]:
+    def finish(self) -> tuple[str, list[ToolCall]]:
         held, self._held = self._held, ""
         if not held:
             return "", []

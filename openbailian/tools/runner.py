@@ -21,7 +21,8 @@ from sqlalchemy import select
 
 from openbailian.config import Settings
 from openbailian.crypto import SecretBox, SecretUnreadable
-from openbailian.engine.augment import CallContext, ToolCall, ToolSpec
+from openbailian.engine.augment import CallContext, ToolSpec
+from openbailian.providers.base import ToolCall
 from openbailian.storage.db import Database
 from openbailian.storage.memory_models import Plugin
 from openbailian.tools.builtins import BUILTINS, is_builtin
@@ -69,12 +70,11 @@ class PluginToolRunner:
             tool = (await self._tools(context)).get(tool_call.name)
             if tool is None:
                 return f"Error: there is no tool named {tool_call.name!r}"
-            arguments = tool_call.arguments if isinstance(tool_call.arguments, dict) else {}
             if tool.plugin is None:
-                return await asyncio.to_thread(BUILTINS[tool.spec.tool_id].run, arguments)
+                return await asyncio.to_thread(BUILTINS[tool.spec.tool_id].run, tool_call.arguments)
             return await call_plugin(
                 tool.plugin,
-                arguments,
+                tool_call.arguments,
                 guard=self.guard,
                 passthrough=_mapping(context.call.user_defined_params.get(tool.spec.tool_id)),
                 user_token=_user_token(context.call.user_defined_tokens.get(tool.spec.tool_id)),

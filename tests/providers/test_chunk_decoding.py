@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from openbailian.providers.base import ToolCall
 from openbailian.providers.chat_chunks import ChatChunkDecoder
 from openbailian.providers.thinking import ThinkTagSplitter
 
@@ -52,6 +53,6 @@ def test_decoder_joins_tool_call_fragments_by_index():
     last = decoder.finish()
     assert last.finish_reason == "tool_calls"
     assert last.tool_calls == [
-        {"id": "call_a", "name": "weather", "arguments": {"city": "北京"}},
-        {"id": "call_1", "name": "calc", "arguments": {"_raw": "{}not json"}},
+        ToolCall("call_a", "weather", {"city": "北京"}),
+        ToolCall("call_1", "calc", {"_raw": "{}not json"}),
     ]

@@ -19,6 +19,7 @@ from openbailian.providers.base import (
     ModelProvider,
     ModelTimeout,
     ModelUnavailable,
+    ToolCall,
 )
 from openbailian.providers.openai import OpenAIProvider
 from openbailian.providers.registry import ModelRegistry
@@ -156,8 +157,8 @@ async def test_tool_call_fragments_are_assembled_into_complete_calls(fake_openai
 
     calls = [call for c in chunks for call in c.tool_calls]
     assert calls == [
-        {"id": "call_a", "name": "get_weather", "arguments": {"city": "杭州"}},
-        {"id": "call_b", "name": "get_time", "arguments": {"tz": "UTC"}},
+        ToolCall("call_a", "get_weather", {"city": "杭州"}),
+        ToolCall("call_b", "get_time", {"tz": "UTC"}),
     ]
     assert sum(1 for c in chunks if c.tool_calls) == 1  # emitted once, complete
     assert chunks[-1].finish_reason == "tool_calls"
@@ -174,8 +175,8 @@ async def test_whole_tool_calls_without_index_stay_separate(fake_openai, provide
     calls = [call for c in await collect(provider) for call in c.tool_calls]
 
     assert calls == [
-        {"id": "c1", "name": "weather", "arguments": {"city": "Paris"}},
-        {"id": "c2", "name": "clock", "arguments": {}},
+        ToolCall("c1", "weather", {"city": "Paris"}),
+        ToolCall("c2", "clock", {}),
     ]
 
 
@@ -185,7 +186,7 @@ async def test_unparsable_tool_arguments_are_passed_raw(fake_openai, provider):
 
     calls = [call for c in await collect(provider) for call in c.tool_calls]
 
-    assert calls == [{"id": "call_x", "name": "f", "arguments": {"_raw": '{"a": 1'}}]
+    assert calls == [ToolCall("call_x", "f", {"_raw": '{"a": 1'})]
 
 
 async def test_tool_call_answer_finishes_as_tool_calls_even_if_server_says_stop(
@@ -198,7 +199,7 @@ async def test_tool_call_answer_finishes_as_tool_calls_even_if_server_says_stop(
 
     assert chunks[-1].finish_reason == "tool_calls"
     assert [call for c in chunks for call in c.tool_calls] == [
-        {"id": "c1", "name": "f", "arguments": {}}
+        ToolCall("c1", "f", {})
     ]
 
 

@@ -8,11 +8,11 @@ import json
 import pytest
 
 from openbailian.engine.app_config import AppConfig
-from openbailian.engine.augment import CallContext, ToolCall
+from openbailian.engine.augment import CallContext
 from openbailian.engine.call import Call
 from openbailian.engine.events import Thought
 from openbailian.engine.tool_loop import run_with_tools
-from openbailian.providers.base import GenerationOptions, ModelChunk
+from openbailian.providers.base import GenerationOptions, ModelChunk, ToolCall
 from openbailian.providers.echo import EchoProvider
 from openbailian.runtime import Runtime
 from openbailian.services import plugins as plugin_service
@@ -155,7 +155,7 @@ class AlwaysCalls:
     async def stream(self, messages, options):
         self.offered.append(bool(options.tools))
         if options.tools:
-            yield ModelChunk(tool_calls=[{"id": "x", "name": "calculator", "arguments": '{"expression": "6*7"}'}])
+            yield ModelChunk(tool_calls=[ToolCall("x", "calculator", {"expression": "6*7"})])
             yield ModelChunk(finish_reason="tool_calls", input_tokens=10, output_tokens=2)
         else:
             yield ModelChunk(text="答案是 42")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from openbailian.providers.base import ToolCall
 from openbailian.providers.toolcalls import (
     ToolCallFilter,
     parse_tool_calls,
@@ -34,8 +35,9 @@ WEATHER = {"name": "get_weather", "arguments": {"city": "北京"}}
 def test_parse(text, rest, calls):
     remaining, found = parse_tool_calls(text, NAMES)
     assert remaining == rest
-    assert [{"name": c["name"], "arguments": c["arguments"]} for c in found] == calls
-    assert all(c["id"] for c in found)
+    assert all(isinstance(c, ToolCall) for c in found)
+    assert [{"name": c.name, "arguments": c.arguments} for c in found] == calls
+    assert len({c.id for c in found}) == len(found) and all(c.id for c in found)
 
 
 def test_without_tools_nothing_is_parsed():
@@ -62,12 +64,12 @@ def test_filter_holds_back_a_tool_call_split_in_pieces():
     text = '我查一下。<tool_call>\n{"name": "get_weather", "arguments": {"city": "北京"}}\n</tool_call>'
     shown, rest, calls = feed_all([text[i : i + 3] for i in range(0, len(text), 3)])
     assert shown == "我查一下。" and rest == ""
-    assert [c["name"] for c in calls] == ["get_weather"]
+    assert [c.name for c in calls] == ["get_weather"]
 
 
 def test_filter_holds_a_leading_json_object_until_the_end():
     shown, rest, calls = feed_all(['{"name": "calc', 'ulator", "arguments": {"expression": "2*3"}}'])
-    assert shown == "" and calls[0]["arguments"] == {"expression": "2*3"}
+    assert shown == "" and calls[0].arguments == {"expression": "2*3"}
     shown, rest, calls = feed_all(['{"answer"', ": 42}"])
     assert (shown, rest, calls) == ("", '{"answer": 42}', [])  # not a call: given back whole
 
