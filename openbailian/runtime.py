@@ -18,9 +18,12 @@ from openbailian.config import Settings
 from openbailian.engine.run import Engine
 from openbailian.engine.sessions import SessionStore
 from openbailian.files.call_files import CallFileSource
+from openbailian.files.formats import MAX_BYTES as MAX_SESSION_FILE_BYTES
+from openbailian.files.parsers import session_parsers
 from openbailian.files.source import SessionFileSource
 from openbailian.files.store import ObjectStore
 from openbailian.files.system import SessionFiles
+from openbailian.knowledge.documents import SESSION_BASE_KIND, SessionDocuments
 from openbailian.knowledge.source import KnowledgeSource
 from openbailian.knowledge.system import KnowledgeSystem
 from openbailian.memory import MemoryObserver, MemorySource, MemoryStore
@@ -70,8 +73,12 @@ class Runtime:
         db = Database(settings.resolved_database_url)
         models = ModelRegistry(settings)
         objects = _shared_object_store(settings)
-        knowledge = KnowledgeSystem.from_settings(db, settings, store=objects)
-        files = SessionFiles.build(settings, db, knowledge, store=objects)
+        # Session files read images, audio and video; their parsers serve their documents only.
+        parsers = session_parsers(settings)
+        knowledge = KnowledgeSystem.from_settings(db, settings, store=objects, parsers={SESSION_BASE_KIND: parsers})
+        # Session files hand their documents to knowledge through this port (files/ports.py).
+        documents = SessionDocuments(knowledge, max_bytes=MAX_SESSION_FILE_BYTES)
+        files = SessionFiles.build(settings, db, documents, parsers, store=objects)
         files.schedule_here = settings.run_workers
         memory = MemoryStore(db, knowledge.embedder)
         tools = PluginToolRunner(db, settings)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import typer
@@ -48,7 +50,7 @@ def chat(
             session_id = _turn(client, endpoint, api_key, body) or session_id
 
 
-def _turn(client: httpx.Client, endpoint: str, api_key: str, body: dict) -> str | None:
+def _turn(client: httpx.Client, endpoint: str, api_key: str, body: dict[str, Any]) -> str | None:
     headers = {"Authorization": f"Bearer {api_key}", "X-DashScope-SSE": "enable"}
     session_id = None
     in_thought = False
@@ -72,7 +74,9 @@ def _turn(client: httpx.Client, endpoint: str, api_key: str, body: dict) -> str 
     return session_id
 
 
-def stream_events(client: httpx.Client, endpoint: str, headers: dict, body: dict):
+def stream_events(
+    client: httpx.Client, endpoint: str, headers: dict[str, str], body: dict[str, Any]
+) -> Iterator[tuple[str, Any]]:
     """(event name, parsed data) for each SSE block of one call."""
     with client.stream("POST", endpoint, headers=headers, json=body) as response:
         if response.status_code != 200 and "text/event-stream" not in response.headers.get("content-type", ""):

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import typer
@@ -36,10 +36,13 @@ from openbailian.cli._common import (
     run_with_runtime,
 )
 from openbailian.files.status import FINAL, FileStatus
+from openbailian.files.system import SessionFiles
 from openbailian.runtime import Runtime
 from openbailian.services import files as file_service
 
 __all__ = ["app"]
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Session files: upload, then name them in rag_options.session_file_ids.", no_args_is_help=True)
 
@@ -86,7 +89,7 @@ class _Display:
     def show(self, status: str) -> None:
         done = STEPS.index(FileStatus(status)) + 1 if status in {s.value for s in STEPS} else None
         style = "red" if status in FINAL and status != FileStatus.FILE_IS_READY else "green"
-        self.progress.update(self.task, status=f"[{style}]{status}", **({"completed": done} if done else {}))
+        self.progress.update(self.task, completed=done, status=f"[{style}]{status}")  # None: unchanged
 
 
 async def _upload_local(runtime: Runtime, path: Path, workspace: str, display: _Display, timeout: float) -> dict[str, Any]:
@@ -116,7 +119,8 @@ def _upload_remote(url: str, api_key: str, path: Path, display: _Display, timeou
             answer = client.post(f"/manage/v1/files/{operation}", json=body).json()
             if not answer.get("Success"):
                 fail(answer.get("Message", "request failed"), code=answer.get("Code", "Error"))
-            return answer["Data"]
+            data: dict[str, Any] = answer["Data"]
+            return data
 
         grant = call("ApplyFileUploadLease", {
             "CategoryId": "default", "CategoryType": "SESSION_FILE", "FileName": path.name,
@@ -163,8 +167,8 @@ def upload(
         raise typer.Exit(1)
 
 
-def _local(work):  # type: ignore[no-untyped-def]
-    async def run(runtime: Runtime):  # type: ignore[no-untyped-def]
+def _local(work: Callable[[SessionFiles], Awaitable[T]]) -> T:
+    async def run(runtime: Runtime) -> T:
         return await work(runtime.files)
 
     return run_with_runtime(run)
@@ -173,7 +177,7 @@ def _local(work):  # type: ignore[no-untyped-def]
 @app.command("describe")
 def describe(file_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonOption) -> None:
     """Status (and failure reason) of a session file."""
-    async def work(files):  # type: ignore[no-untyped-def]
+    async def work(files: SessionFiles) -> dict[str, Any]:
         return file_view(await file_service.describe_file(files, workspace, file_id))
 
     view = _local(work)
@@ -183,7 +187,7 @@ def describe(file_id: str, workspace: str = WorkspaceOption, as_json: bool = Jso
 @app.command("list")
 def list_files(workspace: str = WorkspaceOption, limit: int = typer.Option(50, min=1, max=200), as_json: bool = JsonOption) -> None:
     """The session files of a workspace, newest first."""
-    async def work(files):  # type: ignore[no-untyped-def]
+    async def work(files: SessionFiles) -> tuple[list[dict[str, Any]], int]:
         page = await file_service.list_files(files, workspace, max_results=limit, category_type="SESSION_FILE")
         return [file_view(r) for r in page.files], page.total
 
@@ -201,7 +205,7 @@ def list_files(workspace: str = WorkspaceOption, limit: int = typer.Option(50, m
 @app.command("delete")
 def delete(file_id: str, workspace: str = WorkspaceOption, as_json: bool = JsonOption) -> None:
     """Delete a session file now: its record, bytes and index entries."""
-    async def work(files):  # type: ignore[no-untyped-def]
+    async def work(files: SessionFiles) -> None:
         await file_service.delete_file(files, workspace, file_id)
 
     _local(work)

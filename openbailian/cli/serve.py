@@ -57,7 +57,7 @@ def demo_env() -> None:
     """Print the demo's shell exports (DASHSCOPE_HTTP_BASE_URL, DASHSCOPE_API_KEY, APP_ID): eval "$(openbailian demo-env)"."""
     path = Settings().home / "demo.json"
     try:
-        saved = json.loads(path.read_text())
+        saved: dict[str, str] = json.loads(path.read_text())
         exports = {
             "DASHSCOPE_HTTP_BASE_URL": saved["base_http_api_url"], "DASHSCOPE_API_KEY": saved["api_key"],
             "APP_ID": saved["app_id"],
@@ -103,7 +103,7 @@ async def ensure_demo(runtime: Runtime) -> dict[str, str]:
     path: Path = runtime.settings.home / "demo.json"
     model = runtime.settings.default_model
     if path.exists():
-        saved = json.loads(path.read_text())
+        saved: dict[str, str] = json.loads(path.read_text())
         if await _still_valid(runtime, saved) and saved.get("model") == model:
             return saved
     async with runtime.db.transaction() as session:

@@ -3,6 +3,8 @@ administrator, as in the management API."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
@@ -21,7 +23,7 @@ def _require_admin(user: ConsoleUser) -> None:
         raise AccessDenied("Only the administrator can create or revoke API keys")
 
 
-async def _keys_page(request: Request, user: ConsoleUser, **context: object) -> Response:
+async def _keys_page(request: Request, user: ConsoleUser, **context: Any) -> Response:
     async with runtime_of(request).db.session() as session:
         keys = await key_service.list_keys(session, user.workspace_id)
     return await page(request, "keys.html", keys=keys, **context)

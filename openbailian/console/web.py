@@ -56,7 +56,7 @@ _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks":
 
 
 def render_markdown(text: str) -> str:
-    return _markdown.render(text or "")
+    return str(_markdown.render(text or ""))
 
 
 class SignInRequired(Exception):
@@ -64,7 +64,8 @@ class SignInRequired(Exception):
 
 
 def runtime_of(request: Request) -> Runtime:
-    return request.app.state.runtime
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 def language(request: Request) -> str:

@@ -29,12 +29,12 @@ from openbailian.engine.augment import Augmentation, CallContext
 from openbailian.errors import InvalidParameter
 from openbailian.files.formats import FORMATS, FileKind, FormatRule
 from openbailian.files.safety import UnsafeFile, check_file, check_text
+from openbailian.files.source import files_augmentation
 from openbailian.files.system import SessionFiles
 from openbailian.knowledge.bm25 import BM25Index, terms
 from openbailian.knowledge.chunk import Chunk, chunk_document, count_tokens
-from openbailian.knowledge.parse import ParseError, parse_document
+from openbailian.knowledge.parse import ParseError
 from openbailian.knowledge.retrieve import Hit
-from openbailian.knowledge.source import augmentation_for
 from openbailian.tools.outbound import AllowList, OutboundError, OutboundGuard, download
 
 __all__ = ["CallFileSource", "CallFile"]
@@ -115,15 +115,7 @@ class CallFileSource:
         hits: list[Hit] = []
         for file in fetched:
             hits += await self._passages(file, context.query)
-        augmentation = augmentation_for(
-            hits,
-            indexed=context.call.doc_reference_type == "indexed",
-            show_sources=context.config.show_sources,
-            kind="session_files",
-            start=context.numbered + 1,
-        ) if hits else Augmentation()
-        augmentation.images = images
-        return augmentation
+        return files_augmentation(context, hits, images)
 
     def _check_allowed(self, context: CallContext) -> None:
         for name, urls in (("image_list", context.call.image_urls), ("file_list", context.call.file_urls)):
@@ -204,7 +196,7 @@ class CallFileSource:
             check_file(path, file.name, self.files.limits)
             if not parse:
                 return []
-            chunks = chunk_document(parse_document(path, name=file.name))
+            chunks = chunk_document(self.files.parsers.parse(path, name=file.name))
             check_text("\n".join(c.text for c in chunks), self.files.limits)
             return chunks
         except (UnsafeFile, ParseError) as error:

@@ -72,4 +72,6 @@ def check_size(file_name: str, size_in_bytes: int) -> FormatRule:
     return rule
 
 
-__all__ += ["check_size", "MB"]
+MAX_BYTES = max(rule.max_bytes for rule in FORMATS)  # the largest session file of any kind
+
+__all__ += ["check_size", "MB", "MAX_BYTES"]

@@ -23,7 +23,7 @@ from openbailian.knowledge.source import augmentation_for
 from openbailian.services.files import usable_files
 from openbailian.storage.files_models import SessionFile
 
-__all__ = ["SessionFileSource", "SESSION_FILES_INDEX_ID"]
+__all__ = ["SessionFileSource", "SESSION_FILES_INDEX_ID", "files_augmentation"]
 
 # What doc_references[].index_id says for a session file (its doc_id is the file id).
 SESSION_FILES_INDEX_ID = "session_files"
@@ -70,17 +70,23 @@ class SessionFileSource:
             )
             for p in passages
         ]
-        augmentation = augmentation_for(
-            hits,
-            indexed=context.call.doc_reference_type == "indexed",
-            show_sources=context.config.show_sources,
-            kind="session_files",
-            start=context.numbered + 1,
-        ) if hits else Augmentation()
-        augmentation.images = images
-        return augmentation
+        return files_augmentation(context, hits, images)
 
     async def _data_url(self, row: SessionFile) -> str:
         data = await asyncio.to_thread(self.files.store.get, row.object_key or "")
         mime = mimetypes.types_map.get(f".{row.file_type.lower()}", "application/octet-stream")
         return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def files_augmentation(context: CallContext, hits: list[Hit], images: list[str]) -> Augmentation:
+    """What a call's files add (session files or the call's own): their passages as knowledge hits
+    are shown, numbered after the call's earlier sources, and the images for a vision model."""
+    augmentation = augmentation_for(
+        hits,
+        indexed=context.call.doc_reference_type == "indexed",
+        show_sources=context.config.show_sources,
+        kind="session_files",
+        start=context.numbered + 1,
+    ) if hits else Augmentation()
+    augmentation.images = images
+    return augmentation

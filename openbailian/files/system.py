@@ -1,9 +1,10 @@
 """The session-file machinery shared by the server and the CLI: the store, the
 signer, the processing of added files, and the sweeper that expires them.
 
-Processing of one file: SAFE_CHECKING (bytes) → the knowledge pipeline
-(PARSING … INDEX_BUILD_SUCCESS, mirrored onto the file) → SAFE_CHECKING (the
-parsed text against the blocklist) → FILE_IS_READY. Work is kept in the
+Processing of one file: SAFE_CHECKING (bytes) → indexing through the
+``DocumentIndex`` port (``files/ports.py``, implemented by knowledge: PARSING …
+INDEX_BUILD_SUCCESS, mirrored onto the file) → SAFE_CHECKING (the parsed text
+against the blocklist) → FILE_IS_READY. Work is kept in the
 database: a restarted server resumes files that were not finished. Processes
 sharing the database claim a file with a lease (renewed while they work, as the
 knowledge ingestion does), so each file is processed by one of them at a time.
@@ -26,12 +27,12 @@ from sqlalchemy import ColumnElement, select
 
 from openbailian.config import Settings
 from openbailian.files.formats import extension_of
-from openbailian.files.indexing import FileIndex
 from openbailian.files.leases import UploadSigner, load_secret
+from openbailian.files.ports import DocumentIndex, StatusCallback
 from openbailian.files.safety import SafetyLimits, UnsafeFile, check_file, check_text
 from openbailian.files.status import FAILED, IN_PROGRESS, FileStatus
 from openbailian.files.store import LocalObjectStore, ObjectStore, materialized
-from openbailian.knowledge.system import KnowledgeSystem
+from openbailian.knowledge.parse import Parsers
 from openbailian.storage import leases
 from openbailian.storage.db import Database
 from openbailian.storage.files_models import FileUploadLease, SessionFile
@@ -52,9 +53,9 @@ class SessionFiles:
     store: ObjectStore
     signer: UploadSigner
     limits: SafetyLimits
-    index: FileIndex
+    index: DocumentIndex  # where the files' documents are indexed (knowledge's SessionDocuments)
+    parsers: Parsers  # what the files' text is read with (call files parse with them here)
     clock: Callable[[], datetime] = utcnow
-    poll_seconds: float = 0.2
     lease: timedelta = LEASE
     # False in an API process without workers: added files wait in the database for a worker.
     schedule_here: bool = True
@@ -66,13 +67,15 @@ class SessionFiles:
 
     @classmethod
     def build(
-        cls, settings: Settings, db: Database, knowledge: KnowledgeSystem, store: ObjectStore | None = None
+        cls,
+        settings: Settings,
+        db: Database,
+        index: DocumentIndex,
+        parsers: Parsers,
+        store: ObjectStore | None = None,
     ) -> SessionFiles:
-        """Session files of this process; their documents go to ``knowledge``'s pipeline.
+        """Session files of this process; their documents go to ``index``.
         ``store`` defaults to the local disk (``OPENBAILIAN_FILES_STORAGE_DIR``)."""
-        from openbailian.files.parsers import register_session_parsers
-
-        register_session_parsers(settings)
         root = settings.files_storage_dir or settings.home / "objects"
         return cls(
             settings=settings,
@@ -84,7 +87,8 @@ class SessionFiles:
                 max_unzipped_bytes=settings.files_max_unzipped_bytes,
                 blocklist=tuple(settings.files_content_blocklist),
             ),
-            index=FileIndex(db, knowledge, settings),
+            index=index,
+            parsers=parsers,
         )
 
     @property
@@ -206,16 +210,12 @@ class SessionFiles:
                 return
             row = await self._get(file_id)
             assert row is not None
-        build = asyncio.create_task(self.index.build(row.index_ref or ""))
-        try:
-            status, reason = await self._follow_index(row, build)
-        finally:
-            if not build.done():
-                build.cancel()
-            await asyncio.gather(build, return_exceptions=True)
-        if status != FileStatus.FILE_IS_READY:
-            await self._fail(row, status, reason)
+        indexed = await self.index.index(row.index_ref or "", self._mirror(file_id))
+        if not indexed.ready:
+            status = FileStatus(indexed.status) if indexed.status in FAILED else FileStatus.INDEX_BUILDING_FAILED
+            await self._fail(row, status, indexed.reason)
             return
+        await self._update(file_id, page_count=indexed.pages, chunk_count=indexed.chunks)
         await self._set(file_id, FileStatus.SAFE_CHECKING)
         try:
             check_text("\n".join(await self.index.texts(row.index_ref or "")), self.limits)
@@ -236,26 +236,14 @@ class SessionFiles:
         with materialized(self.store, row.object_key or "", f".{row.file_type}") as path:
             check_file(path, row.file_name, self.limits)
 
-    async def _follow_index(self, row: SessionFile, build: asyncio.Task[None]) -> tuple[FileStatus, str]:
-        """Mirror the knowledge document's status onto the file until it is final."""
-        shown = row.status
-        while True:
-            if build.done() and build.exception() is not None:
-                error = build.exception()
-                return FileStatus.INDEX_BUILDING_FAILED, f"Indexing failed: {error}"
-            state = await self.index.state(row.index_ref or "")
-            status = FileStatus(state.status) if state.status in FileStatus.__members__ else None
-            if status is FileStatus.FILE_IS_READY:
-                await self._update(row.id, page_count=state.pages, chunk_count=state.chunks)
-                return status, ""
-            if status in FAILED:
-                return status, state.reason
-            if state.status == "MISSING":
-                return FileStatus.INDEX_BUILDING_FAILED, "The file's index entry disappeared"
-            if status is not None and status != shown:
-                await self._set(row.id, status)
-                shown = status
-            await asyncio.sleep(self.poll_seconds)
+    def _mirror(self, file_id: str) -> StatusCallback:
+        """Shows the document's statuses (those a file has) on the file as its indexing goes."""
+
+        async def show(status: str) -> None:
+            if status in FileStatus.__members__:
+                await self._set(file_id, FileStatus(status))
+
+        return show
 
     async def _fail(self, row: SessionFile, status: FileStatus, reason: str) -> None:
         """A failed file keeps its row (to show why) but no bytes and no index entries."""

@@ -7,6 +7,7 @@ when ``files_transcription_url`` is set, through that OpenAI-compatible
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -82,7 +83,7 @@ def make_transcriber(settings: Settings) -> SpeechToText:
     )
 
 
-def transcriber_parser(settings: Settings):  # type: ignore[no-untyped-def]
+def transcriber_parser(settings: Settings) -> Callable[[Path], ParsedDocument]:
     """A parser for audio/video: the transcript as one section, or a parse failure saying why."""
     transcriber = make_transcriber(settings)
 

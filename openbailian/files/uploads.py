@@ -13,7 +13,7 @@ import hmac
 import os
 import tempfile
 from collections.abc import AsyncIterator
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -162,5 +162,5 @@ def _store(files: SessionFiles, key: str, temporary: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def _aware_ts(value) -> float:  # type: ignore[no-untyped-def]
+def _aware_ts(value: datetime) -> float:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()

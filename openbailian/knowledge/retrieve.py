@@ -241,9 +241,9 @@ class Retriever:
             )
         return hits
 
-    async def headers(self, base: KnowledgeBase) -> set[str]:
+    async def headers(self, base_id: str, version: int) -> set[str]:
         """Column names of a structured base's records (for validating filters)."""
-        state = await self.index.state(base.id, base.version)
+        state = await self.index.state(base_id, version)
         with state.lock:
             return state.headers()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from openbailian.config import Settings
@@ -12,6 +13,7 @@ from openbailian.knowledge.embed import (
     pin_blas_threads,
 )
 from openbailian.knowledge.ingest import IngestionWorker, Ingestor
+from openbailian.knowledge.parse import Parsers
 from openbailian.knowledge.rerank import reranker_from_settings
 from openbailian.knowledge.retrieve import Retriever
 from openbailian.storage.db import Database
@@ -40,8 +42,11 @@ class KnowledgeSystem:
         *,
         embedder: Embedder | None = None,
         store: ObjectStore | None = None,
+        parsers: Mapping[str, Parsers] | None = None,
     ) -> KnowledgeSystem:
-        """``store`` defaults to the local disk under ``OPENBAILIAN_HOME``."""
+        """``store`` defaults to the local disk under ``OPENBAILIAN_HOME``; ``parsers``, by base
+        kind, what the documents of system bases take (``{"session": …}``: images, audio, video),
+        every knowledge base takes the documented types (``parse.STANDARD``)."""
         pin_blas_threads(1)
         embedder = embedder or embedder_from_settings(settings)
         retriever = Retriever(
@@ -53,8 +58,9 @@ class KnowledgeSystem:
             rerank_min_score=settings.knowledge_rerank_min_score,
         )
         store = store or LocalObjectStore(settings.home)
-        ingestor = Ingestor(db, embedder, store)
-        return cls(settings, db, embedder, retriever, ingestor, IngestionWorker(ingestor, poll_seconds=settings.worker_poll_seconds), store)
+        ingestor = Ingestor(db, embedder, store, parsers=parsers)
+        worker = IngestionWorker(ingestor, poll_seconds=settings.worker_poll_seconds)
+        return cls(settings, db, embedder, retriever, ingestor, worker, store)
 
     async def start(self) -> None:
         """Start the ingestion queue (the server does; the CLI drains it itself)."""

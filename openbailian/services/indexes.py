@@ -24,6 +24,7 @@ from openbailian.files.store import materialized
 from openbailian.files.system import SessionFiles
 from openbailian.knowledge.ingest import Status
 from openbailian.knowledge.retrieve import Retriever
+from openbailian.knowledge.system import KnowledgeSystem
 from openbailian.services import files as file_service
 from openbailian.services import knowledge as kb
 from openbailian.storage.knowledge_models import KnowledgeDocument, KnowledgeJob
@@ -189,6 +190,7 @@ async def upsert_index(files: SessionFiles, workspace_id: str, request: IndexReq
 
 async def submit_job(
     files: SessionFiles,
+    knowledge: KnowledgeSystem,
     workspace_id: str,
     index_id: str,
     *,
@@ -236,7 +238,7 @@ async def submit_job(
                 continue
             with materialized(files.store, row.object_key or "", f".{row.file_type}") as path:
                 document = await kb.add_document(
-                    session, base, name=row.file_name, data=path, move=False, store=files.index.knowledge.store,
+                    session, base, name=row.file_name, data=path, move=False, store=knowledge.store,
                     max_bytes=files.settings.knowledge_max_file_bytes, tags=list(row.tags or []),
                     source="datacenter", source_id=row.id,
                 )
@@ -246,7 +248,7 @@ async def submit_job(
             document_ids=document_ids_of_job,
         )
         session.add(job)
-    files.index.knowledge.worker.wake()
+    knowledge.worker.wake()
     return IndexJob(job.id, base.id)
 
 
@@ -341,7 +343,7 @@ async def list_index_documents(
 
 
 async def delete_index_documents(
-    files: SessionFiles, workspace_id: str, index_id: str, document_ids: Sequence[str]
+    files: SessionFiles, knowledge: KnowledgeSystem, workspace_id: str, index_id: str, document_ids: Sequence[str]
 ) -> list[str]:
     """Remove these documents (by data-center id or own id) from the index; all or nothing."""
     names = _ids(document_ids, "DocumentIds")
@@ -353,14 +355,14 @@ async def delete_index_documents(
         if missing:
             raise NotFound(f"Document(s) {', '.join(missing)} are not in index '{index_id}'")
         for document in found:
-            await kb.delete_document(session, document.id, workspace_id, files.index.knowledge.store)
+            await kb.delete_document(session, document.id, workspace_id, knowledge.store)
     return names
 
 
-async def delete_index(files: SessionFiles, retriever: Retriever, workspace_id: str, index_id: str) -> None:
+async def delete_index(files: SessionFiles, knowledge: KnowledgeSystem, workspace_id: str, index_id: str) -> None:
     async with files.db.transaction() as session:
-        await kb.delete_base(session, index_id, workspace_id, files.index.knowledge.store)
-    retriever.index.forget(index_id)
+        await kb.delete_base(session, index_id, workspace_id, knowledge.store)
+    knowledge.retriever.index.forget(index_id)
 
 
 _ID_KEYS = ("doc_id", "doc_ids", "file_id", "file_ids", "document_id", "document_ids")

@@ -269,13 +269,16 @@ async def ensure_system_base(session: AsyncSession, workspace_id: str, kind: str
 # ---------------------------------------------------------------- documents
 
 
-def check_upload(base: KnowledgeBaseInfo, name: str, size: int, max_bytes: int) -> str:
-    """The file's type (extension), after refusing what cannot be ingested at all."""
+def check_upload(
+    base: KnowledgeBaseInfo, name: str, size: int, max_bytes: int, types: frozenset[str] | None = None
+) -> str:
+    """The file's type (extension), after refusing what cannot be ingested at all: a type not in
+    ``types`` (by default what a base of this kind takes, as documented)."""
     name = Path(name or "").name
     if not name:
         raise InvalidParameter("The file needs a name (its extension tells its type)")
     ext = Path(name).suffix.lower()
-    allowed = supported_types("structured" if base.kind == "structured" else "unstructured")
+    allowed = types if types is not None else supported_types(base.kind)
     if ext not in allowed:
         kind = "A structured" if base.kind == "structured" else "An unstructured"
         raise InvalidParameter(
@@ -331,11 +334,12 @@ async def add_document(
     source: str = "upload",
     source_id: str | None = None,
     move: bool = True,
+    types: frozenset[str] | None = None,
 ) -> DocumentInfo:
     """Store the file and queue it (status INIT); ``data`` given as a Path is moved (copied
     when ``move`` is False)."""
     size = data.stat().st_size if isinstance(data, Path) else len(data)
-    ext = check_upload(base, name, size, max_bytes)
+    ext = check_upload(base, name, size, max_bytes, types)
     tags_, meta = _clean_tags(tags), _clean_metadata(metadata)
     document_id = _new_id()
     key = f"{FILES_DIR}/{base.id}/{document_id}{ext}"
@@ -561,7 +565,7 @@ async def parse_search_options(
             raise InvalidParameter("structured_filter needs a structured knowledge base in pipeline_ids")
         headers: set[str] = set()
         for base in structured_bases:
-            headers |= await retriever.headers(base)
+            headers |= await retriever.headers(base.id, base.version)
         unknown = sorted(set(structured) - headers)
         if unknown:
             raise InvalidParameter(f"structured_filter names unknown column(s): {', '.join(unknown)}")

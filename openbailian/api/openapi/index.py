@@ -84,7 +84,7 @@ async def create_index(request: Request, caller: OpenApiCaller, params: ParamsDe
 @router.post(INDEX + "/submit_index_job")
 async def submit_index_job(request: Request, caller: OpenApiCaller, params: ParamsDep, runtime: RuntimeDep) -> JSONResponse:
     job = await index_service.submit_job(
-        runtime.files, caller.workspace_id, params.required_text("IndexId", max_length=64)
+        runtime.files, runtime.knowledge, caller.workspace_id, params.required_text("IndexId", max_length=64)
     )
     return _data(request, {"Id": job.id, "IndexId": job.index_id})
 
@@ -96,7 +96,7 @@ async def submit_index_add_documents_job(
     index_id = params.required_text("IndexId", max_length=64)
     source_type = params.choice("SourceType", SOURCE_TYPES, required=True)
     job = await index_service.submit_job(
-        runtime.files, caller.workspace_id, index_id, source_type=source_type,
+        runtime.files, runtime.knowledge, caller.workspace_id, index_id, source_type=source_type,
         document_ids=params.json_list("DocumentIds", max_items=index_service.MAX_SOURCES) or [],
         category_ids=params.json_list("CategoryIds", max_items=index_service.MAX_SOURCES) or [],
         chunking=_chunking(params),
@@ -193,7 +193,7 @@ async def delete_index_document(
     request: Request, caller: OpenApiCaller, params: ParamsDep, runtime: RuntimeDep
 ) -> JSONResponse:
     deleted = await index_service.delete_index_documents(
-        runtime.files, caller.workspace_id, params.required_text("IndexId", max_length=64),
+        runtime.files, runtime.knowledge, caller.workspace_id, params.required_text("IndexId", max_length=64),
         params.json_list("DocumentIds", required=True, max_items=index_service.MAX_SOURCES) or [],
     )
     return _data(request, {"DeletedDocument": deleted})
@@ -202,7 +202,7 @@ async def delete_index_document(
 @router.post(INDEX + "/delete")
 async def delete_index(request: Request, caller: OpenApiCaller, params: ParamsDep, runtime: RuntimeDep) -> JSONResponse:
     await index_service.delete_index(
-        runtime.files, runtime.knowledge.retriever, caller.workspace_id,
+        runtime.files, runtime.knowledge, caller.workspace_id,
         params.required_text("IndexId", max_length=64),
     )
     return _data(request, None)

@@ -36,7 +36,7 @@ _FORM = "application/x-www-form-urlencoded"
 async def read_body(request: Request) -> bytes:
     """The body (chunked or not), refused past ``OPENBAILIAN_MANAGE_MAX_BODY_BYTES``; read once per request."""
     cached = getattr(request.state, "openapi_body", None)
-    if cached is not None:
+    if isinstance(cached, bytes):
         return cached
     limit = request.app.state.runtime.settings.manage_max_body_bytes
     declared = request.headers.get("content-length")

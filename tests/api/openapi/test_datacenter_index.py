@@ -6,6 +6,7 @@ the envelope with nothing changed."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -354,3 +355,27 @@ def test_a_base_made_with_the_management_api_is_an_index_of_the_sdk(openapi: Ope
     assert nodes and nodes[0].metadata["doc_id"] == document_id
     sdk.delete_index(WORKSPACE, models.DeleteIndexRequest(index_id=index_id))
     assert server.http.get(f"/manage/v1/knowledge/bases/{index_id}", headers=auth).status_code == 404
+
+
+def test_an_index_refuses_an_image_document_the_data_center_reads(openapi: OpenApi) -> None:
+    """The data center takes images (read by OCR); a knowledge base takes the documented document
+    types only, so importing the image is refused in the envelope and the index stays empty."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    picture = Image.new("RGB", (900, 120), "white")
+    ImageDraw.Draw(picture).text((30, 40), "Wrenfield tide table", fill="black", font=ImageFont.load_default(size=40))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    sdk = openapi.bearer
+    file_id = upload(sdk, "tides.png", buffer.getvalue())
+    assert described(sdk, file_id, {"PARSE_SUCCESS", "PARSE_FAILED"}).status == "PARSE_SUCCESS"
+    index_id = sdk.create_index(WORKSPACE, models.CreateIndexRequest(
+        name="pictures", structure_type="unstructured", sink_type="BUILT_IN", source_type="DATA_CENTER_FILE",
+        document_ids=[file_id],
+    )).body.data.id
+    refused(lambda: sdk.submit_index_job(WORKSPACE, models.SubmitIndexJobRequest(index_id=index_id)),
+            400, "InvalidParameter", "Unsupported file type '.png'")
+    documents = sdk.list_index_documents(WORKSPACE, models.ListIndexDocumentsRequest(index_id=index_id)).body.data
+    assert documents.documents == [] or documents.documents is None
+    sdk.delete_index(WORKSPACE, models.DeleteIndexRequest(index_id=index_id))
+    sdk.delete_file(file_id, WORKSPACE, models.DeleteFileRequest())
