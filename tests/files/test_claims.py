@@ -209,3 +209,35 @@ async def test_a_file_claimed_too_often_fails_with_a_reason(new_process: Process
     assert failed.object_key is None  # its bytes are dropped like any failed file's
     assert (await row_of(files, healthy)).status == "FILE_IS_READY"
     assert (await index_entries(files))[0] == 1
+
+
+async def test_indexing_done_by_another_process_is_followed_to_its_end(new_process: Process) -> None:
+    """The port's completion across processes: another process (a worker sharing the database)
+    has claimed the document and indexes it; this process's ``index`` ends with that outcome —
+    ready with its counts, or failed with the parser's reason — without indexing it itself."""
+    api, worker = await new_process(), await new_process()
+    api.index.poll_seconds = 0.1  # type: ignore[attr-defined]  # no transitions reach it from the worker
+    ingestor = worker.index.knowledge.ingestor  # type: ignore[attr-defined]
+    for name, text, expected in (("plan.md", NOTE, "FILE_IS_READY"), ("blank.md", b"   \n\n   \n", "PARSE_FAILED")):
+        source = api.settings.home / name
+        source.write_bytes(text)
+        ref = await api.index.add("ws1", f"file-{name}", name, source)
+        claimed = asyncio.Event()
+        ingestor.listeners.append(lambda document_id, _status, ref=ref, claimed=claimed: (
+            claimed.set() if document_id == ref else None
+        ))
+        working = asyncio.create_task(ingestor.ingest(ref))
+        await asyncio.wait_for(claimed.wait(), 30)  # the worker holds it and is parsing
+        seen: list[str] = []
+
+        async def show(status: str, seen: list[str] = seen) -> None:
+            seen.append(status)
+
+        indexed = await asyncio.wait_for(api.index.index(ref, show), 60)
+        assert await working == expected  # the worker did the work, not this process
+        assert indexed.status == expected
+        assert set(seen) <= {"PARSING", "PARSE_SUCCESS", "INDEX_BUILDING"}
+        if expected == "FILE_IS_READY":
+            assert indexed.ready and indexed.chunks >= 1 and indexed.pages == 1
+        else:
+            assert indexed.reason == "The document contains no text"
