@@ -10,6 +10,8 @@ stream the moment it comes, and always closes the iterator before returning.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, Mapping
+
 import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -19,6 +21,12 @@ __all__ = ["EventStreamResponse"]
 
 class EventStreamResponse(StreamingResponse):
     media_type = "text/event-stream"
+
+    def __init__(
+        self, content: AsyncGenerator[bytes, None], *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(content, headers=headers)
+        self._source = content  # kept typed: closed however the response ends
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -36,6 +44,6 @@ class EventStreamResponse(StreamingResponse):
                 group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                await self.body_iterator.aclose()  # type: ignore[union-attr]
+                await self._source.aclose()
         if self.background is not None:
             await self.background()

@@ -8,7 +8,7 @@ as text. Closing the connection (the stop button) stops the model and keeps the 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -95,7 +95,7 @@ def _sse(event: str, payload: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
 
 
-async def _events(run: PreparedRun) -> AsyncIterator[bytes]:
+async def _events(run: PreparedRun) -> AsyncGenerator[bytes, None]:
     answer = ""
     yield _sse("session", {"session_id": run.session_id})
     try:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -53,6 +53,7 @@ from openbailian.providers.registry import ModelRegistry
 __all__ = ["Engine", "PreparedRun", "AppLoader"]
 
 CHAT_ROLES = {"system", "user", "assistant"}
+_T = TypeVar("_T")
 
 logger = logging.getLogger("openbailian.engine")
 
@@ -80,7 +81,7 @@ class PreparedRun:
     tools: list[ToolSpec]
     _engine: Engine
 
-    def events(self) -> AsyncIterator[Event]:
+    def events(self) -> AsyncGenerator[Event, None]:
         return self._engine._events(self)
 
 
@@ -187,7 +188,7 @@ class Engine:
             tools=function_specs(list(tools)),
         )
 
-    async def _events(self, run: PreparedRun) -> AsyncIterator[Event]:
+    async def _events(self, run: PreparedRun) -> AsyncGenerator[Event, None]:
         for thought in run.augmentation.thoughts:
             yield thought
         if run.augmentation.references and run.context.config.show_sources:
@@ -217,7 +218,7 @@ class Engine:
 
     def _model_stream(
         self, run: PreparedRun, messages: list[ChatMessage]
-    ) -> AsyncIterator[ModelChunk | Thought]:
+    ) -> AsyncGenerator[ModelChunk | Thought, None]:
         if run.options.tools and self.tool_runner is not None:
             return run_with_tools(
                 run.provider,
@@ -232,7 +233,7 @@ class Engine:
 
     async def _generate(
         self, run: PreparedRun, messages: list[ChatMessage], to_store: list[ChatMessage]
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         answer: list[str] = []
         finish_reason, input_tokens, output_tokens = "stop", 0, 0
         try:
@@ -296,8 +297,8 @@ class Engine:
 
 
 async def _idle_timeout(
-    stream: AsyncIterator[ModelChunk | Thought], seconds: float, run: PreparedRun
-) -> AsyncIterator[ModelChunk | Thought]:
+    stream: AsyncGenerator[ModelChunk | Thought, None], seconds: float, run: PreparedRun
+) -> AsyncGenerator[ModelChunk | Thought, None]:
     """The stream, failing with ModelTimeout when the model is silent for ``seconds``."""
     async with aclosing(stream):
         iterator = aiter(stream)
@@ -321,7 +322,8 @@ def _with_images(message: ChatMessage, images: list[str]) -> ChatMessage:
     return {**message, "content": parts}
 
 
-def _first(*values):  # type: ignore[no-untyped-def]
+def _first(*values: _T | None) -> _T | None:
+    """The first value that is set."""
     return next((v for v in values if v is not None), None)
 
 

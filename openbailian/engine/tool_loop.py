@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
@@ -58,7 +58,7 @@ async def run_with_tools(
     *,
     max_rounds: int = 3,
     tools: list[ToolSpec] | None = None,
-) -> AsyncIterator[ModelChunk | Thought]:
+) -> AsyncGenerator[ModelChunk | Thought, None]:
     """``tools``: the runner's offer when the caller already has it (else it is asked)."""
     if tools is None:
         tools = await runner.tools_for(context)

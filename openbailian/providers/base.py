@@ -9,7 +9,7 @@ closes its connection.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -111,7 +111,7 @@ class ModelProvider(Protocol):
 
     def stream(
         self, messages: list[ChatMessage], options: GenerationOptions
-    ) -> AsyncIterator[ModelChunk]: ...
+    ) -> AsyncGenerator[ModelChunk, None]: ...
 
     async def count_tokens(self, messages: list[ChatMessage]) -> int:
         """Tokens these messages take in the model's prompt (used to trim history)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from openbailian.providers.base import (
     ChatMessage,
@@ -82,7 +82,7 @@ class EchoProvider:
 
     async def stream(
         self, messages: list[ChatMessage], options: GenerationOptions
-    ) -> AsyncIterator[ModelChunk]:
+    ) -> AsyncGenerator[ModelChunk, None]:
         calls = _tool_calls(messages) if options.tools else []
         if calls:
             await self._pause()

@@ -36,7 +36,7 @@ class Builtin:
 def _calculator(arguments: dict[str, Any]) -> str:
     expression = arguments.get("expression")
     try:
-        return format_number(calculate(expression))  # type: ignore[arg-type]
+        return format_number(calculate(expression))
     except CalculatorError as error:
         return f"Error: {error}"
 

@@ -54,7 +54,8 @@ _CONSTANTS = {"pi": math.pi, "e": math.e}
 _SPELLINGS = {"×": "*", "÷": "/", "^": "**", "（": "(", "）": ")", "，": ",", "−": "-"}
 
 
-def calculate(expression: str) -> int | float:
+def calculate(expression: object) -> int | float:
+    """The value of ``expression``; anything but a non-empty string is refused too."""
     if not isinstance(expression, str) or not expression.strip():
         raise CalculatorError("expression must be a non-empty string")
     if len(expression) > MAX_EXPRESSION_CHARS:
@@ -70,13 +71,13 @@ def calculate(expression: str) -> int | float:
     return _evaluate(tree.body)
 
 
-def _evaluate(node: ast.AST) -> Any:
+def _evaluate(node: ast.AST) -> int | float:
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return _bounded(node.value)
     if isinstance(node, ast.Name) and node.id in _CONSTANTS:
         return _CONSTANTS[node.id]
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        return _UNARY[type(node.op)](_evaluate(node.operand))
+        return _bounded(_UNARY[type(node.op)](_evaluate(node.operand)))
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _evaluate(node.left), _evaluate(node.right)
         if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
@@ -99,9 +100,11 @@ def _evaluate(node: ast.AST) -> Any:
     raise CalculatorError(f"not allowed in an expression: {type(node).__name__}")
 
 
-def _bounded(value: Any) -> Any:
+def _bounded(value: Any) -> int | float:
     if isinstance(value, complex):
         raise CalculatorError("complex results are not supported")
+    if not isinstance(value, int | float):
+        raise CalculatorError(f"not a number: {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
         raise CalculatorError("result is not a finite number")
     if abs(value) > MAX_MAGNITUDE:

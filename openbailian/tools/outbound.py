@@ -24,7 +24,7 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -150,7 +150,7 @@ async def _system_resolver(host: str, port: int) -> list[str]:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
         raise OutboundError(f"cannot resolve host {host!r}: {error.strerror}") from None
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class OutboundGuard:
@@ -219,9 +219,20 @@ async def fetch(
         raise OutboundError(f"request failed: {type(error).__name__}") from None
 
 
-async def _fetch(  # type: ignore[no-untyped-def]
-    guard, method, url, params, json, headers, max_redirects, transport, read
-):
+_Read = TypeVar("_Read")
+
+
+async def _fetch(
+    guard: OutboundGuard,
+    method: str,
+    url: str,
+    params: Mapping[str, Any] | None,
+    json: Any,
+    headers: dict[str, str],
+    max_redirects: int,
+    transport: httpx.AsyncBaseTransport | None,
+    read: Callable[[httpx.Response, httpx.URL], Awaitable[_Read]],
+) -> _Read:
     target = httpx.URL(url, params=params) if params else httpx.URL(url)
     # trust_env=False: proxies from the environment would bypass the address check.
     async with httpx.AsyncClient(
@@ -306,8 +317,13 @@ async def download(
         raise OutboundError(f"the download failed: {type(error).__name__}") from None
 
 
-async def _pinned_request(  # type: ignore[no-untyped-def]
-    client: httpx.AsyncClient, guard: OutboundGuard, method, target: httpx.URL, json, headers
+async def _pinned_request(
+    client: httpx.AsyncClient,
+    guard: OutboundGuard,
+    method: str,
+    target: httpx.URL,
+    json: Any,
+    headers: dict[str, str],
 ) -> httpx.Request:
     address = await guard.check(target)
     headers = {k: v for k, v in headers.items() if k.lower() != "host"}

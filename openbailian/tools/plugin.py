@@ -231,8 +231,14 @@ async def call_plugin(
         return _redact(f"Error: the tool failed ({type(error).__name__})", secrets)
 
 
-async def _call(  # type: ignore[no-untyped-def]
-    spec: PluginSpec, arguments, guard, passthrough, user_token, transport, max_bytes
+async def _call(
+    spec: PluginSpec,
+    arguments: object,  # checked: a test call or a model may send anything
+    guard: OutboundGuard,
+    passthrough: dict[str, Any],
+    user_token: str | None,
+    transport: httpx.AsyncBaseTransport | None,
+    max_bytes: int,
 ) -> str:
     if not isinstance(arguments, dict):
         return "Error: the arguments must be a JSON object"

@@ -141,6 +141,5 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 
 def _user_token(value: Any) -> str | None:
-    if isinstance(value, dict) and isinstance(value.get("user_token"), str):
-        return value["user_token"]
-    return None
+    token = value.get("user_token") if isinstance(value, dict) else None
+    return token if isinstance(token, str) else None

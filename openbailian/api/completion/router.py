@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from openbailian.api.completion.protocol import BizParams, CompletionRequest
@@ -142,7 +142,9 @@ def wants_stream(request: Request) -> bool:
 
 
 @router.post("/api/v1/apps/{app_id}/completion")
-async def completion(app_id: str, request: Request, caller: MeteredCaller, runtime: RuntimeDep):
+async def completion(
+    app_id: str, request: Request, caller: MeteredCaller, runtime: RuntimeDep
+) -> Response:
     request_id = request_id_of(request)
     body = parse_completion(await read_json_body(request, runtime.settings.max_body_bytes, runtime.settings.max_json_depth))
     run = await runtime.engine.prepare(
@@ -170,7 +172,9 @@ async def completion(app_id: str, request: Request, caller: MeteredCaller, runti
     )
 
 
-async def _sse(run: PreparedRun, renderer: StreamRenderer, keepalive: float) -> AsyncIterator[bytes]:
+async def _sse(
+    run: PreparedRun, renderer: StreamRenderer, keepalive: float
+) -> AsyncGenerator[bytes, None]:
     try:
         async for item in _with_keepalive(run.events(), keepalive):
             if item is None:
@@ -184,9 +188,11 @@ async def _sse(run: PreparedRun, renderer: StreamRenderer, keepalive: float) -> 
         yield renderer.error(status, code, message)
 
 
-async def _with_keepalive(events: AsyncIterator[Event], interval: float) -> AsyncIterator[Event | None]:
+async def _with_keepalive(
+    events: AsyncGenerator[Event, None], interval: float
+) -> AsyncGenerator[Event | None, None]:
     """The events, with a None whenever ``interval`` seconds pass without one."""
-    iterator = aiter(events)
+    iterator = events
     pending: asyncio.Task[Event] | None = None
     try:
         while True:
