@@ -149,6 +149,22 @@ _PAIRS: dict[str, tuple[str, str]] = {
     "no_keys": ("还没有 API Key。", "No API keys yet."),
     "admin_only_keys": ("只有管理员能创建或撤销 API Key。", "Only the administrator can create or revoke API keys."),
     "key": ("Key", "Key"),
+    "access_keys": ("AccessKey", "AccessKeys"),
+    "access_keys_help": (
+        "AccessKey（ID 与 Secret）用于签名的 OpenAPI 调用（ACS3-HMAC-SHA256）。在“API Key”页创建的 Key 也带有一对 AccessKey。",
+        "An AccessKey (ID and secret) signs OpenAPI calls (ACS3-HMAC-SHA256). Keys made on the API keys page carry a pair too.",
+    ),
+    "access_key_shown_once": (
+        "请立即复制并妥善保存：AccessKey Secret 只显示这一次。",
+        "Copy it now and keep it safe: the AccessKey secret is shown only once.",
+    ),
+    "create_access_key": ("创建 AccessKey", "Create AccessKey"),
+    "no_access_keys": ("还没有 AccessKey。", "No AccessKeys yet."),
+    "paired_api_key": ("配对的 API Key", "Paired API key"),
+    "confirm_revoke_paired": (
+        "这对 AccessKey 与一个 API Key 配对：撤销会同时撤销该 API Key。确定撤销？",
+        "This AccessKey is paired with an API key: revoking it revokes that API key too. Revoke?",
+    ),
     # memory
     "memory": ("长期记忆", "Memory"),
     "memory_help": (
@@ -180,6 +196,32 @@ _PAIRS: dict[str, tuple[str, str]] = {
     "test_call": ("测试调用", "Test a call"),
     "arguments": ("参数（JSON）", "Arguments (JSON)"),
     "observation": ("返回", "Result"),
+    "edit_plugin": ("编辑插件", "Edit the plugin"),
+    "headers": ("请求头（JSON）", "Headers (JSON)"),
+    "auth": ("鉴权", "Authentication"),
+    "auth_none": ("无", "None"),
+    "auth_user_token": ("调用方传入的用户 token", "The caller's user token"),
+    "auth_service_token": ("服务 token", "Service token"),
+    "service_token": ("服务 token", "Service token"),
+    "token_set": ("已设置", "set"),
+    "token_not_set": ("未设置", "not set"),
+    "token_unchanged": ("留空则不变", "empty: unchanged"),
+    # usage
+    "usage": ("用量统计", "Usage"),
+    "usage_help": (
+        "通过 API 调用应用的次数、失败次数与 token 数，按 UTC 日期统计（控制台调试不计入）。",
+        "Calls of the apps through the API, failed calls and tokens, per UTC day (playground chats are not counted).",
+    ),
+    "usage_by_app": ("按应用与日期", "By app and day"),
+    "calls": ("调用次数", "Calls"),
+    "errors": ("失败次数", "Errors"),
+    "answered": ("成功", "Answered"),
+    "input_tokens": ("输入 token", "Input tokens"),
+    "output_tokens": ("输出 token", "Output tokens"),
+    "calls_per_day": ("每日调用次数", "Calls per day"),
+    "day_utc": ("日期（UTC）", "Day (UTC)"),
+    "last_days": ("近 N 天", "Last N days"),
+    "no_usage": ("这段时间没有调用。", "No calls in this period."),
 }
 
 MESSAGES: dict[str, dict[str, str]] = {

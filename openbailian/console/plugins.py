@@ -1,4 +1,6 @@
-"""Plugins: register one from its spec, test a call, see which apps use it, delete it."""
+"""Plugins: register one from its spec, edit its endpoint, test a call, see which apps use it,
+delete it. A service token is never written into a page: the edit form says whether one is set,
+and an empty token field keeps it."""
 
 from __future__ import annotations
 
@@ -75,6 +77,32 @@ async def _plugin_page(request: Request, tool_id: str, user: Any, **context: Any
 @router.get("/{tool_id}")
 async def show_plugin(request: Request, tool_id: str, user: SignedIn, done: str = "") -> Response:
     return await _plugin_page(request, tool_id, user, done=done, arguments="{}")
+
+
+@router.post("/{tool_id}/edit")
+async def edit_plugin(
+    request: Request,
+    tool_id: str,
+    user: Changing,
+    url: str = Form(""),
+    description: str = Form(""),
+    headers: str = Form("{}"),
+    auth_type: str = Form("none"),
+    token: str = Form(""),
+) -> Response:
+    changes: dict[str, Any] = {
+        "url": url.strip(),
+        "description": description.strip(),
+        "headers": _json_object(headers, "The headers"),
+    }
+    tools = runtime_of(request).tools
+    async with runtime_of(request).db.transaction() as session:
+        plugin = await service.get_plugin(session, tool_id, user.workspace_id)
+        auth = opened_spec(plugin.spec, None).auth.model_dump(exclude={"token"}) | {"type": auth_type}
+        if token:  # empty: the stored token stays (the service keeps it)
+            auth["token"] = token
+        await service.update_plugin(session, plugin, changes | {"auth": auth}, guard=tools.guard, box=tools.box)
+    return redirect(f"/console/plugins/{tool_id}", done="saved")
 
 
 @router.post("/{tool_id}/test")

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select
 
+from openbailian.crypto import SecretBox, SecretUnreadable
 from openbailian.errors import AccessDenied, InvalidApiKey
 from openbailian.services.keys import check_key
 from openbailian.services.workspaces import ensure_workspace, list_workspaces
@@ -18,7 +20,16 @@ from openbailian.storage.console_models import ConsoleSession
 from openbailian.storage.db import Database
 from openbailian.storage.models import ApiKey, utcnow
 
-__all__ = ["ConsoleUser", "SignedIn", "sign_in", "signed_in_user", "sign_out", "switch_workspace"]
+__all__ = [
+    "ConsoleUser",
+    "SignedIn",
+    "sign_in",
+    "signed_in_user",
+    "sign_out",
+    "switch_workspace",
+    "put_flash",
+    "take_flash",
+]
 
 DEFAULT_WORKSPACE = "default"
 
@@ -123,3 +134,28 @@ async def switch_workspace(db: Database, token: str, user: ConsoleUser, workspac
         row = await session.get(ConsoleSession, _hash(token))
         if row is not None:
             row.workspace_id = workspace_id
+
+
+async def put_flash(db: Database, token: str, box: SecretBox, value: dict[str, str]) -> None:
+    """Keep ``value`` for the session's next page (sealed: it may hold a new key's secrets)."""
+    async with db.transaction() as session:
+        row = await session.get(ConsoleSession, _hash(token))
+        if row is not None:
+            row.flash = box.seal(json.dumps(value))
+
+
+async def take_flash(db: Database, token: str | None, box: SecretBox) -> dict[str, str] | None:
+    """The session's flash, cleared in the same transaction: a reload shows nothing again."""
+    if not token:
+        return None
+    query = select(ConsoleSession).where(ConsoleSession.token_hash == _hash(token)).with_for_update()
+    async with db.transaction() as session:
+        row = (await session.scalars(query)).first()
+        if row is None or row.flash is None:
+            return None
+        sealed, row.flash = row.flash, None
+    try:
+        value = json.loads(box.open(sealed))
+    except (SecretUnreadable, ValueError):  # the server key changed in between
+        return None
+    return value if isinstance(value, dict) else None

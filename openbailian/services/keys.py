@@ -23,6 +23,7 @@ from openbailian.crypto import SecretBox, SecretUnreadable
 from openbailian.engine.call import AppStamp
 from openbailian.errors import InvalidApiKey, NotFound, SignatureNonceUsed
 from openbailian.services.apps import stamp_of
+from openbailian.services.lookup import get_in_workspace
 from openbailian.services.workspaces import ensure_workspace
 from openbailian.storage.db import Database
 from openbailian.storage.models import ApiKey, App, SignatureNonce, utcnow
@@ -35,6 +36,8 @@ __all__ = [
     "remember_nonce",
     "check_key",
     "create_key",
+    "create_access_key",
+    "get_key",
     "hash_key",
     "list_keys",
     "revoke_key",
@@ -106,11 +109,53 @@ async def create_key(
     )
 
 
-async def list_keys(session: AsyncSession, workspace_id: str | None = None) -> list[ApiKey]:
+# The key_hash of an AccessKey made on its own: no SHA-256 hex digest starts so, so no
+# API key can ever match the row (it is used only through its AccessKey pair).
+NO_API_KEY = "no-api-key:"
+
+
+async def create_access_key(
+    session: AsyncSession, workspace_id: str, name: str = "", *, box: SecretBox
+) -> CreatedKey:
+    """An AccessKey pair without an API key (``api_key`` is empty): for signed OpenAPI calls."""
+    await ensure_workspace(session, workspace_id)
+    access_key_id = "OBAK" + _random_text(20)
+    access_key_secret = _random_text(30)
+    row = ApiKey(
+        id=uuid.uuid4().hex,
+        workspace_id=workspace_id,
+        key_hash=NO_API_KEY + secrets.token_hex(16),
+        display="",
+        name=name,
+        access_key_id=access_key_id,
+        access_key_secret=box.seal(access_key_secret),
+    )
+    session.add(row)
+    await session.flush()
+    return CreatedKey(
+        id=row.id, api_key="", workspace_id=workspace_id,
+        access_key_id=access_key_id, access_key_secret=access_key_secret,
+    )
+
+
+async def list_keys(
+    session: AsyncSession, workspace_id: str | None = None, *, kind: str = "any"
+) -> list[ApiKey]:
+    """The keys, oldest first; ``kind`` "api_key": those with an API key, "access_key": those
+    with an AccessKey pair."""
     query = select(ApiKey).order_by(ApiKey.created_at)
     if workspace_id is not None:
         query = query.where(ApiKey.workspace_id == workspace_id)
+    if kind == "api_key":
+        query = query.where(ApiKey.key_hash.not_like(NO_API_KEY + "%"))
+    elif kind == "access_key":
+        query = query.where(ApiKey.access_key_id.is_not(None))
     return list(await session.scalars(query))
+
+
+async def get_key(session: AsyncSession, key_id: str, workspace_id: str) -> ApiKey:
+    """A key of the workspace; another workspace's answers like a missing one."""
+    return await get_in_workspace(session, ApiKey, key_id, workspace_id, missing=NotFound, label="Key")
 
 
 async def revoke_key(session: AsyncSession, key_id: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String
+from sqlalchemy import Boolean, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openbailian.storage.models import Base, utcnow
@@ -27,3 +27,6 @@ class ConsoleSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+    # What the next page shows once (a new key's secrets), sealed with crypto.SecretBox and
+    # cleared by the read that shows it (0014).
+    flash: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)

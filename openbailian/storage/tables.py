@@ -8,4 +8,5 @@ from openbailian.storage import (
     memory_models,  # noqa: F401
     models,  # noqa: F401
     prompt_models,  # noqa: F401
+    usage_models,  # noqa: F401
 )

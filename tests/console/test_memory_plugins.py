@@ -53,7 +53,12 @@ def test_memory_facts_are_added_edited_deleted_and_reach_the_playground(
 
 
 def _weather(request):  # type: ignore[no-untyped-def]
-    return JSONResponse({"city": request.query_params.get("city"), "weather": "晴", "temperature": 25})
+    return JSONResponse({
+        "city": request.query_params.get("city"), "weather": "晴", "temperature": 25,
+        "unit": request.headers.get("x-unit"),
+        # whether the service token arrived (an observation never shows a token: it is masked)
+        "authorized": request.headers.get("authorization") == "Bearer sekret-token-123",
+    })
 
 
 def test_a_plugin_is_registered_tested_and_shows_the_apps_using_it(page: Page, tmp_path: Path) -> None:
@@ -81,6 +86,8 @@ def test_a_plugin_is_registered_tested_and_shows_the_apps_using_it(page: Page, t
             expect(page.get_by_test_id("observation")).to_contain_text("杭州")
             expect(page.get_by_test_id("observation")).to_contain_text("晴")
 
+            _edit_plugin(page, server, tool_id, weather_url)
+
             app_id = server.app(workspace="default", name="天气助手", model="echo", plugin_ids=[tool_id])
             page.goto(f"{server.url}/console/plugins/{tool_id}")
             expect(page.get_by_test_id("used-by")).to_have_text("天气助手")
@@ -90,3 +97,51 @@ def test_a_plugin_is_registered_tested_and_shows_the_apps_using_it(page: Page, t
             expect(page).to_have_url(re.compile(app_id))
         finally:
             server.stop()
+
+
+def _edit_plugin(page: Page, server: LiveServer, tool_id: str, weather_url: str) -> None:
+    """The edit form: same checks as the management API, the stored spec unchanged on a refusal,
+    a service token set once and never shown, an empty token field keeping it."""
+    stored = lambda: server.http.get(f"/manage/v1/plugins/{tool_id}", headers=server.auth("default")).json()["spec"]  # noqa: E731
+    before = stored()
+    page.get_by_test_id("plugin-url").fill("http://169.254.169.254/latest/meta-data")
+    page.get_by_test_id("plugin-save").click()
+    expect(page.get_by_test_id("error")).to_contain_text("OPENBAILIAN_OUTBOUND_ALLOW")
+    page.goto(f"{server.url}/console/plugins/{tool_id}")
+    page.get_by_test_id("plugin-headers").fill('["not", "an object"]')
+    page.get_by_test_id("plugin-save").click()
+    expect(page.get_by_test_id("error")).to_contain_text("must be a JSON object")
+    page.goto(f"{server.url}/console/plugins/{tool_id}")
+    page.get_by_test_id("plugin-headers").fill('{"X-Unit": 1}')
+    page.get_by_test_id("plugin-save").click()
+    expect(page.get_by_test_id("error")).to_contain_text("headers")
+    page.goto(f"{server.url}/console/plugins/{tool_id}")
+    page.get_by_test_id("plugin-auth-type").select_option("service_token")
+    page.get_by_test_id("plugin-save").click()  # no token yet: refused
+    expect(page.get_by_test_id("error")).to_contain_text("auth.token is required")
+    assert stored() == before
+
+    page.goto(f"{server.url}/console/plugins/{tool_id}")
+    expect(page.get_by_test_id("token-state")).to_have_text("not set")
+    page.get_by_test_id("plugin-description").fill("查询城市天气（摄氏度）")
+    page.get_by_test_id("plugin-headers").fill('{"X-Unit": "C"}')
+    page.get_by_test_id("plugin-auth-type").select_option("service_token")
+    page.get_by_test_id("plugin-token").fill("sekret-token-123")
+    page.get_by_test_id("plugin-save").click()
+    expect(page.get_by_test_id("flash")).to_be_visible()
+    expect(page.get_by_test_id("token-state")).to_have_text("set")
+    expect(page.get_by_test_id("plugin-token")).to_have_value("")
+    assert "sekret-token-123" not in page.content()
+    after = stored()
+    assert after["description"] == "查询城市天气（摄氏度）" and after["headers"] == {"X-Unit": "C"}
+    assert after["auth"]["type"] == "service_token" and after["auth"]["token"] == "***"
+
+    page.get_by_test_id("plugin-description").fill("城市天气")  # the token field left empty
+    page.get_by_test_id("plugin-save").click()
+    expect(page.get_by_test_id("token-state")).to_have_text("set")
+    page.get_by_test_id("plugin-arguments").fill('{"city": "杭州"}')
+    page.get_by_test_id("plugin-test").click()
+    observation = page.get_by_test_id("observation")
+    expect(observation).to_contain_text('"authorized":true')  # the kept token was sent
+    expect(observation).to_contain_text('"unit":"C"')
+    assert stored()["url"] == f"{weather_url}/weather"

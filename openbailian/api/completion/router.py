@@ -20,6 +20,7 @@ from openbailian.api.completion.render import (
 from openbailian.api.deps import MeteredCaller, RuntimeDep
 from openbailian.api.errors import error_status_and_code, request_id_of
 from openbailian.api.sse import EventStreamResponse
+from openbailian.api.usage_meter import counts_usage
 from openbailian.engine.call import AppStamp, Call
 from openbailian.engine.events import Event
 from openbailian.engine.run import PreparedRun
@@ -142,6 +143,7 @@ def wants_stream(request: Request) -> bool:
 
 
 @router.post("/api/v1/apps/{app_id}/completion")
+@counts_usage
 async def completion(
     app_id: str, request: Request, caller: MeteredCaller, runtime: RuntimeDep
 ) -> Response:

@@ -1,0 +1,138 @@
+"""Usage: calls, errors and tokens per workspace, app and day.
+
+Days are UTC days. ``record_call`` is called once per finished app call (answered or
+failed) and adds to the day's counters with one atomic upsert
+(``INSERT … ON CONFLICT DO UPDATE SET calls = calls + 1 …``, on SQLite and PostgreSQL), so
+calls finishing together in any number of processes never lose a count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openbailian.storage.db import Database
+from openbailian.storage.usage_models import UsageDay
+
+__all__ = ["MAX_REPORT_DAYS", "CallOutcome", "UsageRow", "UsageReport", "record_call", "usage_report", "utc_today"]
+
+MAX_REPORT_DAYS = 92
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    """One finished call of an app, as counted."""
+
+    workspace_id: str
+    app_id: str
+    ok: bool
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    day: date
+    app_id: str
+    calls: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """A workspace's usage from ``first`` to ``last`` (UTC days, both included)."""
+
+    workspace_id: str
+    first: date
+    last: date
+    rows: list[UsageRow]  # newest day first, then by app id
+
+    @property
+    def days(self) -> list[date]:
+        return [self.first + timedelta(days=n) for n in range((self.last - self.first).days + 1)]
+
+    @property
+    def app_ids(self) -> list[str]:
+        return sorted({row.app_id for row in self.rows})
+
+    def day_totals(self) -> list[UsageRow]:
+        """One row per day of the range (zeros on days without calls), oldest first."""
+        totals = {day: [0, 0, 0, 0] for day in self.days}
+        for row in self.rows:
+            sums = totals[row.day]
+            sums[0] += row.calls
+            sums[1] += row.errors
+            sums[2] += row.input_tokens
+            sums[3] += row.output_tokens
+        return [UsageRow(day, "", *sums) for day, sums in totals.items()]
+
+    def total(self) -> UsageRow:
+        """The whole range in one row (dated its last day, no app)."""
+        rows = self.rows
+        return UsageRow(
+            self.last,
+            "",
+            sum(r.calls for r in rows),
+            sum(r.errors for r in rows),
+            sum(r.input_tokens for r in rows),
+            sum(r.output_tokens for r in rows),
+        )
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _insert(dialect: str) -> Any:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def record_call(db: Database, outcome: CallOutcome, *, day: date | None = None) -> None:
+    """Count one finished call on its UTC day (today unless ``day`` is given)."""
+    insert = _insert(db.engine.dialect.name)(UsageDay).values(
+        workspace_id=outcome.workspace_id,
+        app_id=outcome.app_id,
+        day=day or utc_today(),
+        calls=1,
+        errors=0 if outcome.ok else 1,
+        input_tokens=max(0, outcome.input_tokens),
+        output_tokens=max(0, outcome.output_tokens),
+    )
+    added = insert.excluded
+    upsert = insert.on_conflict_do_update(
+        index_elements=[UsageDay.workspace_id, UsageDay.app_id, UsageDay.day],
+        set_={
+            "calls": UsageDay.calls + added.calls,
+            "errors": UsageDay.errors + added.errors,
+            "input_tokens": UsageDay.input_tokens + added.input_tokens,
+            "output_tokens": UsageDay.output_tokens + added.output_tokens,
+        },
+    )
+    async with db.begin() as conn:
+        await conn.execute(upsert)
+
+
+async def usage_report(
+    session: AsyncSession, workspace_id: str, *, days: int = 14, today: date | None = None
+) -> UsageReport:
+    """The workspace's counters for the last ``days`` UTC days (1 to 92), today included."""
+    days = min(max(1, days), MAX_REPORT_DAYS)
+    last = today or utc_today()
+    first = last - timedelta(days=days - 1)
+    query = (
+        select(UsageDay)
+        .where(UsageDay.workspace_id == workspace_id, UsageDay.day >= first, UsageDay.day <= last)
+        .order_by(UsageDay.day.desc(), UsageDay.app_id)
+    )
+    rows = [
+        UsageRow(r.day, r.app_id, r.calls, r.errors, r.input_tokens, r.output_tokens)
+        for r in await session.scalars(query)
+    ]
+    return UsageReport(workspace_id=workspace_id, first=first, last=last, rows=rows)
