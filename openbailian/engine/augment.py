@@ -66,11 +66,13 @@ class TurnObserver(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
-    """A tool the model may call: an OpenAI-style function (JSON-schema parameters)."""
+    """A tool the model may call: an OpenAI-style function (JSON-schema parameters);
+    ``title`` is its display name in thoughts (the function name when empty)."""
 
     name: str
     description: str
     parameters: dict[str, Any]
+    title: str = ""
 
 
 class ToolRunner(Protocol):

@@ -62,7 +62,7 @@ async def run_with_tools(
     """``tools``: the runner's offer when the caller already has it (else it is asked)."""
     if tools is None:
         tools = await runner.tools_for(context)
-    titles = {t.name: getattr(t, "title", "") or t.name for t in tools}
+    titles = {t.name: t.title or t.name for t in tools}
     with_tools = replace(options, tools=function_specs(tools)) if tools else options
     without_tools = replace(options, tools=())
     question = list(messages)

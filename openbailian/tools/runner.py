@@ -36,10 +36,9 @@ logger = logging.getLogger("openbailian.tools")
 
 @dataclass(frozen=True, slots=True)
 class PluginToolSpec(ToolSpec):
-    """A ``ToolSpec`` that also knows its plugin: ``title`` is the display name for thoughts."""
+    """A ``ToolSpec`` that also knows its plugin (``builtin:…`` or a plugin's id)."""
 
     tool_id: str = ""
-    title: str = ""
 
 
 @dataclass(frozen=True, slots=True)
