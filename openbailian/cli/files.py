@@ -13,6 +13,7 @@ import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
@@ -83,8 +84,10 @@ class _Display:
         self.progress.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)  # type: ignore[arg-type]
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.progress.__exit__(kind, error, trace)
 
     def show(self, status: str) -> None:
         done = STEPS.index(FileStatus(status)) + 1 if status in {s.value for s in STEPS} else None

@@ -103,7 +103,7 @@ class CallFileSource:
         for result in results:  # the first failing URL, in the order the call gave them
             if isinstance(result, BaseException):
                 raise result
-        fetched: list[CallFile] = list(results)  # type: ignore[arg-type]
+        fetched = [result for result in results if not isinstance(result, BaseException)]
         images: list[str] = []
         if context.model_accepts_images:
             # A vision model sees the images themselves (checked like any file first).

@@ -105,7 +105,7 @@ async def _claim(files: SessionFiles, lease: FileUploadLease) -> None:
             .where(FileUploadLease.id == lease.id, FileUploadLease.state == "pending")
             .values(state="uploading")
         )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if result.rowcount != 1:  # type: ignore[attr-defined]  # execute() is typed Result; an UPDATE gives a CursorResult
         async with files.db.session() as session:
             current = await session.get(FileUploadLease, lease.id)
         if current is not None and current.state == "uploading":

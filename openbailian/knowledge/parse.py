@@ -17,11 +17,11 @@ import shutil
 import subprocess
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 from openbailian.errors import ParseError
 
@@ -211,7 +211,7 @@ def _parse_pdf(path: Path) -> ParsedDocument:
     return ParsedDocument(sections, pages=len(pages))
 
 
-def _docx_blocks(document) -> Iterable[object]:  # type: ignore[no-untyped-def]
+def _docx_blocks(document: Any) -> Iterator[Any]:  # python-docx's element tree is untyped
     from docx.table import Table as DocxTable
     from docx.text.paragraph import Paragraph
 
@@ -255,8 +255,8 @@ def _parse_docx(path: Path) -> ParsedDocument:
             if text:
                 sections.append(Section(text, tuple(headings), kind="table"))
             continue
-        text = block.text.strip()  # type: ignore[attr-defined]
-        style = block.style.name if block.style is not None else ""  # type: ignore[attr-defined]
+        text = block.text.strip()
+        style = block.style.name if block.style is not None else ""
         level = _heading_level(style or "")
         if level and text:
             flush()

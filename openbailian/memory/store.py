@@ -22,12 +22,14 @@ import asyncio
 import re
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from openbailian.errors import MemoryNotFound
 from openbailian.memory.extract import Fact
@@ -166,7 +168,9 @@ class MemoryStore:
                 self._cache[memory_id] = index
             return changes
 
-    async def _save(self, session, memory_id: str, index: _Index, fact: Fact, vector) -> Change:  # type: ignore[no-untyped-def]
+    async def _save(
+        self, session: AsyncSession, memory_id: str, index: _Index, fact: Fact, vector: np.ndarray
+    ) -> Change:
         target = self._match(index, fact, vector)
         now = utcnow()
         if target is not None and (item := await session.get(MemoryItem, index.ids[target])):
@@ -261,7 +265,9 @@ class MemoryStore:
             matrix=matrix,
         )
 
-    async def _store_embeddings(self, rows, fresh: dict[str, bytes]) -> None:  # type: ignore[no-untyped-def]
+    async def _store_embeddings(
+        self, rows: Sequence[Row[str, str, str, datetime, bytes | None]], fresh: dict[str, bytes]
+    ) -> None:
         async with self._db.transaction() as session:
             for row in rows:
                 # Only if the text is still the one we embedded (an edit may have raced us).

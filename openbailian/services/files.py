@@ -305,7 +305,7 @@ async def add_file(
                 FileUploadLease.id == lease_id, FileUploadLease.state == "uploaded"
             )
         )
-        if spent.rowcount != 1:  # type: ignore[attr-defined]
+        if spent.rowcount != 1:  # type: ignore[attr-defined]  # execute() is typed Result; a DELETE gives a CursorResult
             raise Conflict(f"Lease '{lease_id}' was already used by AddFile")
         document = kind == DATACENTER_TYPE
         row = SessionFile(

@@ -154,10 +154,10 @@ def read_agent(
         if key in _set(model):
             given[app] = getattr(model, key)
     if "knowledgeBaseCodeList" in _set(rag):
-        given["knowledge_base_ids"] = list(rag.knowledgeBaseCodeList or [])  # type: ignore[union-attr]
+        given["knowledge_base_ids"] = list(rag.knowledgeBaseCodeList or [])  # type: ignore[union-attr]  # _set(None) is empty: rag is set here
         given["knowledge_enabled"] = bool(given["knowledge_base_ids"])
     if "enableSearch" in _set(rag):
-        given["knowledge_enabled"] = rag.enableSearch  # type: ignore[union-attr]
+        given["knowledge_enabled"] = rag.enableSearch  # type: ignore[union-attr]  # as above
     # The Python SDK sends "tools": [] in every applicationConfig: in a selective update an
     # empty list means "not sent" (a full update clears the tools).
     if wire.tools is not None and (full or wire.tools):
