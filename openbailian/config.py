@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     # how often a worker looks in the database for work queued by another process.
     run_workers: bool = True
     worker_poll_seconds: float = Field(default=2.0, gt=0)
+    # How long a claim on a document, session file or memory extraction lasts unrenewed (it is
+    # renewed every third of it): the work of a process that died is taken over after this.
+    worker_lease_seconds: float = Field(default=120.0, ge=3)
     # Models loaded when the server starts rather than on the first call.
     preload_models: list[str] = Field(default_factory=list)
 

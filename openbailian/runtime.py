@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol
 
 from openbailian.config import Settings
@@ -26,9 +27,10 @@ from openbailian.files.system import SessionFiles
 from openbailian.knowledge.documents import SESSION_BASE_KIND, SessionDocuments
 from openbailian.knowledge.source import KnowledgeSource
 from openbailian.knowledge.system import KnowledgeSystem
-from openbailian.memory import MemoryObserver, MemorySource, MemoryStore
+from openbailian.memory import ExtractionQueue, MemoryObserver, MemorySource, MemoryStore
 from openbailian.providers.registry import ModelRegistry
 from openbailian.services.apps import DatabaseAppLoader
+from openbailian.storage.buckets import SharedBuckets
 from openbailian.storage.db import Database, migrate
 from openbailian.storage.private import private_dir
 from openbailian.tools.runner import PluginToolRunner
@@ -62,8 +64,11 @@ class Runtime:
     knowledge: KnowledgeSystem
     files: SessionFiles
     memory: MemoryStore
+    extractions: ExtractionQueue
     tools: PluginToolRunner
     engine: Engine
+    buckets: SharedBuckets  # rate limits shared by every process on the database
+    sessions: SessionStore
     _started: bool = field(default=False, repr=False)
     _closed: bool = field(default=False, repr=False)
 
@@ -81,10 +86,15 @@ class Runtime:
         files = SessionFiles.build(settings, db, documents, parsers, store=objects)
         files.schedule_here = settings.run_workers
         memory = MemoryStore(db, knowledge.embedder)
+        extractions = ExtractionQueue(
+            db, memory, models, settings, lease=timedelta(seconds=settings.worker_lease_seconds),
+            run_here=settings.run_workers,
+        )
         tools = PluginToolRunner(db, settings)
+        sessions = SessionStore(db)
         engine = Engine(
             DatabaseAppLoader(db),
-            SessionStore(db),
+            sessions,
             models,
             context_sources=[
                 # Files first: a question about them then gets fewer knowledge chunks.
@@ -93,7 +103,7 @@ class Runtime:
                 KnowledgeSource(db, knowledge.retriever),
                 MemorySource(memory),
             ],
-            observers=[MemoryObserver(memory, models, settings)],
+            observers=[MemoryObserver(extractions)],
             tool_runner=tools,
             max_history_turns=settings.max_history_turns,
             max_output_tokens=settings.max_output_tokens,
@@ -101,13 +111,14 @@ class Runtime:
         )
         return cls(
             settings=settings, db=db, models=models, knowledge=knowledge, files=files,
-            memory=memory, tools=tools, engine=engine,
+            memory=memory, extractions=extractions, tools=tools, engine=engine, buckets=SharedBuckets(db),
+            sessions=sessions,
         )
 
     @property
     def workers(self) -> tuple[BackgroundWorker, ...]:
         """Started in this order, closed in the reverse one (files hand work to knowledge)."""
-        return (self.knowledge, self.files)
+        return (self.knowledge, self.files, self.extractions)
 
     async def migrate(self) -> None:
         await asyncio.to_thread(migrate, self.settings.resolved_database_url, self.tools.box)
@@ -141,8 +152,9 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        await self.engine.drain()  # finished turns queue their memory extraction first
         for worker in reversed(self.workers):
             await worker.aclose()
-        await self.engine.drain()
         await self.models.aclose()
+        await self.sessions.locks.aclose()
         await self.db.dispose()

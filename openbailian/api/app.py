@@ -22,17 +22,13 @@ from openbailian.api.manage.router import router as manage_router
 from openbailian.api.middleware import RequestIdMiddleware
 from openbailian.api.native import knowledge as native_knowledge
 from openbailian.api.openapi.router import router as openapi_router
-from openbailian.api.ratelimit import (
-    AuthFailureLimiter,
-    AuthFailureMiddleware,
-    RateLimiter,
-    refuse_addresses_over_the_failure_limit,
-)
+from openbailian.api.ratelimit import AuthFailureMiddleware, refuse_addresses_over_the_failure_limit
 from openbailian.config import Settings
 from openbailian.console import install_console
 from openbailian.crypto import SecretBox
 from openbailian.runtime import Runtime
 from openbailian.services.admin import admin_token
+from openbailian.services.limits import AuthFailureLimiter, RateLimiter
 
 __all__ = ["create_app"]
 
@@ -61,10 +57,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     install_access_log_redaction()  # signed upload URLs' signatures never reach the access log
     app.state.runtime = runtime
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.rate_limiter = RateLimiter(runtime.buckets, settings.rate_limit_per_minute)
     app.state.admin_token = admin_token(settings)
     app.state.secret_box = SecretBox.from_settings(settings)
-    app.state.auth_failures = AuthFailureLimiter(settings.auth_failures_per_minute)
+    app.state.auth_failures = AuthFailureLimiter(runtime.buckets, settings.auth_failures_per_minute)
     app.add_middleware(InputBoundaryMiddleware, limits=BodyLimits.from_settings(settings))
     app.add_middleware(AuthFailureMiddleware, limiter=app.state.auth_failures)
     app.add_middleware(RequestIdMiddleware)

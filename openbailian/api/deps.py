@@ -77,7 +77,7 @@ async def get_metered_caller(app_id: str, request: Request, runtime: RuntimeDep)
     """The caller of a model call of app ``app_id`` (a path parameter), counted against the
     per-key rate limit; the app's row is read with the key, in one query."""
     caller = await _authenticate(request, runtime, app_id)
-    request.app.state.rate_limiter.check(caller.key_id)
+    await request.app.state.rate_limiter.check(caller.key_id)
     return caller
 
 

@@ -38,7 +38,7 @@ from openbailian.engine.events import (
     TextDelta,
     Thought,
 )
-from openbailian.engine.sessions import SessionLocks, SessionStore, new_session_id
+from openbailian.engine.sessions import SessionStore, new_session_id
 from openbailian.engine.tool_loop import function_specs, run_with_tools
 from openbailian.errors import InvalidParameter
 from openbailian.providers.base import (
@@ -103,7 +103,7 @@ class Engine:
         self._apps = apps
         self._sessions = sessions
         self._models = models
-        self._locks = SessionLocks()
+        self._locks = sessions.locks
         self.context_sources = list(context_sources)
         self.observers = list(observers)
         self.tool_runner = tool_runner
@@ -193,7 +193,8 @@ class Engine:
             yield thought
         if run.augmentation.references and run.context.config.show_sources:
             yield References(list(run.augmentation.references))
-        async with self._locks.hold(run.session_id):
+        # A stored session may be continued through another process at the same time.
+        async with self._locks.hold(run.session_id, across_processes=run.history is None):
             history = run.history
             if history is None:
                 history = await self._sessions.history(run.session_id)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import func, insert, select, update
+import anyio
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from openbailian.errors import SessionNotFound
 from openbailian.providers.base import ChatMessage
-from openbailian.storage.db import Database
+from openbailian.storage.db import Database, async_url
 from openbailian.storage.models import ChatSession, SessionMessage, utcnow
 
 __all__ = ["SessionStore", "SessionLocks", "new_session_id"]
@@ -22,34 +25,75 @@ def new_session_id() -> str:
 
 
 class SessionLocks:
-    """Serialises runs on one session within this process.
+    """One run at a time per session: in this process an ``asyncio.Lock``, and on PostgreSQL
+    also across processes, with a session-level advisory lock on the session id's hash.
 
     Two requests on one session would otherwise both read N turns and both
-    append turn N+1; the (session_id, seq) unique constraint turns any race
-    that still slips through (another process) into an error, never a mix.
+    append turn N+1. Waiters queue (as in one process) rather than being refused.
+    The in-process lock is taken first, so a process holds at most one database
+    connection per session, waiting or running; those connections come from a pool
+    of their own, so waiting runs never starve the queries of running ones. A process
+    that dies drops its connection and with it the lock. On SQLite the rule holds within
+    a process; across processes on one machine the database's single writer keeps turns
+    whole, and the (session_id, seq) unique constraint turns any other race into an
+    error, never a mix.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, db: Database | None = None) -> None:
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[str, int] = {}
+        self._shared: AsyncEngine | None = None
+        if db is not None and not db.is_sqlite:
+            # AUTOCOMMIT: the connection waits and holds outside any transaction.
+            self._shared = create_async_engine(
+                async_url(db.url), pool_size=5, max_overflow=45, pool_timeout=600,
+                isolation_level="AUTOCOMMIT",
+            )
 
     @asynccontextmanager
-    async def hold(self, session_id: str) -> AsyncIterator[None]:
+    async def hold(self, session_id: str, *, across_processes: bool = True) -> AsyncIterator[None]:
+        """``across_processes=False``: a session created by this very run, known to nobody else."""
         lock = self._locks.setdefault(session_id, asyncio.Lock())
         self._users[session_id] = self._users.get(session_id, 0) + 1
         try:
             async with lock:
-                yield
+                if self._shared is None or not across_processes:
+                    yield
+                else:
+                    async with self._advisory(session_id):
+                        yield
         finally:
             self._users[session_id] -= 1
             if not self._users[session_id]:
                 del self._users[session_id]
                 del self._locks[session_id]
 
+    @asynccontextmanager
+    async def _advisory(self, session_id: str) -> AsyncIterator[None]:
+        assert self._shared is not None
+        key = int.from_bytes(hashlib.blake2b(session_id.encode(), digest_size=8).digest(), "big", signed=True)
+        conn = await self._shared.connect()
+        unlocked = False
+        try:
+            await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            yield
+            with anyio.CancelScope(shield=True):
+                unlocked = bool(await conn.scalar(text("SELECT pg_advisory_unlock(:key)"), {"key": key}))
+        finally:
+            with anyio.CancelScope(shield=True):
+                if not unlocked:  # cancelled while waiting, or failed: closing the connection frees the lock
+                    await conn.invalidate()
+                await conn.close()
+
+    async def aclose(self) -> None:
+        if self._shared is not None:
+            await self._shared.dispose()
+
 
 class SessionStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self.locks = SessionLocks(db)
 
     async def check(self, session_id: str, app_id: str) -> None:
         async with self._db.session() as session:

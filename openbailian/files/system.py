@@ -89,6 +89,7 @@ class SessionFiles:
             ),
             index=index,
             parsers=parsers,
+            lease=timedelta(seconds=settings.worker_lease_seconds),
         )
 
     @property

@@ -58,7 +58,7 @@ class KnowledgeSystem:
             rerank_min_score=settings.knowledge_rerank_min_score,
         )
         store = store or LocalObjectStore(settings.home)
-        ingestor = Ingestor(db, embedder, store, parsers=parsers)
+        ingestor = Ingestor(db, embedder, store, parsers=parsers, lease_seconds=settings.worker_lease_seconds)
         worker = IngestionWorker(ingestor, poll_seconds=settings.worker_poll_seconds)
         return cls(settings, db, embedder, retriever, ingestor, worker, store)
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from openbailian.storage.models import Base, utcnow
 
-__all__ = ["Memory", "MemoryItem", "Plugin"]
+__all__ = ["Memory", "MemoryItem", "MemoryExtraction", "Plugin"]
 
 
 class Memory(Base):
@@ -45,6 +45,28 @@ class MemoryItem(Base):
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MemoryExtraction(Base):
+    """A finished turn waiting for its facts to be extracted into a memory: queued in the
+    database when the answer is sent, claimed with a lease (``storage/leases.py``) by whichever
+    process runs background work, deleted once its facts are saved."""
+
+    __tablename__ = "memory_extractions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    memory_id: Mapped[str] = mapped_column(ForeignKey("memories.id", ondelete="CASCADE"), index=True)
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+    model: Mapped[str] = mapped_column(String(200))  # the app's model (OPENBAILIAN_MEMORY_MODEL wins)
+    user_text: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text, default="")
+    # "pending" until done (then the row is deleted) or "failed" after its last attempt.
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    lease_owner: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Plugin(Base):

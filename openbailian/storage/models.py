@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -17,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Workspace", "ApiKey", "SignatureNonce", "App", "AppVersion", "ChatSession", "SessionMessage", "utcnow"]
+__all__ = ["Base", "Workspace", "ApiKey", "SignatureNonce", "App", "AppVersion", "ChatSession", "SessionMessage", "RateBucket", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -115,3 +116,15 @@ class SessionMessage(Base):
     cut: Mapped[bool] = mapped_column(Boolean, default=False)
     request_id: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RateBucket(Base):
+    """A token bucket shared by every process on the database (``api/ratelimit.py``): the
+    per-key request limit (``key:…``, ``openapi:…``) and failed authentications per source
+    address (``auth:…``). Updated with one atomic upsert per request."""
+
+    __tablename__ = "rate_buckets"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float, index=True)  # POSIX seconds of the last change

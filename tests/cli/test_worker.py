@@ -4,6 +4,7 @@ database: the server only queues, the worker ingests, SIGTERM stops the worker c
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -15,8 +16,12 @@ from typing import IO, Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
-from tests.support import free_port
+from openbailian.storage.db import sync_url
+from tests.providers.conftest import FakeOpenAI
+from tests.support import free_port, serve_in_thread
 
 ADMIN = "ob-admin-worker-test"
 TERMINAL = {"FILE_IS_READY", "PARSE_FAILED", "INDEX_BUILDING_FAILED", "SAFE_CHECK_FAILED"}
@@ -59,27 +64,36 @@ def env(tmp_path: Path, database_url: str | None) -> dict[str, str]:
     }
 
 
+def start_api(env: dict[str, str], log: Path) -> tuple[Process, httpx.Client]:
+    """``serve --no-workers`` on a free port, answering /healthz."""
+    port = free_port()
+    server = Process(["serve", "--no-workers", "--port", str(port), "--log-level", "warning"], env, log)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    deadline = time.monotonic() + 120
+    while True:
+        assert server.popen.poll() is None, server.output()
+        assert time.monotonic() < deadline, "the server did not start: " + server.output()
+        try:
+            if client.get("/healthz").status_code == 200:
+                return server, client
+        except httpx.TransportError:
+            time.sleep(0.1)
+
+
+def sign_in(client: httpx.Client, workspace: str = "ws1") -> None:
+    """Give the client a new key of ``workspace``."""
+    created = client.post(f"/manage/v1/workspaces/{workspace}/keys", json={"name": "t"},
+                          headers={"Authorization": f"Bearer {ADMIN}"})
+    assert created.status_code == 201, created.text
+    client.headers["Authorization"] = f"Bearer {created.json()['api_key']}"
+
+
 @pytest.fixture
 def api(env: dict[str, str], tmp_path: Path) -> Iterator[httpx.Client]:
     """``serve --no-workers`` on a free port; a client with a key of workspace ws1."""
-    port = free_port()
-    server = Process(["serve", "--no-workers", "--port", str(port), "--log-level", "warning"], env,
-                     tmp_path / "serve.log")
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    server, client = start_api(env, tmp_path / "serve.log")
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.popen.poll() is None, server.output()
-            assert time.monotonic() < deadline, "the server did not start: " + server.output()
-            try:
-                if client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        created = client.post("/manage/v1/workspaces/ws1/keys", json={"name": "t"},
-                              headers={"Authorization": f"Bearer {ADMIN}"})
-        assert created.status_code == 201, created.text
-        client.headers["Authorization"] = f"Bearer {created.json()['api_key']}"
+        sign_in(client)
         yield client
     finally:
         client.close()
@@ -147,3 +161,68 @@ def test_the_worker_does_the_work_the_server_queued_and_stops_on_sigterm(api, en
 
     chunks = api.post("/manage/v1/knowledge/retrieve", json={"query": "年假有几天", "index_ids": [base]}).json()
     assert "15天带薪年假" in chunks["chunks"][0]["text"]
+
+
+@pytest.fixture
+def extractor() -> Iterator[FakeOpenAI]:
+    """An OpenAI-compatible model server that answers every extraction with one fact."""
+    fake = FakeOpenAI()
+    with serve_in_thread(fake.app) as url:
+        fake.url = f"{url}/v1"
+        yield fake
+
+
+def _queued_extractions(database_url: str) -> list[tuple[str, int]]:
+    engine = create_engine(sync_url(database_url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text("SELECT status, attempts FROM memory_extractions"))]
+    finally:
+        engine.dispose()
+
+
+def test_memory_extraction_survives_the_death_of_the_process_that_answered(
+    env: dict[str, str], tmp_path: Path, extractor: FakeOpenAI
+) -> None:
+    fact = '{"facts": [{"subject": "居住城市", "fact": "用户住在杭州"}]}'
+    extractor.add(events=[{"choices": [{"index": 0, "delta": {"content": fact}}]},
+                          {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}])
+    env = {**env, "OPENBAILIAN_MEMORY_MODEL": "extractor",
+           "OPENBAILIAN_MODELS": json.dumps({"extractor": {"provider": "openai", "base_url": extractor.url,
+                                                           "model": "extractor", "max_retries": 0}})}
+    server, client = start_api(env, tmp_path / "serve.log")
+    try:
+        sign_in(client)
+        app_id = client.post("/manage/v1/apps", json={"name": "m", "model": "echo", "memory_enabled": True}).json()["app_id"]
+        memory_id = client.post("/manage/v1/memories", json={"description": "张三"}).json()["memory_id"]
+        answered = client.post(f"/api/v1/apps/{app_id}/completion",
+                               json={"input": {"prompt": "我住在杭州", "memory_id": memory_id}})
+        assert answered.status_code == 200, answered.text
+        # The answering process runs no background work: the extraction waits in the database.
+        deadline = time.monotonic() + 30
+        while not (queued := _queued_extractions(env["OPENBAILIAN_DATABASE_URL"])):
+            assert time.monotonic() < deadline, "the extraction was not queued"
+            time.sleep(0.05)
+        assert queued == [("pending", 0)] and extractor.requests == []
+    finally:
+        client.close()
+        server.popen.kill()  # kill -9: nothing of the process survives but what it wrote
+        server.stop()
+
+    worker = Process(["worker", "--log-level", "info"], env, tmp_path / "worker.log")
+    try:
+        server, client = start_api(env, tmp_path / "serve-2.log")
+        sign_in(client)
+        deadline = time.monotonic() + 120
+        while not (items := client.get(f"/manage/v1/memories/{memory_id}/nodes").json()["items"]):
+            assert worker.popen.poll() is None, worker.output()
+            assert time.monotonic() < deadline, worker.output()
+            time.sleep(0.1)
+        assert [item["content"] for item in items] == ["用户住在杭州"]
+        assert "我住在杭州" in extractor.requests[0].body["messages"][-1]["content"]
+        assert _queued_extractions(env["OPENBAILIAN_DATABASE_URL"]) == []  # done: the job is gone
+        client.close()
+        assert server.stop() in {0, -signal.SIGTERM}, server.output()
+    finally:
+        assert worker.stop() == 0, worker.output()
+    assert f"memory {memory_id}: added" in worker.output()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select, update
 
 from openbailian.engine.app_config import AppConfig
 from openbailian.engine.augment import CallContext
 from openbailian.engine.call import Call
 from openbailian.errors import MemoryNotFound
-from openbailian.memory import MemoryObserver, MemorySource, MemoryStore
+from openbailian.memory import ExtractionQueue, MemoryObserver, MemorySource, MemoryStore
 from openbailian.memory.extract import Fact
+from openbailian.memory.queue import MAX_ATTEMPTS
 from openbailian.services import memory as memory_service
+from openbailian.storage.memory_models import MemoryExtraction
 from tests.memory.conftest import ScriptedProvider
 
 
@@ -51,6 +54,15 @@ async def test_bad_memory_ids_fail_before_streaming_even_with_the_switch_off(run
         await source.gather(call_for(memory_id, workspace="ws2"))
 
 
+def queue_for(runtime, store, settings=None, *, run_here=True):
+    return ExtractionQueue(runtime.db, store, runtime.models, settings or runtime.settings, run_here=run_here)
+
+
+async def queued(runtime) -> list[MemoryExtraction]:
+    async with runtime.db.session() as session:
+        return list(await session.scalars(select(MemoryExtraction)))
+
+
 async def test_switch_off_means_no_recall_and_no_saving(runtime, embedder):
     store = MemoryStore(runtime.db, embedder)
     memory_id = await new_memory(runtime)
@@ -58,21 +70,45 @@ async def test_switch_off_means_no_recall_and_no_saving(runtime, embedder):
     assert (await MemorySource(store).gather(call_for(memory_id, enabled=False))).context_blocks == []
     model = ScriptedProvider('{"facts": ["用户喜欢狗"]}')
     runtime.models.register("scripted", model)
-    observer = MemoryObserver(store, runtime.models, runtime.settings)
-    await observer.turn_finished(call_for(memory_id, enabled=False, model="scripted"), "我喜欢狗", "好")
-    assert model.calls == []
+    queue = queue_for(runtime, store)
+    await MemoryObserver(queue).turn_finished(call_for(memory_id, enabled=False, model="scripted"), "我喜欢狗", "好")
+    await queue.drain()
+    assert model.calls == [] and await queued(runtime) == []
 
 
-async def test_observer_extracts_with_the_apps_model_and_saves(runtime, embedder):
+async def test_observer_queues_the_extraction_which_uses_the_apps_model_and_saves(runtime, embedder):
     store = MemoryStore(runtime.db, embedder)
     memory_id = await new_memory(runtime)
     await store.remember(memory_id, [Fact("用户饮食偏好：面食", "饮食偏好")])
     model = ScriptedProvider('```json\n{"facts": [{"subject": "饮食偏好", "fact": "用户饮食偏好：米饭"},]}\n```')
     runtime.models.register("scripted", model)
-    observer = MemoryObserver(store, runtime.models, runtime.settings)
-    await observer.turn_finished(call_for(memory_id, model="scripted"), "我现在更喜欢吃米饭", "好的")
+    queue = queue_for(runtime, store)
+    await MemoryObserver(queue).turn_finished(call_for(memory_id, model="scripted"), "我现在更喜欢吃米饭", "好的")
+    await queue.drain()
     assert "用户饮食偏好：面食" in model.calls[0][1]["content"]  # known items shown to the extractor
     assert [r.content for r in await store.recall(memory_id, "饮食")] == ["用户饮食偏好：米饭"]
+    assert await queued(runtime) == []  # done: the job is gone
+
+
+async def test_a_job_queued_by_a_process_without_workers_is_run_by_another(runtime, embedder):
+    """The answering process only queues; a second queue on the same database (another
+    process's) finds the job when it starts and saves the fact."""
+    store = MemoryStore(runtime.db, embedder)
+    memory_id = await new_memory(runtime)
+    model = ScriptedProvider('{"facts": ["用户住在杭州"]}')
+    runtime.models.register("scripted", model)
+    answering = queue_for(runtime, store, run_here=False)
+    await MemoryObserver(answering).turn_finished(call_for(memory_id, model="scripted"), "我住杭州", "好")
+    await answering.drain()
+    assert model.calls == [] and [job.status for job in await queued(runtime)] == ["pending"]
+    worker = queue_for(runtime, store)
+    await worker.start()
+    try:
+        await worker.drain()
+    finally:
+        await worker.aclose()
+    assert [r.content for r in await store.recall(memory_id, "x")] == ["用户住在杭州"]
+    assert await queued(runtime) == []
 
 
 async def test_observer_uses_the_dedicated_model_from_settings(runtime, embedder):
@@ -81,26 +117,49 @@ async def test_observer_uses_the_dedicated_model_from_settings(runtime, embedder
     dedicated = ScriptedProvider('{"facts": ["用户住在成都"]}')
     runtime.models.register("extractor", dedicated)
     settings = runtime.settings.model_copy(update={"memory_model": "extractor"})
-    observer = MemoryObserver(store, runtime.models, settings)
-    await observer.turn_finished(call_for(memory_id, model="echo"), "我住成都", "好")
+    queue = queue_for(runtime, store, settings)
+    await MemoryObserver(queue).turn_finished(call_for(memory_id, model="echo"), "我住成都", "好")
+    await queue.drain()
     assert dedicated.calls and [r.content for r in await store.recall(memory_id, "x")] == ["用户住在成都"]
 
 
-async def test_a_failing_extractor_is_logged_not_raised(runtime, embedder, caplog):
+async def test_a_failing_extractor_is_logged_retried_later_then_kept_as_failed(runtime, embedder, caplog):
     store = MemoryStore(runtime.db, embedder)
     memory_id = await new_memory(runtime)
-    runtime.models.register("broken", ScriptedProvider(fail=True))
-    observer = MemoryObserver(store, runtime.models, runtime.settings)
-    await observer.turn_finished(call_for(memory_id, model="broken"), "我喜欢猫", "好")
+    broken = ScriptedProvider(fail=True)
+    runtime.models.register("broken", broken)
+    queue = queue_for(runtime, store)
+    await MemoryObserver(queue).turn_finished(call_for(memory_id, model="broken"), "我喜欢猫", "好")
+    await queue.drain()
     assert "memory extraction failed" in caplog.text
+    (job,) = await queued(runtime)
+    assert job.status == "pending" and "model down" in job.error and job.lease_until is not None
+    assert await queue.run(job.id) is False  # not claimable before its retry time
+    for _ in range(MAX_ATTEMPTS - 1):  # the retry time passes
+        async with runtime.db.begin() as conn:
+            await conn.execute(update(MemoryExtraction).values(lease_until=None))
+        assert await queue.run(job.id) is True
+    (job,) = await queued(runtime)
+    assert job.status == "failed" and job.attempts == MAX_ATTEMPTS and len(broken.calls) == MAX_ATTEMPTS
+    assert await queue.run(job.id) is False
     assert await store.recall(memory_id, "x") == []
+
+
+async def test_deleting_the_memory_drops_its_queued_extractions(runtime, embedder):
+    store = MemoryStore(runtime.db, embedder)
+    memory_id = await new_memory(runtime)
+    await queue_for(runtime, store, run_here=False).enqueue(memory_id, "echo", "我喜欢猫", "好")
+    async with runtime.db.transaction() as session:
+        await memory_service.delete_memory(session, memory_id, "ws1")
+    assert await queued(runtime) == []
 
 
 async def test_echo_as_extractor_saves_nothing(runtime, embedder):
     store = MemoryStore(runtime.db, embedder)
     memory_id = await new_memory(runtime)
-    observer = MemoryObserver(store, runtime.models, runtime.settings)
-    await observer.turn_finished(call_for(memory_id, model="echo"), "用户饮食偏好：面食", "好")
+    queue = queue_for(runtime, store)
+    await MemoryObserver(queue).turn_finished(call_for(memory_id, model="echo"), "用户饮食偏好：面食", "好")
+    await queue.drain()
     assert await store.recall(memory_id, "x") == []
 
 

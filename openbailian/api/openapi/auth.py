@@ -163,7 +163,7 @@ async def get_openapi_caller(request: Request, runtime: RuntimeDep) -> Caller:
         raise WorkspaceAccessDenied(
             f"This key belongs to workspace '{caller.workspace_id}', not '{workspace}'"
         )
-    request.app.state.rate_limiter.check(f"openapi:{caller.key_id}")
+    await request.app.state.rate_limiter.check(f"openapi:{caller.key_id}")
     return caller
 
 
