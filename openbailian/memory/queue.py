@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import anyio
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import ColumnElement, delete, insert, select, update
 
 from openbailian.config import Settings
 from openbailian.errors import MemoryNotFound
@@ -44,7 +44,7 @@ MAX_ATTEMPTS = 3
 PENDING, FAILED = "pending", "failed"
 
 
-def _pending():  # type: ignore[no-untyped-def]
+def _pending() -> ColumnElement[bool]:
     return MemoryExtraction.status == PENDING
 
 
