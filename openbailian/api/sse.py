@@ -26,7 +26,7 @@ class EventStreamResponse(StreamingResponse):
         self, content: AsyncGenerator[bytes, None], *, headers: Mapping[str, str] | None = None
     ) -> None:
         super().__init__(content, headers=headers)
-        self._source = content  # kept typed: closed however the response ends
+        self._source = content
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -44,6 +44,9 @@ class EventStreamResponse(StreamingResponse):
                 group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
+                # The body as wrapped since (the usage meter watches it) first, then the source.
+                if isinstance(self.body_iterator, AsyncGenerator):
+                    await self.body_iterator.aclose()
                 await self._source.aclose()
         if self.background is not None:
             await self.background()
