@@ -19,6 +19,7 @@ import numpy as np
 from sqlalchemy import select
 
 from openbailian.knowledge.bm25 import BM25Index
+from openbailian.knowledge.search import BaseHits, ChunkMask
 from openbailian.knowledge.vectors import ExactVectorIndex, HnswVectorIndex
 from openbailian.storage.db import Database
 from openbailian.storage.knowledge_models import KnowledgeChunk
@@ -26,14 +27,6 @@ from openbailian.storage.knowledge_models import KnowledgeChunk
 __all__ = ["BaseState", "MemoryIndex", "ChunkMask"]
 
 _LOAD_BATCH = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkMask:
-    """Which chunks of a base may be returned: documents (None: all), exact record values."""
-
-    document_ids: frozenset[str] | None = None
-    records: dict[str, str] | None = None
 
 
 @dataclass
@@ -113,9 +106,25 @@ class BaseState:
                 found.update(record)
         return found
 
+    def hits(self, chunk_mask: ChunkMask, query_vector: np.ndarray, query_terms: list[str], k: int) -> BaseHits:
+        with self.lock:
+            mask = self.mask(chunk_mask)
+            # With a structured filter every matching record (up to ``k``)
+            # comes back from the dense side: the ranking only orders them.
+            dense_hits = self.vectors.search(query_vector, k, mask)  # type: ignore[union-attr]
+            bm25_hits = self.bm25.search(query_terms, k, mask)
+            ids = self.chunk_ids
+            return BaseHits(
+                dense=[(int(ids[row]), score) for row, score in dense_hits],
+                keyword=[int(ids[row]) for row, _ in bm25_hits],
+            )
+
 
 class MemoryIndex:
-    """Per-base :class:`BaseState`, synchronised from the database by version."""
+    """Per-base :class:`BaseState`, synchronised from the database by version: the
+    in-process implementation of the search port (:class:`~openbailian.knowledge.search.SearchIndex`)."""
+
+    name = "memory"
 
     def __init__(self, db: Database, dim: int, *, hnsw_threshold: int = 10_000) -> None:
         self._db = db
@@ -127,6 +136,23 @@ class MemoryIndex:
 
     def forget(self, base_id: str) -> None:
         self._states.pop(base_id, None)
+
+    async def search(
+        self,
+        base_id: str,
+        version: int,
+        mask: ChunkMask,
+        query_vector: np.ndarray,
+        query_terms: list[str],
+        k: int,
+    ) -> BaseHits:
+        state = await self.state(base_id, version)
+        return await asyncio.to_thread(state.hits, mask, query_vector, query_terms, k)
+
+    async def headers(self, base_id: str, version: int) -> set[str]:
+        state = await self.state(base_id, version)
+        with state.lock:
+            return state.headers()
 
     async def state(self, base_id: str, version: int) -> BaseState:
         state = self._states.get(base_id)

@@ -20,8 +20,9 @@ from sqlalchemy import select
 
 from openbailian.knowledge.bm25 import terms
 from openbailian.knowledge.embed import Embedder
-from openbailian.knowledge.index import BaseState, ChunkMask, MemoryIndex
+from openbailian.knowledge.index import MemoryIndex
 from openbailian.knowledge.rerank import Ranked, Reranker, RerankError
+from openbailian.knowledge.search import BaseHits, ChunkMask, SearchIndex
 from openbailian.storage.db import Database
 from openbailian.storage.knowledge_models import (
     KnowledgeBase,
@@ -94,10 +95,12 @@ class Retriever:
         reranker: Reranker | None = None,
         rerank_candidates: int = 20,
         rerank_min_score: float | None = None,
+        index: SearchIndex | None = None,
     ) -> None:
+        """``index``: the search port (default: the in-process :class:`MemoryIndex`)."""
         self.db = db
         self.embedder = embedder
-        self.index = MemoryIndex(db, embedder.dim, hnsw_threshold=hnsw_threshold)
+        self.index: SearchIndex = index or MemoryIndex(db, embedder.dim, hnsw_threshold=hnsw_threshold)
         self.reranker = reranker
         self.rerank_candidates = rerank_candidates
         self.rerank_min_score = rerank_min_score
@@ -138,7 +141,7 @@ class Retriever:
                     )
                 )
             )
-        masks: list[tuple[BaseState, ChunkMask, str]] = []
+        masks: list[tuple[KnowledgeBase, ChunkMask]] = []
         for base in bases:
             structured_base = base.kind == "structured"
             if structured and not structured_base:
@@ -152,7 +155,7 @@ class Retriever:
                 document_ids=frozenset(d.id for d in ready),
                 records=dict(structured) if structured and structured_base else None,
             )
-            masks.append((await self.index.state(base.id, base.version), mask, base.id))
+            masks.append((base, mask))
         if not masks or not query.strip() and not structured:
             return []
         query_vector = await asyncio.to_thread(self.embedder.embed_query, query or " ")
@@ -160,7 +163,7 @@ class Retriever:
         limit = max_records if structured else top_k
         rerank = rerank and self.reranker is not None and not structured
         fetch = max(limit, self.rerank_candidates) if rerank else limit
-        ranked = await asyncio.to_thread(self._rank, masks, query_vector, query_terms, fetch)
+        ranked = await self._rank(masks, query_vector, query_terms, fetch)
         hits = await self._hydrate(ranked)
         if not rerank:
             return hits
@@ -189,26 +192,20 @@ class Retriever:
             kept.append(replace(hits[item.index], score=item.score))
         return kept
 
-    def _rank(
+    async def _rank(
         self,
-        masks: list[tuple[BaseState, ChunkMask, str]],
+        masks: list[tuple[KnowledgeBase, ChunkMask]],
         query_vector: np.ndarray,
         query_terms: list[str],
         limit: int,
     ) -> list[tuple[int, float]]:
         candidates = max(limit * 4, 40)
-        dense: list[tuple[float, int]] = []
-        keyword_rankings: list[list[int]] = []
-        for state, chunk_mask, _base_id in masks:
-            with state.lock:
-                mask = state.mask(chunk_mask)
-                # With a structured filter every matching record (up to ``candidates``)
-                # comes back from the dense side: the ranking only orders them.
-                dense_hits = state.vectors.search(query_vector, candidates, mask)  # type: ignore[union-attr]
-                bm25_hits = state.bm25.search(query_terms, candidates, mask)
-                ids = state.chunk_ids
-                dense.extend((score, int(ids[row])) for row, score in dense_hits)
-                keyword_rankings.append([int(ids[row]) for row, _ in bm25_hits])
+        per_base: list[BaseHits] = [
+            await self.index.search(base.id, base.version, mask, query_vector, query_terms, candidates)
+            for base, mask in masks
+        ]
+        dense = [(score, chunk) for hits in per_base for chunk, score in hits.dense]
+        keyword_rankings = [hits.keyword for hits in per_base]
         dense_ranking = [chunk for _, chunk in sorted(dense, key=lambda pair: -pair[0])]
         # BM25 scores are not comparable across bases (their own idf): interleave by rank.
         keyword_ranking: list[int] = []
@@ -243,9 +240,7 @@ class Retriever:
 
     async def headers(self, base_id: str, version: int) -> set[str]:
         """Column names of a structured base's records (for validating filters)."""
-        state = await self.index.state(base_id, version)
-        with state.lock:
-            return state.headers()
+        return await self.index.headers(base_id, version)
 
     async def aclose(self) -> None:
         await self.index.aclose()

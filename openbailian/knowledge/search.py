@@ -1,0 +1,63 @@
+"""The search port: dense and keyword candidates of one knowledge base.
+
+Two implementations answer it: :class:`~openbailian.knowledge.index.MemoryIndex`
+(in process: numpy/usearch vectors and BM25, the default and SQLite's) and
+:class:`~openbailian.knowledge.search_pg.PgSearch` (pgvector and PostgreSQL full-text
+search, nothing held in the API process). The engine above the port
+(``retrieve.py``: filters, fusion, reranking) is the same for both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+__all__ = ["ChunkMask", "BaseHits", "SearchIndex"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkMask:
+    """Which chunks of a base may be returned: documents (None: all), exact record values."""
+
+    document_ids: frozenset[str] | None = None
+    records: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BaseHits:
+    """One base's candidates: ``dense`` as (chunk id, cosine), ``keyword`` chunk ids best first."""
+
+    dense: list[tuple[int, float]] = field(default_factory=list)
+    keyword: list[int] = field(default_factory=list)
+
+
+class SearchIndex(Protocol):
+    """Candidates of one base at a given ``version`` (the base's row in the database)."""
+
+    @property
+    def name(self) -> str:
+        """"memory" or "pgvector": what serves the searches."""
+        ...
+
+    async def search(
+        self,
+        base_id: str,
+        version: int,
+        mask: ChunkMask,
+        query_vector: np.ndarray,
+        query_terms: list[str],
+        k: int,
+    ) -> BaseHits:
+        """Best ``k`` dense and best ``k`` keyword chunks within ``mask``."""
+        ...
+
+    async def headers(self, base_id: str, version: int) -> set[str]:
+        """Column names of a structured base's records."""
+        ...
+
+    def forget(self, base_id: str) -> None:
+        """The base is gone: drop whatever is held for it."""
+
+    async def aclose(self) -> None: ...
