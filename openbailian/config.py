@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     knowledge_embed_threads: int = Field(default=0, ge=0)  # 0 = every core
     knowledge_query_cache_size: int = Field(default=1024, ge=0)
     knowledge_hnsw_threshold: int = 10_000
+    # Where vector and keyword search run: "auto" = in PostgreSQL (pgvector) when the database
+    # has the extension, else in process; "memory" = always in process; "pgvector" = required.
+    knowledge_search: Literal["auto", "memory", "pgvector"] = "auto"
+    knowledge_pg_ef_search: int = Field(default=200, ge=1, le=1000)  # pgvector's hnsw.ef_search
     # Optional reranker (off unless a base URL is set): the best fused candidates are
     # re-scored by a rerank model; "rerank" = POST /rerank (Cohere/Jina/vLLM), "dashscope" = gte-rerank.
     knowledge_rerank_base_url: str | None = None

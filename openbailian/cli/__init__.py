@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from openbailian.cli import chat, core, serve, worker
+from openbailian.cli import chat, core, search, serve, worker
 from openbailian.cli import files as files_cli
 from openbailian.cli import kb as kb_cli
 from openbailian.cli import memory as memory_cli
@@ -33,6 +33,7 @@ app.add_typer(files_cli.app, name="files")
 app.add_typer(kb_cli.app, name="kb")
 app.add_typer(memory_cli.app, name="memory")
 app.add_typer(plugins_cli.app, name="plugins")
+app.add_typer(search.app, name="search")
 
 
 def main() -> None:

@@ -33,7 +33,8 @@ bases and documents are opaque strings (uuid4 hex), scoped to a workspace.
     — the background queue (stored in the database: a restart resumes unfinished documents).
 ``openbailian.knowledge.retrieve``
     ``Retriever(db, embedder, *, hnsw_threshold=10_000, reranker=None, rerank_candidates=20,
-    rerank_min_score=None)``: ``await search(base_ids, query, *, top_k=5,
+    rerank_min_score=None, index=None)`` (``index``: the search port, ``knowledge.search``;
+    default the in-process ``MemoryIndex``; ``search_pg.search_index_for`` picks by settings): ``await search(base_ids, query, *, top_k=5,
     document_ids=None, tags=None, metadata=None, structured=None) -> list[Hit]``;
     ``Hit(chunk_id, base_id, document_id, doc_name, title, text, pages, record, score)``.
 ``openbailian.knowledge.rerank``

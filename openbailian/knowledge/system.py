@@ -16,6 +16,7 @@ from openbailian.knowledge.ingest import IngestionWorker, Ingestor
 from openbailian.knowledge.parse import Parsers
 from openbailian.knowledge.rerank import reranker_from_settings
 from openbailian.knowledge.retrieve import Retriever
+from openbailian.knowledge.search_pg import search_index_for
 from openbailian.storage.db import Database
 
 __all__ = ["KnowledgeSystem"]
@@ -56,6 +57,7 @@ class KnowledgeSystem:
             reranker=reranker_from_settings(settings),
             rerank_candidates=settings.knowledge_rerank_candidates,
             rerank_min_score=settings.knowledge_rerank_min_score,
+            index=search_index_for(db, embedder.dim, settings),
         )
         store = store or LocalObjectStore(settings.home)
         ingestor = Ingestor(db, embedder, store, parsers=parsers, lease_seconds=settings.worker_lease_seconds)
@@ -63,7 +65,11 @@ class KnowledgeSystem:
         return cls(settings, db, embedder, retriever, ingestor, worker, store)
 
     async def start(self) -> None:
-        """Start the ingestion queue (the server does; the CLI drains it itself)."""
+        """Choose the search backend (refuses when pgvector is required and missing), then
+        start the ingestion queue (the server does; the CLI drains it itself)."""
+        prepare = getattr(self.retriever.index, "prepare", None)
+        if prepare is not None:
+            await prepare()
         await self.worker.start()
 
     async def aclose(self) -> None:
