@@ -75,7 +75,7 @@ def kb_add(home: Path, files: list[Path]) -> float:
     """Seconds for ``openbailian kb add --wait`` of ``files`` into a new base."""
     base = cli(home, "kb", "create", "--name", f"bench-{time.monotonic_ns()}")
     start = time.perf_counter()
-    cli(home, "kb", "add", str(base["id"]), *map(str, files), "--wait")
+    cli(home, "kb", "add", str(base["index_id"]), *map(str, files), "--wait")
     return time.perf_counter() - start
 
 
@@ -157,6 +157,51 @@ def bench_queries(onnx: OnnxE5Embedder) -> list[str]:
     ]
 
 
+def bench_http(home: Path, folder: Path) -> list[str]:
+    """A retrieval call over HTTP (new queries, then one repeated) against one query embedding, same server."""
+    from tests.support import LiveServer, make_settings
+
+    data = json.loads(EVAL.read_text())
+    server = LiveServer(make_settings(home / "http")).start()
+    try:
+        auth = server.auth()
+        index_id = server.http.post("/manage/v1/knowledge/bases", json={"name": "eval"}, headers=auth).json()["index_id"]
+        files = [("files", (f"{key}.txt", text.encode())) for key, text in data["passages"].items()]
+        uploaded = server.http.post(f"/manage/v1/knowledge/bases/{index_id}/files", files=files, headers=auth).json()["files"]
+        for row in uploaded:
+            while server.http.get(f"/manage/v1/knowledge/files/{row['file_id']}", headers=auth).json()["status"] != "FILE_IS_READY":
+                time.sleep(0.2)
+        embedder = server.runtime.knowledge.embedder
+
+        def retrieve(query: str) -> float:
+            start = time.perf_counter()
+            response = server.http.post("/manage/v1/knowledge/retrieve", json={"query": query, "index_ids": [index_id]}, headers=auth)
+            response.raise_for_status()
+            return time.perf_counter() - start
+
+        def embed(query: str) -> float:
+            start = time.perf_counter()
+            embedder.embed_query(query)
+            return time.perf_counter() - start
+
+        retrieve("warm up"), embed("warm up too")
+        calls, embeddings = [], []
+        for round_ in range(3):  # interleaved, each query new to the cache
+            for query, _ in data["queries"]:
+                calls.append(retrieve(f"{query} {round_}"))
+                embeddings.append(embed(f"{query} [{round_}]"))
+        repeated = [retrieve(data["queries"][0][0]) for _ in range(30)]
+    finally:
+        server.stop()
+    call, one = _median_ms(calls), _median_ms(embeddings)
+    return [
+        "| over HTTP, one client | p50 |", "| --- | --- |",
+        f"| one query embedding (the server's embedder, new query) | {one:.1f} ms |",
+        f"| `POST /manage/v1/knowledge/retrieve`, new query | {call:.1f} ms (**{call / one:.2f}×** the embedding) |",
+        f"| the same, a repeated query | {_median_ms(repeated):.1f} ms |",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=40)
@@ -169,6 +214,7 @@ def main() -> None:
         onnx.load()
         print("\n".join(bench_quality(onnx)), "\n")
         print("\n".join(bench_queries(onnx)), "\n")
+        print("\n".join(bench_http(home, Path(folder))), "\n")
         print("\n".join(bench_ingestion(args.docs, args.pages, home, Path(folder))), "\n")
     print(f"After: {machine()}")
 

