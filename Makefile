@@ -20,9 +20,9 @@ install: $(BIN)/openbailian
 serve: install
 	$(BIN)/openbailian serve --demo
 
-## The whole suite (slow real-model tests included); the fast suite again on PostgreSQL
-## when OPENBAILIAN_TEST_POSTGRES_URL is set (.ci/run sets it).
-test: install
+## mypy (strict), then the whole suite (slow real-model tests included); the fast suite again on
+## PostgreSQL when OPENBAILIAN_TEST_POSTGRES_URL is set (.ci/run sets it).
+test: install typecheck
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 	@if [ -n "$$OPENBAILIAN_TEST_POSTGRES_URL" ]; then $(MAKE) --no-print-directory test-postgres; fi
 
@@ -37,7 +37,7 @@ test-fast: install
 bench: install
 	$(BIN)/python bench/core.py
 
-## mypy, strict for openbailian/ (config in pyproject.toml); not in `make test` until it is clean.
+## mypy, strict for openbailian/ (config in pyproject.toml); the first step of `make test`.
 typecheck: install
 	$(BIN)/mypy
 
