@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     s3_secret_access_key: str | None = None
     s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
     # Background work (ingestion, session-file processing and expiry): run in this process
-    # (False: `serve --no-workers`, work waits in the database for `openbailian worker`);
+    # (False: `serve --no-background`, work waits in the database for `openbailian worker`);
     # how often a worker looks in the database for work queued by another process.
     run_workers: bool = True
     worker_poll_seconds: float = Field(default=2.0, gt=0)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 import uvicorn
+from sqlalchemy.engine import make_url
 
 from openbailian.cli._common import console, fail, run_with_runtime
 from openbailian.config import Settings
@@ -19,9 +24,10 @@ from openbailian.runtime import Runtime
 from openbailian.services import apps as app_service
 from openbailian.services import keys as key_service
 
-__all__ = ["serve", "ensure_demo", "demo_env"]
+__all__ = ["serve", "default_workers", "ensure_demo", "demo_env"]
 
 DEMO_WORKSPACE = "default"
+HEALTHCHECK_SECONDS = 60
 DEMO_INSTRUCTIONS = "You are a helpful assistant. Answer in the language the user writes in."
 
 
@@ -30,27 +36,95 @@ def serve(
     port: int | None = typer.Option(None, help="Port (default OPENBAILIAN_PORT)."),
     demo: bool = typer.Option(False, "--demo", help="Create (once) a demo app and key and print how to call them."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
-    workers: bool = typer.Option(
-        True, "--workers/--no-workers",
-        help="Run the background work (ingestion, file processing, expiry) in this process; "
-        "--no-workers leaves it to `openbailian worker` processes.",
+    workers: int | None = typer.Option(
+        None, "--workers", min=1,
+        help="HTTP server processes on the one port (default: the number of cores on PostgreSQL, "
+        "1 on SQLite, whose single writer the processes would only queue for).",
     ),
+    background: bool = typer.Option(
+        True, "--background/--no-background",
+        help="Run the background work (ingestion, file processing, memory extraction, expiry): in this "
+        "process, or with --workers N > 1 in one `openbailian worker` process beside them; "
+        "--no-background leaves it to `openbailian worker` processes started separately.",
+    ),
+    no_workers: bool = typer.Option(False, "--no-workers", help="The same as --no-background."),
 ) -> None:
     """Serve the DashScope-compatible API (data under OPENBAILIAN_HOME)."""
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    if not workers:
+    background = background and not no_workers
+    if not background:
         overrides["run_workers"] = False
     settings = Settings(**overrides)
     _check_port_free(settings.host, settings.port)
     if demo:
         demo_info = run_with_runtime(lambda runtime: ensure_demo(runtime))
         preload = [*settings.preload_models, demo_info["model"]]
-        settings = Settings(**overrides, preload_models=list(dict.fromkeys(preload)))
+        overrides["preload_models"] = list(dict.fromkeys(preload))
+        settings = Settings(**overrides)
         _save_demo(settings, {**demo_info, "base_http_api_url": _base_url(settings)})
         _print_demo(settings, demo_info)
-    from openbailian.api.app import create_app
+    processes = workers or default_workers(settings)
+    if processes == 1:
+        from openbailian.api.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+        return
+    _serve_processes(settings, overrides, processes, background=background, log_level=log_level)
+
+
+def default_workers(settings: Settings) -> int:
+    """The number of cores this process may use on PostgreSQL; 1 on SQLite.
+
+    Every call writes its turn, and SQLite takes one writer at a time for the whole file:
+    within one process writers queue on an asyncio lock, across processes they would
+    sleep in SQLite's busy handler instead, so more processes add waiting, not throughput.
+    """
+    if make_url(settings.resolved_database_url).get_backend_name() == "sqlite":
+        return 1
+    return len(os.sched_getaffinity(0))
+
+
+def _serve_processes(
+    settings: Settings, overrides: dict[str, Any], processes: int, *, background: bool, log_level: str
+) -> None:
+    """``processes`` uvicorn workers sharing the port; the background work in one
+    ``openbailian worker`` beside them, so it runs once, not once per process."""
+    # The workers are fresh interpreters that build their settings from the environment.
+    for name, value in {**overrides, "run_workers": False}.items():
+        os.environ[f"OPENBAILIAN_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    worker = _start_background_worker(log_level) if background else None
+    try:
+        uvicorn.run(
+            "openbailian.api.app:create_app", factory=True, workers=processes,
+            host=settings.host, port=settings.port, log_level=log_level,
+            # uvicorn kills a worker that does not answer its ping in time (5 s by default):
+            # a fresh interpreter importing the app on a busy machine can take longer.
+            timeout_worker_healthcheck=HEALTHCHECK_SECONDS,
+        )
+    finally:
+        if worker is not None:
+            _stop(worker)
+
+
+def _start_background_worker(log_level: str) -> subprocess.Popen[bytes]:
+    """``openbailian worker`` as a child that dies with this process (PR_SET_PDEATHSIG)."""
+    command = [sys.executable, "-c", "from openbailian.cli import main; main()", "worker", "--log-level", log_level]
+    return subprocess.Popen(command, preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when the serving process exits
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def demo_env() -> None:

@@ -3,7 +3,7 @@
 Knowledge ingestion, session-file processing and the expiry sweeper, on the
 database (and object store) of the settings. Work is claimed in the database
 with leases, so any number of workers and ``serve`` processes can share it; run
-the API with ``serve --no-workers`` to leave all of it to the workers.
+the API with ``serve --no-background`` to leave all of it to the workers.
 SIGTERM or SIGINT stops it cleanly: the work in hand is abandoned to its lease
 (another process resumes it) and the database is closed.
 """

@@ -7,9 +7,12 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Boolean, Connection, DateTime, String, Text, bindparam, func, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from openbailian.errors import SessionNotFound
@@ -91,27 +94,28 @@ class SessionLocks:
 
 
 class SessionStore:
+    """Turns in ``chat_sessions`` / ``session_messages``; each method is one round trip
+    (``Database.read`` / ``write``) of statements built once."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
         self.locks = SessionLocks(db)
 
     async def check(self, session_id: str, app_id: str) -> None:
-        async with self._db.session() as session:
-            found = await session.get(ChatSession, session_id)
-        if found is None or found.app_id != app_id:
+        found = await self._db.read(
+            lambda conn: conn.execute(_SESSION_APP, {"session_id": session_id}).scalar()
+        )
+        if found is None or found != app_id:
             raise SessionNotFound(
                 f"Session '{session_id}' does not exist for this app "
                 "(it may have been deleted); start a new one by omitting session_id"
             )
 
     async def history(self, session_id: str) -> list[ChatMessage]:
-        async with self._db.engine.connect() as conn:
-            rows = await conn.execute(
-                select(SessionMessage.role, SessionMessage.content)
-                .where(SessionMessage.session_id == session_id)
-                .order_by(SessionMessage.seq)
-            )
-            return [{"role": role, "content": content} for role, content in rows]
+        rows = await self._db.read(
+            lambda conn: conn.execute(_HISTORY, {"session_id": session_id}).all()
+        )
+        return [{"role": role, "content": content} for role, content in rows]
 
     async def append(
         self,
@@ -127,47 +131,80 @@ class SessionStore:
     ) -> None:
         """Store a finished (or cut) turn; ``new``: the session's first turn, which creates it.
 
-        Across processes, the update of the session row comes first, so a second
-        writer waits on its row lock and then numbers its messages after the
-        first one's.
+        Two statements in one transaction. Continuing a session, the session row is
+        upserted first (created again if it was deleted meanwhile): across processes that
+        takes its row lock, so a second writer waits and then numbers its messages after
+        the first one's, each message taking the next ``seq`` in its own INSERT … SELECT.
         """
         now = utcnow()
-        # Core statements on a bare connection, not an ORM session: every call's path.
-        async with self._db.begin() as conn:
-            touched = 0
-            if not new:
-                result = await conn.execute(
-                    update(ChatSession).where(ChatSession.id == session_id).values(updated_at=now)
-                )
-                touched = result.rowcount
-            if touched:
-                last = await conn.scalar(
-                    select(func.max(SessionMessage.seq)).where(
-                        SessionMessage.session_id == session_id
-                    )
-                )
-                next_seq = (last + 1) if last is not None else 0
+        stored = [*messages, {"role": "assistant", "content": answer}]
+        rows = [
+            {
+                "session_id": session_id,
+                "seq": offset,
+                "role": message["role"],
+                "content": message["content"],
+                "cut": cut and offset == len(stored) - 1,
+                "request_id": request_id,
+                "created_at": now,
+            }
+            for offset, message in enumerate(stored)
+        ]
+        session = {
+            "id": session_id, "app_id": app_id, "workspace_id": workspace_id,
+            "created_at": now, "updated_at": now,
+        }
+
+        def store(conn: Connection) -> None:
+            if new:
+                conn.execute(_NEW_SESSION, session)
+                conn.execute(_FIRST_MESSAGES, rows)
             else:
-                await conn.execute(
-                    insert(ChatSession).values(
-                        id=session_id, app_id=app_id, workspace_id=workspace_id,
-                        created_at=now, updated_at=now,
-                    )
-                )
-                next_seq = 0
-            stored = [*messages, {"role": "assistant", "content": answer}]
-            await conn.execute(
-                insert(SessionMessage),
-                [
-                    {
-                        "session_id": session_id,
-                        "seq": next_seq + offset,
-                        "role": message["role"],
-                        "content": message["content"],
-                        "cut": cut and offset == len(stored) - 1,
-                        "request_id": request_id,
-                        "created_at": now,
-                    }
-                    for offset, message in enumerate(stored)
-                ],
-            )
+                conn.execute(_touch_session(conn.dialect.name), session)
+                conn.execute(_NEXT_MESSAGE, rows)
+
+        await self._db.write(store)
+
+
+_SESSION_APP = select(ChatSession.app_id).where(ChatSession.id == bindparam("session_id"))
+_HISTORY = (
+    select(SessionMessage.role, SessionMessage.content)
+    .where(SessionMessage.session_id == bindparam("session_id"))
+    .order_by(SessionMessage.seq)
+)
+_NEW_SESSION = insert(ChatSession)
+_FIRST_MESSAGES = insert(SessionMessage)
+_MESSAGE_COLUMNS = ["session_id", "seq", "role", "content", "cut", "request_id", "created_at"]
+# Each row's seq is one past the session's last, read by the INSERT itself.
+_NEXT_MESSAGE = insert(SessionMessage).from_select(
+    _MESSAGE_COLUMNS,
+    select(
+        bindparam("session_id", type_=String),
+        func.coalesce(
+            select(func.max(SessionMessage.seq))
+            .where(SessionMessage.session_id == bindparam("session_id", type_=String))
+            .scalar_subquery(),
+            -1,
+        )
+        + 1,
+        bindparam("role", type_=String),
+        bindparam("content", type_=Text),
+        bindparam("cut", type_=Boolean),
+        bindparam("request_id", type_=String),
+        bindparam("created_at", type_=DateTime),
+    ),
+)
+def _upsert_session(dialect_insert: Any) -> Any:
+    """INSERT the session row, or on conflict only set its ``updated_at``."""
+    statement = dialect_insert(ChatSession)
+    return statement.on_conflict_do_update(
+        index_elements=[ChatSession.id], set_={"updated_at": statement.excluded.updated_at}
+    )
+
+
+_TOUCH = {"sqlite": _upsert_session(sqlite_insert), "postgresql": _upsert_session(postgresql_insert)}
+
+
+def _touch_session(dialect: str) -> Any:
+    """The upsert of the session row in the database's own words (ON CONFLICT DO UPDATE)."""
+    return _TOUCH[dialect]

@@ -307,8 +307,7 @@ class DatabaseAppLoader(AppLoader):
 
     async def _read_stamp(self, app_id: str) -> AppStamp:
         query = select(App.workspace_id, App.published_version).where(App.id == app_id)
-        async with self._db.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self._db.read(lambda conn: conn.execute(query).first())
         return stamp_of(*(row or (None, None)))
 
     def _check(self, app_id: str, workspace_id: str, stamp: AppStamp) -> None:
@@ -324,8 +323,7 @@ class DatabaseAppLoader(AppLoader):
         query = select(App.workspace_id, App.published_version, App.published).where(
             App.id == app_id
         )
-        async with self._db.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self._db.read(lambda conn: conn.execute(query).first())
         stamp = stamp_of(*(row[:2] if row else (None, None)))
         self._check(app_id, workspace_id, stamp)
         assert row is not None and row.published is not None

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -165,17 +165,23 @@ async def revoke_key(session: AsyncSession, key_id: str) -> None:
     row.revoked_at = utcnow()
 
 
+# Built once: each call only binds its values (the compiled SQL is cached per engine).
+_KEY = select(ApiKey.id, ApiKey.workspace_id, ApiKey.revoked_at).where(
+    ApiKey.key_hash == bindparam("key_hash")
+)
+_KEY_AND_APP = _KEY.add_columns(
+    App.workspace_id.label("app_workspace_id"), App.published_version
+).outerjoin(App, App.id == bindparam("app_id"))
+
+
 async def check_key(db: Database, api_key: str, app_id: str | None = None) -> KeyCheck:
     """The key's owner, read on every call so a revoked key is refused at once by every
     process; with ``app_id``, that app's row comes in the same query (one round trip)."""
-    query = select(ApiKey.id, ApiKey.workspace_id, ApiKey.revoked_at)
+    params = {"key_hash": hash_key(api_key)}
     if app_id is not None:
-        query = query.add_columns(
-            App.workspace_id.label("app_workspace_id"), App.published_version
-        ).outerjoin(App, App.id == app_id)
-    query = query.where(ApiKey.key_hash == hash_key(api_key))
-    async with db.engine.connect() as conn:
-        row = (await conn.execute(query)).first()
+        params["app_id"] = app_id
+    query = _KEY if app_id is None else _KEY_AND_APP
+    row = await db.read(lambda conn: conn.execute(query, params).first())
     if row is None or row.revoked_at is not None:
         raise InvalidApiKey("Invalid API-key provided.")
     app = stamp_of(row.app_workspace_id, row.published_version) if app_id is not None else None

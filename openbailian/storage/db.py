@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 from alembic.config import Config
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -25,6 +27,8 @@ from sqlalchemy.pool import NullPool
 from openbailian.storage.private import private_sqlite
 
 __all__ = ["Database", "alembic_config", "async_url", "sync_url", "migrate"]
+
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_KEY = 0x6F62_6D69_6772  # "obmigr": any constant shared by every process
@@ -130,6 +134,56 @@ class Database:
         # SQLite has one writer at a time; pooled connections racing for its lock
         # sleep in its busy handler. Queueing writers here is fairer and faster.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        # The hot path's round trips on SQLite (see ``read``): plain sqlite3 connections
+        # used from a few threads of our own, created on first use.
+        self._sync_engine: Any = None
+        self._threads: ThreadPoolExecutor | None = None
+        self._echo = echo
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """One round trip for the call path: ``work`` runs Core statements on a sync
+        ``Connection`` (no transaction kept open, nothing written).
+
+        aiosqlite hands every cursor, execute, fetch and close to its thread and back, five
+        hops for one SELECT; here all of ``work`` runs in one hop to a thread with a plain
+        sqlite3 connection. On PostgreSQL it runs on the async driver in autocommit, so a
+        SELECT is one message to the server (no BEGIN/ROLLBACK), and psycopg prepares
+        statements it has seen a few times.
+        """
+        if self.is_sqlite:
+            return await self._in_thread(work, write=False)
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return await conn.run_sync(work)
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """Like ``read``, in one transaction committed at the end (rolled back on error);
+        on SQLite queued behind the other writers of this process."""
+        if not self.is_sqlite:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(work)
+        assert self._write_lock is not None
+        async with self._write_lock:
+            return await self._in_thread(work, write=True)
+
+    async def _in_thread(self, work: Callable[[Connection], T], *, write: bool) -> T:
+        if self._threads is None:
+            self._sync_engine = create_engine(sync_url(self.url), echo=self._echo)
+            event.listen(self._sync_engine, "connect", _sqlite_pragmas)
+            self._threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sqlite")
+        future = asyncio.get_running_loop().run_in_executor(self._threads, self._run, work, write)
+        # Shielded: once handed to the thread the work finishes, and a caller cancelled
+        # meanwhile waits for it (a write keeps the write lock until it is done).
+        with anyio.CancelScope(shield=True):
+            result = await future
+        return result
+
+    def _run(self, work: Callable[[Connection], T], write: bool) -> T:
+        if write:
+            with self._sync_engine.begin() as conn:
+                return work(conn)
+        with self._sync_engine.connect() as conn:
+            return work(conn)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -158,3 +212,7 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
+            self._sync_engine.dispose()
+            self._threads = None
