@@ -77,11 +77,14 @@ def outage(tmp_path: Path, database_url: str | None) -> Iterator[Outage]:
 
 
 def test_an_embedder_answering_503_makes_the_call_a_503_model_outage(outage: Outage) -> None:
-    prompt = {"input": {"prompt": "年假有几天？"}}
-    assert outage.server.call(outage.app_id, prompt).status_code == 200
+    asked = {"input": {"prompt": "年假有几天？"}}
+    assert outage.server.call(outage.app_id, asked).status_code == 200
     outage.embeddings.failing_with = 503
-    body = assert_error(outage.server.call(outage.app_id, prompt), 503, "ModelServiceUnavailable")
+    new_question = {"input": {"prompt": "病假有几天？"}}
+    body = assert_error(outage.server.call(outage.app_id, new_question), 503, "ModelServiceUnavailable")
     assert "bge-m3" in body["message"] and "503" in body["message"]
+    # A question asked before the outage has its vector cached: it is still answered.
+    assert outage.server.call(outage.app_id, asked).status_code == 200
 
 
 def test_an_embedder_that_cannot_be_reached_is_a_503_for_the_sdk(outage: Outage, monkeypatch) -> None:
