@@ -24,10 +24,11 @@ from openbailian.runtime import Runtime
 from openbailian.services import apps as app_service
 from openbailian.services import keys as key_service
 
-__all__ = ["serve", "default_workers", "ensure_demo", "demo_env"]
+__all__ = ["serve", "default_workers", "http_process_app", "ensure_demo", "demo_env"]
 
 DEMO_WORKSPACE = "default"
 HEALTHCHECK_SECONDS = 60
+_SERVE_PID = "OPENBAILIAN_SERVE_PID_"  # not a setting: how an HTTP process knows its parent
 DEMO_INSTRUCTIONS = "You are a helpful assistant. Answer in the language the user writes in."
 
 
@@ -92,10 +93,11 @@ def _serve_processes(
     # The workers are fresh interpreters that build their settings from the environment.
     for name, value in {**overrides, "run_workers": False}.items():
         os.environ[f"OPENBAILIAN_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    os.environ[_SERVE_PID] = str(os.getpid())  # uvicorn's workers are this process's children
     worker = _start_background_worker(log_level) if background else None
     try:
         uvicorn.run(
-            "openbailian.api.app:create_app", factory=True, workers=processes,
+            "openbailian.cli.serve:http_process_app", factory=True, workers=processes,
             host=settings.host, port=settings.port, log_level=log_level,
             # uvicorn kills a worker that does not answer its ping in time (5 s by default):
             # a fresh interpreter importing the app on a busy machine can take longer.
@@ -110,6 +112,17 @@ def _start_background_worker(log_level: str) -> subprocess.Popen[bytes]:
     """``openbailian worker`` as a child that dies with this process (PR_SET_PDEATHSIG)."""
     command = [sys.executable, "-c", "from openbailian.cli import main; main()", "worker", "--log-level", log_level]
     return subprocess.Popen(command, preexec_fn=_die_with_parent)
+
+
+def http_process_app() -> Any:
+    """The app of one of the N HTTP processes, which ends with the process that started it
+    (uvicorn's workers would otherwise outlive a ``serve`` killed with SIGKILL)."""
+    from openbailian.api.app import create_app
+
+    _die_with_parent()
+    if str(os.getppid()) != os.environ.get(_SERVE_PID):  # serve died before the line above
+        raise SystemExit(0)
+    return create_app()
 
 
 def _die_with_parent() -> None:

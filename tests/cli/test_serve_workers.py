@@ -49,6 +49,13 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _answers(client: httpx.Client) -> bool:
+    try:
+        return client.get("/healthz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def _http_processes(pid: int) -> list[int]:
     """uvicorn's workers: children started by multiprocessing's spawn."""
     return [child for child in _children(pid) if "spawn_main" in _command_line(child)]
@@ -124,4 +131,27 @@ def test_two_http_processes_one_worker_and_sigterm_stops_them_all(env, tmp_path:
     while (left := [pid for pid in processes if _alive(pid)]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left, f"children outlived `serve`: {[names[pid] for pid in left]}"
+
+
+def test_a_killed_serve_takes_its_processes_with_it(env, tmp_path: Path) -> None:
+    port = free_port()
+    server = Process(["serve", "--workers", "2", "--port", str(port), "--log-level", "warning"], env,
+                     tmp_path / "serve.log")
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    deadline = time.monotonic() + 180
+    while not _answers(client) or len(_http_processes(server.popen.pid)) < 2 or not any(
+        "main() worker" in _command_line(pid) for pid in _children(server.popen.pid)
+    ):
+        assert server.popen.poll() is None, server.output()
+        assert time.monotonic() < deadline, "the processes did not start: " + server.output()
+        time.sleep(0.2)
+    processes = [pid for pid in _children(server.popen.pid) if "resource_tracker" not in _command_line(pid)]
+    names = {pid: _command_line(pid) for pid in processes}
+    client.close()
+    server.popen.kill()  # no clean shutdown: SIGKILL
+    server.stop()
+    deadline = time.monotonic() + 60
+    while (left := [pid for pid in processes if _alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"children outlived a killed `serve`: {[names[pid] for pid in left]}"
     assert "Traceback" not in server.output(), server.output()
