@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     # has the extension, else in process; "memory" = always in process; "pgvector" = required.
     knowledge_search: Literal["auto", "memory", "pgvector"] = "auto"
     knowledge_pg_ef_search: int = Field(default=200, ge=1, le=1000)  # pgvector's hnsw.ef_search
+    # Each document is parsed in a child process within these budgets (killed past them, or
+    # when the document is deleted), has at most so many chunks, and is embedded within this time.
+    knowledge_parse_timeout_seconds: float = Field(default=300.0, gt=0)
+    knowledge_parse_memory_mb: int = Field(default=2048, ge=0)
+    knowledge_max_chunks: int = Field(default=100_000, ge=1)
+    knowledge_embed_timeout_seconds: float = Field(default=1800.0, gt=0)
     # Optional reranker (off unless a base URL is set): the best fused candidates are
     # re-scored by a rerank model; "rerank" = POST /rerank (Cohere/Jina/vLLM), "dashscope" = gte-rerank.
     knowledge_rerank_base_url: str | None = None
@@ -129,6 +135,7 @@ class Settings(BaseSettings):
     files_max_per_call: int = 10
     files_max_zip_ratio: float = 100.0
     files_max_unzipped_bytes: int = 1024 * 1024 * 1024
+    files_max_zip_members: int = Field(default=10_000, ge=1)
     files_content_blocklist: list[str] = Field(default_factory=list)
     files_ocr: bool = True
     # input.image_list / input.file_list: each URL fetched (outbound guard) within this time and

@@ -165,3 +165,13 @@ class LiveServer:
         )
 
 
+
+
+def wait_until(condition: Any, what: str, timeout: float = 120.0, every: float = 0.02) -> Any:
+    """Poll ``condition()`` until it returns something truthy (returned); fail after ``timeout``
+    seconds saying ``what`` never happened. A deadline against hanging, not a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout:g} s"
+        time.sleep(every)
+    return result

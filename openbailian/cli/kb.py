@@ -18,6 +18,7 @@ from openbailian.cli._common import (
     print_table,
     run_with_runtime,
 )
+from openbailian.files.safety import SafetyLimits
 from openbailian.knowledge.ingest import TERMINAL, Status, ingest_together
 from openbailian.runtime import Runtime
 from openbailian.services import knowledge as service
@@ -118,17 +119,13 @@ def add(
 
     async def work(runtime: Runtime) -> list[dict[str, Any]]:
         settings = runtime.settings
-        async with runtime.db.transaction() as session:
+        async with runtime.db.session() as session:
             base = await service.get_base(session, index_id, workspace)
-            for path in files:  # refuse all before storing any
-                service.check_upload(base, path.name, path.stat().st_size, settings.knowledge_max_file_bytes)
-            documents = [
-                await service.add_document(
-                    session, base, name=path.name, data=path.read_bytes(), store=runtime.knowledge.store,
-                    max_bytes=settings.knowledge_max_file_bytes, tags=tag, metadata=metadata,
-                )
-                for path in files
-            ]
+        documents = await service.upload_documents(  # refuses all before storing any
+            runtime.db, base, [(path.name, path) for path in files], store=runtime.knowledge.store,
+            max_bytes=settings.knowledge_max_file_bytes, limits=SafetyLimits.of(settings), tags=tag,
+            metadata=metadata, move=False,
+        )
         results = {d.id: {"file_id": d.id, "name": d.name, "status": d.status} for d in documents}
         if wait:
             await _ingest(runtime, workspace, results, show=not as_json)

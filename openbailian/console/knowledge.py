@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from openbailian.console.web import Changing, ConsoleRoute, SignedIn, page, redirect, render_fragment, runtime_of
 from openbailian.errors import InvalidParameter
+from openbailian.files.safety import SafetyLimits
 from openbailian.knowledge.ingest import TERMINAL
 from openbailian.services import knowledge as service
 
@@ -107,11 +108,10 @@ async def upload(
         shutil.copyfileobj(file.file, handle, 1 << 20)
     staged = Path(handle.name)
     try:
-        async with runtime.db.transaction() as session:
-            document = await service.add_document(
-                session, base, name=name, data=staged, store=runtime.knowledge.store,
-                max_bytes=settings.knowledge_max_file_bytes, tags=_split(tags),
-            )
+        [document] = await service.upload_documents(
+            runtime.db, base, [(name, staged)], store=runtime.knowledge.store,
+            max_bytes=settings.knowledge_max_file_bytes, limits=SafetyLimits.of(settings), tags=_split(tags),
+        )
     finally:
         staged.unlink(missing_ok=True)
     runtime.knowledge.worker.wake()

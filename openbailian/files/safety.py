@@ -15,6 +15,7 @@ from pathlib import Path
 
 import filetype
 
+from openbailian.config import Settings
 from openbailian.errors import InvalidParameter, UnsafeFile
 from openbailian.files.formats import FileKind, extension_of, rule_for
 
@@ -58,6 +59,17 @@ class SafetyLimits:
     max_zip_members: int = 10_000
     max_image_pixels: int = 80_000_000
     blocklist: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, settings: Settings) -> SafetyLimits:
+        """The limits the operator set (``OPENBAILIAN_FILES_MAX_ZIP_*``, …): session files and
+        knowledge documents are held to the same ones."""
+        return cls(
+            max_zip_ratio=settings.files_max_zip_ratio,
+            max_unzipped_bytes=settings.files_max_unzipped_bytes,
+            max_zip_members=settings.files_max_zip_members,
+            blocklist=tuple(settings.files_content_blocklist),
+        )
 
 
 def check_file(path: Path, file_name: str, limits: SafetyLimits) -> str:

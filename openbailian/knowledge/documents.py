@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 
 from openbailian.files.ports import Indexed, Passage, StatusCallback
+from openbailian.files.safety import SafetyLimits
 from openbailian.knowledge.chunk import count_tokens
 from openbailian.knowledge.ingest import TERMINAL, Status
 from openbailian.knowledge.parse import STANDARD
@@ -42,18 +43,19 @@ class SessionDocuments:
     async def add(self, workspace_id: str, file_id: str, file_name: str, source: Path) -> str:
         async with self.db.transaction() as session:
             base = await kb.ensure_system_base(session, workspace_id, kind=SESSION_BASE_KIND)
-            document = await kb.add_document(
-                session,
-                base,
-                name=file_name,
-                data=source,
-                store=self.knowledge.store,
-                max_bytes=self.max_bytes,
-                metadata={"session_file_id": file_id},
-                source="session",
-                types=self.types,
-            )
-            return document.id
+        staged = await kb.stage_document(  # outside any transaction: the checks hold no lock
+            base, name=file_name, data=source, store=self.knowledge.store, max_bytes=self.max_bytes,
+            limits=SafetyLimits.of(self.knowledge.settings), types=self.types,
+        )
+        try:
+            async with self.db.transaction() as session:
+                document = await kb.add_document(
+                    session, base, staged, metadata={"session_file_id": file_id}, source="session"
+                )
+        except BaseException:
+            await kb.discard_staged(self.knowledge.store, [staged])
+            raise
+        return document.id
 
     async def index(self, ref: str, on_status: StatusCallback | None = None) -> Indexed:
         changed = asyncio.Event()

@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 from sqlalchemy import delete, select
 
+from openbailian.config import Settings
 from openbailian.files.store import ObjectStore, materialized
 from openbailian.knowledge.bm25 import terms
-from openbailian.knowledge.chunk import Chunk, ChunkRule, chunk_by_characters, chunk_document, chunk_records
+from openbailian.knowledge.budget import Budget, OverBudget, Prepared, in_child, prepare, run_in_child
+from openbailian.knowledge.chunk import Chunk, ChunkRule
 from openbailian.knowledge.embed import Embedder
-from openbailian.knowledge.parse import STANDARD, ParseError, Parsers, parse_table
+from openbailian.knowledge.parse import STANDARD, ParseError, Parsers
 from openbailian.storage import leases
 from openbailian.storage.db import Database
 from openbailian.storage.knowledge_models import (
@@ -39,6 +41,8 @@ __all__ = [
     "Status",
     "TERMINAL",
     "Ingestor",
+    "IngestLimits",
+    "InFlight",
     "IngestionWorker",
     "ingest_together",
     "record_transition",
@@ -70,14 +74,43 @@ def record_transition(document: KnowledgeDocument, status: str, reason: str = ""
     document.updated_at = now
 
 
-@dataclass(slots=True)
-class _Prepared:
-    chunks: list[Chunk]
-    pages: int
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    """What one document may cost: its parse runs in a child process within ``parse``
+    (wall-clock seconds, MiB of address space); it may have at most ``max_chunks`` chunks,
+    and their embedding may take ``embed_seconds``."""
+
+    parse: Budget = Budget(seconds=300.0, memory_mb=2048)
+    embed_seconds: float = 1800.0
+    max_chunks: int = 100_000
+
+    @classmethod
+    def of(cls, settings: Settings) -> IngestLimits:
+        """``OPENBAILIAN_KNOWLEDGE_PARSE_TIMEOUT_SECONDS`` / ``_PARSE_MEMORY_MB`` / ``_MAX_CHUNKS`` /
+        ``_EMBED_TIMEOUT_SECONDS``."""
+        return cls(
+            parse=Budget(settings.knowledge_parse_timeout_seconds, settings.knowledge_parse_memory_mb),
+            embed_seconds=settings.knowledge_embed_timeout_seconds,
+            max_chunks=settings.knowledge_max_chunks,
+        )
+
+
+@dataclass(eq=False, slots=True)
+class InFlight:
+    """A document this ingestor is working on now (what a test or an operator can look at)."""
+
+    document_id: str
+    stage: str = Status.PARSING
+    child_pid: int | None = None  # the parsing child process, while there is one
+    stop: asyncio.Event = field(default_factory=asyncio.Event)  # deleted, or the claim was lost
 
 
 class _Gone(Exception):
     """The document was deleted (or taken by another worker) while being ingested."""
+
+
+class _EmbedOverBudget(Exception):
+    """Embedding the document's chunks took longer than its budget."""
 
 
 class Ingestor:
@@ -90,6 +123,8 @@ class Ingestor:
         lease_seconds: float = 120.0,
         batch_size: int = 32,
         parsers: Mapping[str, Parsers] | None = None,
+        limits: IngestLimits | None = None,
+        watch_seconds: float = 0.5,
     ) -> None:
         self.db = db
         self.embedder = embedder
@@ -99,9 +134,11 @@ class Ingestor:
         # The parsers of documents by their base's kind (session files take images, audio, video);
         # a kind not named here (every knowledge base) takes STANDARD, the documented types.
         self.parsers = dict(parsers or {})
+        self.limits = limits or IngestLimits()
+        self.watch_seconds = watch_seconds  # how often a document in work is looked up (deleted?)
         # Called with (document_id, status) on every transition (the CLI's progress bars).
         self.listeners: list[Callable[[str, str], None]] = []
-        self._claims: dict[str, leases.Claim] = {}  # the documents this ingestor holds
+        self.in_flight: dict[str, InFlight] = {}  # the documents being ingested here, now
 
     # ------------------------------------------------------------ queue
 
@@ -129,6 +166,8 @@ class Ingestor:
             for key, value in values.items():
                 setattr(document, key, value)
         self._notify(document_id, status)
+        if document_id in self.in_flight:
+            self.in_flight[document_id].stage = status
         return document
 
     def _notify(self, document_id: str, status: str) -> None:
@@ -138,20 +177,67 @@ class Ingestor:
     # ------------------------------------------------------------ pipeline
 
     async def ingest(self, document_id: str) -> str | None:
-        """Run one document through the pipeline; its final status, or None if not claimed."""
+        """Run one document through the pipeline; its final status, or None if not claimed
+        (or deleted while it was being ingested: then its work is stopped and nothing stored)."""
         held = await self._claim(document_id)
         if held is None:
             return None
-        self._claims[document_id] = held
+        work = self.in_flight[document_id] = InFlight(document_id)
+        pipeline = asyncio.create_task(self._ingest(document_id, work), name=f"ingest-{document_id}")
+        watch = asyncio.create_task(self._watch(work, held), name=f"watch-{document_id}")
         try:
-            return await self._ingest(document_id)
+            await asyncio.wait({pipeline, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if not pipeline.done():  # the document is gone, or another worker has it now
+                logger.info("knowledge document %s was deleted or taken over: its work is stopped", document_id)
+                pipeline.cancel()  # kills its parsing child, or stops its embedding
+                await asyncio.gather(pipeline, return_exceptions=True)
+                return None
+            return pipeline.result()
         except _Gone:
             return None
         finally:
-            del self._claims[document_id]
+            for task in (pipeline, watch):
+                task.cancel()
+            await asyncio.gather(pipeline, watch, return_exceptions=True)
+            del self.in_flight[document_id]
             await leases.release(self.db, held)
 
-    async def _ingest(self, document_id: str) -> str:
+    def cancel(self, document_id: str) -> bool:
+        """Stop the work on this document now (its row is left as it is); False if none here."""
+        work = self.in_flight.get(document_id)
+        if work is None:
+            return False
+        work.stop.set()
+        return True
+
+    async def _watch(self, work: InFlight, held: leases.Claim) -> None:
+        """Return (which stops the work) when the document is deleted, its claim is lost or
+        :meth:`cancel` is called; renews the claim meanwhile."""
+        renew_every = self.lease.total_seconds() / 3
+        renewed = time.monotonic()
+        while not work.stop.is_set():
+            try:
+                await asyncio.wait_for(work.stop.wait(), timeout=self.watch_seconds)
+                break
+            except TimeoutError:
+                pass
+            try:
+                if not await self._still_mine(held):
+                    break
+                if time.monotonic() - renewed >= renew_every:
+                    if not await leases.renew(self.db, held, self.lease):
+                        break
+                    renewed = time.monotonic()
+            except Exception:  # noqa: BLE001 - a database hiccup: look again at the next beat
+                logger.warning("could not look up knowledge document %s", work.document_id, exc_info=True)
+        work.stop.set()
+
+    async def _still_mine(self, held: leases.Claim) -> bool:
+        async with self.db.session() as session:
+            owner = await session.scalar(select(KnowledgeDocument.lease_owner).where(KnowledgeDocument.id == held.row_id))
+        return owner == held.token
+
+    async def _ingest(self, document_id: str, work: InFlight) -> str:
         async with self.db.session() as session:
             document = await session.get(KnowledgeDocument, document_id)
             if document is None:
@@ -164,9 +250,12 @@ class Ingestor:
             return Status.PARSE_FAILED
         await self._set(document_id, Status.PARSING)
         try:
-            prepared = await asyncio.to_thread(
-                _prepare_stored, self.store, document, base, self.parsers.get(base.kind, STANDARD)
-            )
+            prepared = await self._parse(work, document, base)
+            if len(prepared.chunks) > self.limits.max_chunks:
+                raise ParseError(
+                    f"The document has {len(prepared.chunks)} chunks, more than the limit of "
+                    f"{self.limits.max_chunks} per document"
+                )
         except ParseError as error:
             await self._set(document_id, Status.PARSE_FAILED, error.reason)
             return Status.PARSE_FAILED
@@ -177,9 +266,12 @@ class Ingestor:
         await self._set(document_id, Status.PARSE_SUCCESS, pages=prepared.pages)
         await self._set(document_id, Status.INDEX_BUILDING)
         try:
-            vectors, term_lists = await self._embed(document_id, prepared.chunks)
+            vectors, term_lists = await self._embed(work, prepared.chunks)
         except _Gone:
             raise
+        except _EmbedOverBudget as error:
+            await self._set(document_id, Status.INDEX_BUILDING_FAILED, str(error))
+            return Status.INDEX_BUILDING_FAILED
         except Exception as error:
             logger.exception("embedding %s failed", document_id)
             await self._set(document_id, Status.INDEX_BUILDING_FAILED, f"Embedding failed ({type(error).__name__}: {error})"[:500])
@@ -188,13 +280,49 @@ class Ingestor:
         self._notify(document_id, Status.FILE_IS_READY)
         return Status.FILE_IS_READY
 
-    async def _embed(self, document_id: str, chunks: list[Chunk]) -> tuple[np.ndarray, list[str]]:
+    async def _parse(self, work: InFlight, document: KnowledgeDocument, base: KnowledgeBase) -> Prepared:
+        """Parse the stored bytes (a local path, or a temporary copy of an S3 object): in a
+        child process within the parse budget for the pipeline's own types."""
+        budget = self.limits.parse
+        opened = materialized(self.store, document.storage_path, document.file_type)
+        try:
+            path = await asyncio.to_thread(opened.__enter__)
+        except FileNotFoundError as error:
+            raise ParseError("The uploaded file is missing from storage") from error
+        try:
+            parsers = self.parsers.get(base.kind, STANDARD)
+            args = (path, document.name, base.kind, _rule_of(base))
+            if in_child(parsers, document.file_type, base.kind):
+
+                def started(pid: int) -> None:
+                    work.child_pid = pid
+
+                try:
+                    return await run_in_child(prepare, *args, budget=budget, started=started)
+                finally:
+                    work.child_pid = None
+            try:  # OCR or speech (session files): models the server holds; its thread cannot be stopped
+                return await asyncio.wait_for(asyncio.to_thread(prepare, *args, parsers), budget.seconds)
+            except TimeoutError:
+                raise OverBudget(f"Parsing took longer than its budget of {budget.seconds:g} s") from None
+        finally:
+            await asyncio.to_thread(opened.__exit__, None, None, None)
+
+    async def _embed(self, work: InFlight, chunks: list[Chunk]) -> tuple[np.ndarray, list[str]]:
+        """Embed in batches of ``batch_size``, stopping between batches when the document is
+        gone or the embedding budget is spent."""
         texts = [_embedding_text(c) for c in chunks]
+        deadline = time.monotonic() + self.limits.embed_seconds
         parts = []
         for start in range(0, len(texts), self.batch_size):
+            if work.stop.is_set():
+                raise _Gone(work.document_id)
+            if time.monotonic() > deadline:
+                raise _EmbedOverBudget(
+                    f"Embedding took longer than its budget of {self.limits.embed_seconds:g} s "
+                    f"({start} of {len(texts)} chunks done) and was stopped"
+                )
             parts.append(await asyncio.to_thread(self.embedder.embed_passages, texts[start : start + self.batch_size]))
-            if not await leases.renew(self.db, self._claims[document_id], self.lease):
-                raise _Gone(document_id)  # stalled: another worker took the document over
         vectors = np.vstack(parts) if parts else np.zeros((0, self.embedder.dim), np.float32)
         term_lists = await asyncio.to_thread(lambda: [" ".join(terms(t)) for t in texts])
         return vectors.astype(np.float32), term_lists
@@ -231,32 +359,6 @@ def _rule_of(base: KnowledgeBase) -> ChunkRule | None:
     if base.chunk_size is None:
         return None
     return ChunkRule(base.chunk_size, base.overlap_size or 0, base.separator or "")
-
-
-def _prepare_stored(
-    store: ObjectStore, document: KnowledgeDocument, base: KnowledgeBase, parsers: Parsers = STANDARD
-) -> _Prepared:
-    """Parse the stored bytes (a local path, or a temporary copy of an S3 object)."""
-    try:
-        with materialized(store, document.storage_path, document.file_type) as path:
-            return _prepare(path, document.name, base.kind, _rule_of(base), parsers)
-    except FileNotFoundError as error:
-        raise ParseError("The uploaded file is missing from storage") from error
-
-
-def _prepare(
-    path: Path, name: str, kind: str, rule: ChunkRule | None = None, parsers: Parsers = STANDARD
-) -> _Prepared:
-    if not path.exists():
-        raise ParseError("The uploaded file is missing from storage")
-    if kind == "structured":
-        table = parse_table(path, name=name)
-        return _Prepared(chunk_records(table), pages=1)
-    document = parsers.parse(path, name=name)
-    chunks = chunk_by_characters(document, rule) if rule else chunk_document(document)
-    if not chunks:
-        raise ParseError("The document contains no text")
-    return _Prepared(chunks, pages=document.pages)
 
 
 DOCUMENTS_AT_ONCE = 4  # each holds a worker thread while it waits for the model: leave some for queries

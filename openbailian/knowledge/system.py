@@ -12,7 +12,7 @@ from openbailian.knowledge.embed import (
     embedder_from_settings,
     pin_blas_threads,
 )
-from openbailian.knowledge.ingest import IngestionWorker, Ingestor
+from openbailian.knowledge.ingest import IngestionWorker, IngestLimits, Ingestor
 from openbailian.knowledge.parse import Parsers
 from openbailian.knowledge.rerank import reranker_from_settings
 from openbailian.knowledge.retrieve import Retriever
@@ -60,7 +60,10 @@ class KnowledgeSystem:
             index=search_index_for(db, embedder.dim, settings),
         )
         store = store or LocalObjectStore(settings.home)
-        ingestor = Ingestor(db, embedder, store, parsers=parsers, lease_seconds=settings.worker_lease_seconds)
+        ingestor = Ingestor(
+            db, embedder, store, parsers=parsers, lease_seconds=settings.worker_lease_seconds,
+            limits=IngestLimits.of(settings),
+        )
         worker = IngestionWorker(ingestor, poll_seconds=settings.worker_poll_seconds)
         return cls(settings, db, embedder, retriever, ingestor, worker, store)
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from openbailian.errors import InvalidParameter, KnowledgeBaseNotFound, NotFound
 from openbailian.files.store import materialized
@@ -27,6 +28,7 @@ from openbailian.knowledge.retrieve import Retriever
 from openbailian.knowledge.system import KnowledgeSystem
 from openbailian.services import files as file_service
 from openbailian.services import knowledge as kb
+from openbailian.storage.files_models import SessionFile
 from openbailian.storage.knowledge_models import KnowledgeDocument, KnowledgeJob
 
 __all__ = [
@@ -202,7 +204,7 @@ async def submit_job(
     """Queue the index's documents (CreateIndex's sources when none are named) and return the
     job that follows them. A document already in the index is not imported twice; its current
     state is part of the job. ``chunking`` applies to the documents ingested from now on."""
-    async with files.db.transaction() as session:
+    async with files.db.session() as session:
         base = await kb.get_base(session, index_id, workspace_id)
         if document_ids is None and category_ids is None:
             named = {"document_ids": base.options.get("document_ids") or [],
@@ -214,42 +216,57 @@ async def submit_job(
         rows = await file_service.datacenter_documents(
             session, workspace_id, document_ids=named["document_ids"], category_ids=named["category_ids"]
         )
-        if chunking is not None and (chunking.size, chunking.overlap, chunking.separator) != (None, None, None):
-            base = await kb.update_base(session, index_id, workspace_id, chunking=chunking)
-        existing = {
-            row.source_id: row.id
-            for row in await session.scalars(
-                select(KnowledgeDocument).where(
-                    KnowledgeDocument.base_id == base.id, KnowledgeDocument.source_id.in_([r.id for r in rows])
-                )
+        existing = await _imported(session, base.id, rows)
+    new_rows = [row for row in rows if row.id not in existing]
+    for row in new_rows:
+        if row.object_key is None:
+            raise InvalidParameter(
+                f"Document '{row.id}' cannot be imported: its processing failed ({row.failure_reason or row.status})"
             )
-        }
-        new_rows = [row for row in rows if row.id not in existing]
-        for row in new_rows:
-            if row.object_key is None:
-                raise InvalidParameter(
-                    f"Document '{row.id}' cannot be imported: its processing failed ({row.failure_reason or row.status})"
-                )
-            kb.check_upload(base, row.file_name, row.size_in_bytes, files.settings.knowledge_max_file_bytes)
-        document_ids_of_job = []
-        for row in rows:
-            if row.id in existing:
-                document_ids_of_job.append(existing[row.id])
-                continue
+        kb.check_upload(base, row.file_name, row.size_in_bytes, files.settings.knowledge_max_file_bytes)
+    store = knowledge.store
+    staged: dict[str, kb.StagedDocument] = {}
+    try:
+        for row in new_rows:  # checked and copied outside any transaction
             with materialized(files.store, row.object_key or "", f".{row.file_type}") as path:
-                document = await kb.add_document(
-                    session, base, name=row.file_name, data=path, move=False, store=knowledge.store,
-                    max_bytes=files.settings.knowledge_max_file_bytes, tags=list(row.tags or []),
-                    source="datacenter", source_id=row.id,
+                staged[row.id] = await kb.stage_document(
+                    base, name=row.file_name, data=path, move=False, store=store,
+                    max_bytes=files.settings.knowledge_max_file_bytes, limits=files.limits,
                 )
-            document_ids_of_job.append(document.id)
-        job = KnowledgeJob(
-            id=f"job_{uuid.uuid4().hex}", base_id=base.id, workspace_id=workspace_id,
-            document_ids=document_ids_of_job,
-        )
-        session.add(job)
+        async with files.db.transaction() as session:
+            if chunking is not None and (chunking.size, chunking.overlap, chunking.separator) != (None, None, None):
+                base = await kb.update_base(session, index_id, workspace_id, chunking=chunking)
+            else:
+                base = await kb.get_base(session, index_id, workspace_id)  # not deleted meanwhile
+            existing = await _imported(session, base.id, rows)  # a concurrent job may have imported some
+            document_ids_of_job = []
+            for row in rows:
+                if row.id in existing:
+                    document_ids_of_job.append(existing[row.id])
+                    continue
+                document = await kb.add_document(
+                    session, base, staged[row.id], tags=list(row.tags or []), source="datacenter", source_id=row.id
+                )
+                document_ids_of_job.append(document.id)
+            job = KnowledgeJob(
+                id=f"job_{uuid.uuid4().hex}", base_id=base.id, workspace_id=workspace_id,
+                document_ids=document_ids_of_job,
+            )
+            session.add(job)
+    except BaseException:
+        await kb.discard_staged(store, list(staged.values()))
+        raise
+    await kb.discard_staged(store, [staged[row_id] for row_id in staged if row_id in existing])
     knowledge.worker.wake()
     return IndexJob(job.id, base.id)
+
+
+async def _imported(session: AsyncSession, base_id: str, rows: Sequence[SessionFile]) -> dict[str, str]:
+    """Data-center document id → the base's document imported from it, for those already in."""
+    query = select(KnowledgeDocument).where(
+        KnowledgeDocument.base_id == base_id, KnowledgeDocument.source_id.in_([r.id for r in rows])
+    )
+    return {row.source_id: row.id for row in await session.scalars(query) if row.source_id}
 
 
 def _job_document(document: kb.DocumentInfo | None, document_id: str) -> JobDocument:

@@ -33,6 +33,7 @@ from openbailian.knowledge.ingest import Status, record_transition
 from openbailian.knowledge.parse import supported_types
 from openbailian.knowledge.retrieve import Hit, Retriever
 from openbailian.services.workspaces import ensure_workspace
+from openbailian.storage.db import Database
 from openbailian.storage.files_models import SessionFile
 from openbailian.storage.knowledge_models import (
     KnowledgeBase,
@@ -55,7 +56,11 @@ __all__ = [
     "delete_base",
     "ensure_system_base",
     "check_upload",
+    "StagedDocument",
+    "stage_document",
+    "discard_staged",
     "add_document",
+    "upload_documents",
     "get_document",
     "list_documents",
     "documents_by_ids",
@@ -321,45 +326,109 @@ def _clean_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
     return cleaned
 
 
-async def add_document(
-    session: AsyncSession,
+@dataclass(frozen=True, slots=True)
+class StagedDocument:
+    """A document whose bytes passed the checks and are in the object store, not yet
+    recorded: staging touches no database, so a slow safety check holds no connection or
+    lock. Record it with :func:`add_document`, or :func:`discard_staged` it."""
+
+    id: str
+    base_id: str
+    name: str
+    file_type: str
+    size: int
+    sha256: str
+    key: str
+
+
+async def stage_document(
     base: KnowledgeBaseInfo,
     *,
     name: str,
     data: bytes | Path,
     store: ObjectStore,
     max_bytes: int,
+    limits: SafetyLimits,
+    move: bool = True,
+    types: frozenset[str] | None = None,
+) -> StagedDocument:
+    """Check the file (type — one of ``types``, by default what the base takes —, size, the
+    safety check) and put its bytes in the store; ``data`` given as a Path is moved (copied
+    when ``move`` is False). Nothing is stored on refusal."""
+    size = data.stat().st_size if isinstance(data, Path) else len(data)
+    ext = check_upload(base, name, size, max_bytes, types)
+    await asyncio.to_thread(_check_safe, data, name, limits)  # before it is stored or any parser sees it
+    document_id = _new_id()
+    key = f"{FILES_DIR}/{base.id}/{document_id}{ext}"
+    sha256 = await asyncio.to_thread(_sha256, data)
+    await asyncio.to_thread(_put, store, key, data, move)
+    return StagedDocument(document_id, base.id, Path(name).name, ext, size, sha256, key)
+
+
+async def discard_staged(store: ObjectStore, staged: Sequence[StagedDocument]) -> None:
+    """Remove the bytes of staged documents that will not be recorded."""
+    for document in staged:
+        await asyncio.to_thread(store.delete, document.key)
+
+
+async def add_document(
+    session: AsyncSession,
+    base: KnowledgeBaseInfo,
+    staged: StagedDocument,
+    *,
     tags: Sequence[str] | None = None,
     metadata: Mapping[str, Any] | None = None,
     source: str = "upload",
     source_id: str | None = None,
-    move: bool = True,
-    types: frozenset[str] | None = None,
 ) -> DocumentInfo:
-    """Store the file and queue it (status INIT); ``data`` given as a Path is moved (copied
-    when ``move`` is False)."""
-    size = data.stat().st_size if isinstance(data, Path) else len(data)
-    ext = check_upload(base, name, size, max_bytes, types)
-    tags_, meta = _clean_tags(tags), _clean_metadata(metadata)
-    document_id = _new_id()
-    key = f"{FILES_DIR}/{base.id}/{document_id}{ext}"
-    await asyncio.to_thread(_check_safe, data, name)  # before it is stored or any parser sees it
-    sha256 = _sha256(data)
-    await asyncio.to_thread(_put, store, key, data, move)
-    try:
-        document = KnowledgeDocument(
-            id=document_id, base_id=base.id, workspace_id=base.workspace_id, name=Path(name).name,
-            file_type=ext, size_bytes=size, sha256=sha256, storage_path=key,
-            source=source, source_id=source_id, tags=tags_, meta=meta, history=[], attempts=0, pages=0,
-            chunk_count=0,
-        )
-        record_transition(document, Status.INIT)
-        session.add(document)
-        await session.flush()
-    except BaseException:
-        await asyncio.to_thread(store.delete, key)
-        raise
+    """Record a staged document and queue it (status INIT). On failure the caller discards
+    what it staged (the transaction may still fail after this returns)."""
+    if staged.base_id != base.id:
+        raise InvalidParameter(f"'{staged.name}' was staged for another knowledge base")
+    document = KnowledgeDocument(
+        id=staged.id, base_id=base.id, workspace_id=base.workspace_id, name=staged.name,
+        file_type=staged.file_type, size_bytes=staged.size, sha256=staged.sha256, storage_path=staged.key,
+        source=source, source_id=source_id, tags=_clean_tags(tags), meta=_clean_metadata(metadata), history=[],
+        attempts=0, pages=0, chunk_count=0,
+    )
+    record_transition(document, Status.INIT)
+    session.add(document)
+    await session.flush()
     return DocumentInfo.of(document)
+
+
+async def upload_documents(
+    db: Database,
+    base: KnowledgeBaseInfo,
+    files: Sequence[tuple[str, bytes | Path]],
+    *,
+    store: ObjectStore,
+    max_bytes: int,
+    limits: SafetyLimits,
+    tags: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    move: bool = True,
+) -> list[DocumentInfo]:
+    """Add these (name, data) files to the base, all or none: each is checked and stored
+    first, outside any transaction, then all are recorded in one."""
+    _clean_tags(tags)  # refuse bad ones before any work
+    _clean_metadata(metadata)
+    for name, data in files:
+        check_upload(base, name, data.stat().st_size if isinstance(data, Path) else len(data), max_bytes)
+    staged: list[StagedDocument] = []
+    try:
+        for name, data in files:
+            staged.append(
+                await stage_document(
+                    base, name=name, data=data, store=store, max_bytes=max_bytes, limits=limits, move=move
+                )
+            )
+        async with db.transaction() as session:
+            await _base_row(session, base.id, base.workspace_id)  # still there
+            return [await add_document(session, base, one, tags=tags, metadata=metadata) for one in staged]
+    except BaseException:
+        await discard_staged(store, staged)
+        raise
 
 
 def _put(store: ObjectStore, key: str, data: bytes | Path, move: bool) -> None:
@@ -372,16 +441,16 @@ def _put(store: ObjectStore, key: str, data: bytes | Path, move: bool) -> None:
             store.put(key, source)
 
 
-def _check_safe(data: bytes | Path, name: str) -> None:
+def _check_safe(data: bytes | Path, name: str, limits: SafetyLimits) -> None:
     """The session files' safety check (files/safety.py), on the knowledge path."""
     try:
         if isinstance(data, Path):
-            check_document(data, name, SafetyLimits())
+            check_document(data, name, limits)
             return
         with tempfile.NamedTemporaryFile(suffix=Path(name).suffix) as handle:
             handle.write(data)
             handle.flush()
-            check_document(Path(handle.name), name, SafetyLimits())
+            check_document(Path(handle.name), name, limits)
     except UnsafeFile as error:
         raise InvalidParameter(f"'{Path(name).name}' was refused by the safety check: {error.message}") from None
 

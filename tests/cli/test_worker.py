@@ -52,9 +52,11 @@ class Process:
 
 
 @pytest.fixture
-def env(tmp_path: Path, database_url: str | None) -> dict[str, str]:
+def env(tmp_path: Path, database_url: str | None, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The processes' environment; a test module may add to it with a ``WORKER_ENV`` dict."""
     home = tmp_path / "home"
     return {
+        **getattr(request.module, "WORKER_ENV", {}),
         **{k: v for k, v in os.environ.items() if not k.startswith("OPENBAILIAN_")},
         "OPENBAILIAN_HOME": str(home),
         "OPENBAILIAN_DATABASE_URL": database_url or f"sqlite:///{home / 'shared.db'}",

@@ -68,3 +68,35 @@ def make_xlsx(path: Path, rows: list[tuple[str, ...]] = PRICES) -> Path:
     return path
 
 
+
+
+def heavy_docx(shape: str, mebibytes: int = 40) -> bytes:
+    """A real .docx (python-docx's own parts) whose document.xml inflates to ``mebibytes`` MiB:
+    ``"one"`` — a single 40 MiB text run (memory-hungry), ``"many"`` — a million tiny paragraphs
+    (slow to parse). Both are ~100 KB on the wire."""
+    import io
+    import zipfile
+
+    import docx
+
+    template = io.BytesIO()
+    docx.Document().save(template)
+    size = mebibytes * 1024 * 1024
+    if shape == "one":
+        body = b"<w:p><w:r><w:t>" + b"A" * size + b"</w:t></w:r></w:p>"
+    else:
+        paragraph = b"<w:p><w:r><w:t>word</w:t></w:r></w:p>"
+        body = paragraph * (size // len(paragraph))
+    xml = (
+        b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        b'<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>'
+        + body + b"</w:body></w:document>"
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(template.getvalue())) as source, zipfile.ZipFile(
+        out, "w", zipfile.ZIP_DEFLATED, compresslevel=9
+    ) as archive:
+        for member in source.infolist():
+            data = xml if member.filename == "word/document.xml" else source.read(member.filename)
+            archive.writestr(member.filename, data)
+    return out.getvalue()

@@ -12,6 +12,7 @@ from openbailian.errors import (
     KnowledgeFileNotFound,
     RequestTooLarge,
 )
+from openbailian.files.safety import SafetyLimits
 from openbailian.services import knowledge as kb
 from openbailian.storage.knowledge_models import KnowledgeChunk, KnowledgeDocument
 from tests.knowledge.corpus import make_xlsx
@@ -23,11 +24,10 @@ async def _base(system, kind="unstructured", workspace="ws1"):
 
 
 async def _add(system, base, path: Path, **kwargs):
-    async with system.db.transaction() as session:
-        document = await kb.add_document(
-            session, base, name=path.name, data=path.read_bytes(), store=system.store,
-            max_bytes=system.settings.knowledge_max_file_bytes, **kwargs,
-        )
+    [document] = await kb.upload_documents(
+        system.db, base, [(path.name, path.read_bytes())], store=system.store,
+        max_bytes=system.settings.knowledge_max_file_bytes, limits=SafetyLimits.of(system.settings), **kwargs,
+    )
     return document
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from openbailian.api.deps import CurrentCaller, RuntimeDep
 from openbailian.api.manage.views import base_view, document_view
 from openbailian.errors import InvalidParameter
+from openbailian.files.safety import SafetyLimits
 from openbailian.services import knowledge as service
 
 __all__ = ["router"]
@@ -109,14 +110,10 @@ async def add_files(
             with tempfile.NamedTemporaryFile(dir=staging, delete=False) as handle:
                 shutil.copyfileobj(upload.file, handle, 1 << 20)
             staged.append((upload.filename or "", Path(handle.name)))
-        async with runtime.db.transaction() as session:
-            documents = [
-                await service.add_document(
-                    session, base, name=name, data=path, store=runtime.knowledge.store,
-                    max_bytes=settings.knowledge_max_file_bytes, tags=tags, metadata=metadata_values,
-                )
-                for name, path in staged
-            ]
+        documents = await service.upload_documents(
+            runtime.db, base, staged, store=runtime.knowledge.store, max_bytes=settings.knowledge_max_file_bytes,
+            limits=SafetyLimits.of(settings), tags=tags, metadata=metadata_values,
+        )
     finally:
         for _, path in staged:
             path.unlink(missing_ok=True)
