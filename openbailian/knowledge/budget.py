@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import resource
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -28,22 +29,23 @@ from openbailian.errors import ParseError
 from openbailian.knowledge.chunk import Chunk, ChunkRule, chunk_by_characters, chunk_document, chunk_records
 from openbailian.knowledge.parse import STANDARD, Parsers, parse_table
 
-__all__ = ["Budget", "OverBudget", "Prepared", "in_child", "prepare", "run_in_child"]
+__all__ = ["Budget", "OverBudget", "Prepared", "Stopped", "in_child", "prepare", "run_in_child"]
 
 logger = logging.getLogger("openbailian.knowledge")
 
 T = TypeVar("T")
-# Imported once by the fork server, so a child starts parsing without importing them
-# (and without numpy, the database or the embedder, which the parse never needs).
-PRELOAD = ["openbailian.knowledge.budget", "docx", "pptx", "openpyxl", "pypdf", "bs4"]
+# Imported once by the fork server, so a child starts parsing without importing anything.
+# "__main__" (multiprocessing's default) too: a child whose fork server lacks it re-runs the
+# main script (``openbailian``: the whole CLI) before its work.
+PRELOAD = ["__main__", "openbailian.knowledge.budget", "docx", "pptx", "openpyxl", "pypdf", "bs4"]
 
 _MEMORY_WORDS = ("memory allocation failed", "out of memory", "cannot allocate memory", "memoryerror")
 
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """What one piece of work may use: wall-clock seconds (also its CPU seconds) and an
-    address-space cap in MiB (``0``: no cap)."""
+    """What one piece of work may use: wall-clock seconds (also its CPU seconds) and MiB of
+    address space beyond what its process starts with (``0``: no cap)."""
 
     seconds: float
     memory_mb: int = 0
@@ -97,28 +99,40 @@ def in_child(parsers: Parsers, file_type: str, kind: str) -> bool:
     return kind == "structured" or (ext in STANDARD.by_type and parsers.by_type.get(ext) is STANDARD.by_type[ext])
 
 
+class Stopped(Exception):
+    """The work was stopped from outside (its ``stop`` event was set); its child is gone."""
+
+
 async def run_in_child(
     work: Callable[..., T],
     *args: Any,
     budget: Budget,
     started: Callable[[int], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> T:
     """``work(*args)`` in a child process within ``budget``; ``work`` and its arguments and
     result must pickle. A :class:`ParseError` raised by ``work`` is raised here with its
-    reason; ``started`` gets the child's pid. Cancelling the awaiting task kills the child."""
+    reason; ``started`` gets the child's pid. Setting ``stop`` (or cancelling the awaiting
+    task) kills the child; then :class:`Stopped` is raised."""
     parent_end, child_end = _mp_context().Pipe(duplex=False)
     process = _mp_context().Process(
         target=_child_main, args=(child_end, budget, work, args), name="openbailian-parse", daemon=True
     )
+    began = time.monotonic()
     await asyncio.to_thread(process.start)
     child_end.close()
+    logger.debug("parsing child %s started in %.2f s", process.pid, time.monotonic() - began)
     if started is not None and process.pid is not None:
         started(process.pid)
+    waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(_readable(parent_end.fileno(), process.sentinel))]
+    if stop is not None:
+        waits.append(asyncio.ensure_future(stop.wait()))
     try:
-        try:
-            await asyncio.wait_for(_readable(parent_end.fileno(), process.sentinel), budget.seconds)
-        except TimeoutError:
-            raise OverBudget(f"Parsing took longer than its budget of {budget.seconds:g} s and was stopped") from None
+        done, _ = await asyncio.wait(waits, timeout=budget.seconds, return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            raise OverBudget(f"Parsing took longer than its budget of {budget.seconds:g} s and was stopped")
+        if waits[0] not in done:
+            raise Stopped()
         outcome = await asyncio.to_thread(_receive, parent_end)
         if outcome is None:
             await asyncio.to_thread(process.join, 5)
@@ -130,6 +144,8 @@ async def run_in_child(
             raise OverBudget(f"Parsing needed more than its memory budget of {budget.memory_mb} MiB and was stopped")
         raise ParseError(value)
     finally:
+        for waiting in waits:
+            waiting.cancel()
         _kill(process)
         parent_end.close()
 
@@ -183,22 +199,47 @@ def _death_reason(exitcode: int | None, budget: Budget) -> str:
 
 
 def _child_main(connection: Connection, budget: Budget, work: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    start = _address_space()
     _limit(budget)
     try:
         result = work(*args)
     except BaseException as error:  # noqa: BLE001 - everything is reported to the parent
-        _send(connection, ("memory", "") if _out_of_memory(error) else ("error", _reason(error)))
+        # A C library that cannot allocate often says something vague ("unknown error"):
+        # having come near the cap is the surer sign.
+        near_cap = budget.memory_mb > 0 and _peak_address_space() - start >= budget.memory_mb * 1024 * 1024 // 2
+        _send(connection, ("memory", "") if near_cap or _out_of_memory(error) else ("error", _reason(error)))
     else:
         _send(connection, ("ok", result))
     connection.close()
 
 
 def _limit(budget: Budget) -> None:
-    if budget.memory_mb > 0:
-        cap = budget.memory_mb * 1024 * 1024
+    if budget.memory_mb > 0:  # beyond what the child starts with (the modules it has loaded)
+        cap = _address_space() + budget.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     cpu = max(1, int(budget.seconds + 0.999))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU, then SIGKILL
+
+
+def _address_space() -> int:
+    """This process's virtual memory size in bytes (0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[0]) * resource.getpagesize()
+    except OSError:
+        return 0
+
+
+def _peak_address_space() -> int:
+    """The most virtual memory this process has had, in bytes (0 where /proc is not there)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmPeak:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def _send(connection: Connection, message: tuple[str, Any]) -> None:

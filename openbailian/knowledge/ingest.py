@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TypeVar
 
 import numpy as np
 from sqlalchemy import delete, select
@@ -24,7 +25,7 @@ from sqlalchemy import delete, select
 from openbailian.config import Settings
 from openbailian.files.store import ObjectStore, materialized
 from openbailian.knowledge.bm25 import terms
-from openbailian.knowledge.budget import Budget, OverBudget, Prepared, in_child, prepare, run_in_child
+from openbailian.knowledge.budget import Budget, OverBudget, Prepared, Stopped, in_child, prepare, run_in_child
 from openbailian.knowledge.chunk import Chunk, ChunkRule
 from openbailian.knowledge.embed import Embedder
 from openbailian.knowledge.parse import STANDARD, ParseError, Parsers
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("openbailian.knowledge")
+T = TypeVar("T")
 
 
 class Status:
@@ -186,18 +188,16 @@ class Ingestor:
         pipeline = asyncio.create_task(self._ingest(document_id, work), name=f"ingest-{document_id}")
         watch = asyncio.create_task(self._watch(work, held), name=f"watch-{document_id}")
         try:
-            await asyncio.wait({pipeline, watch}, return_when=asyncio.FIRST_COMPLETED)
-            if not pipeline.done():  # the document is gone, or another worker has it now
-                logger.info("knowledge document %s was deleted or taken over: its work is stopped", document_id)
-                pipeline.cancel()  # kills its parsing child, or stops its embedding
-                await asyncio.gather(pipeline, return_exceptions=True)
-                return None
-            return pipeline.result()
+            # The watch sets work.stop when the document is gone or another worker has it now:
+            # the pipeline then kills its parsing child, or stops embedding, and ends with _Gone.
+            return await pipeline
         except _Gone:
+            logger.info("knowledge document %s was deleted or taken over: its work stopped", document_id)
             return None
         finally:
-            for task in (pipeline, watch):
-                task.cancel()
+            work.stop.set()  # ends the watch at its next beat (never cancelled mid-query)
+            if not pipeline.done():  # this ingest itself was cancelled (shutting down)
+                pipeline.cancel()
             await asyncio.gather(pipeline, watch, return_exceptions=True)
             del self.in_flight[document_id]
             await leases.release(self.db, held)
@@ -259,6 +259,8 @@ class Ingestor:
         except ParseError as error:
             await self._set(document_id, Status.PARSE_FAILED, error.reason)
             return Status.PARSE_FAILED
+        except _Gone:
+            raise
         except Exception as error:
             logger.exception("parsing %s failed", document_id)
             await self._set(document_id, Status.PARSE_FAILED, f"Unexpected error while parsing ({type(error).__name__})")
@@ -298,13 +300,13 @@ class Ingestor:
                     work.child_pid = pid
 
                 try:
-                    return await run_in_child(prepare, *args, budget=budget, started=started)
+                    return await run_in_child(prepare, *args, budget=budget, started=started, stop=work.stop)
+                except Stopped:
+                    raise _Gone(work.document_id) from None
                 finally:
                     work.child_pid = None
-            try:  # OCR or speech (session files): models the server holds; its thread cannot be stopped
-                return await asyncio.wait_for(asyncio.to_thread(prepare, *args, parsers), budget.seconds)
-            except TimeoutError:
-                raise OverBudget(f"Parsing took longer than its budget of {budget.seconds:g} s") from None
+            # OCR or speech (session files): models the server holds; the thread cannot be stopped.
+            return await _until_stopped(work, asyncio.to_thread(prepare, *args, parsers), budget.seconds)
         finally:
             await asyncio.to_thread(opened.__exit__, None, None, None)
 
@@ -322,7 +324,8 @@ class Ingestor:
                     f"Embedding took longer than its budget of {self.limits.embed_seconds:g} s "
                     f"({start} of {len(texts)} chunks done) and was stopped"
                 )
-            parts.append(await asyncio.to_thread(self.embedder.embed_passages, texts[start : start + self.batch_size]))
+            batch = asyncio.to_thread(self.embedder.embed_passages, texts[start : start + self.batch_size])
+            parts.append(await _until_stopped(work, batch))
         vectors = np.vstack(parts) if parts else np.zeros((0, self.embedder.dim), np.float32)
         term_lists = await asyncio.to_thread(lambda: [" ".join(terms(t)) for t in texts])
         return vectors.astype(np.float32), term_lists
@@ -349,6 +352,23 @@ class Ingestor:
             base.version += 1
             if not base.embedder:
                 base.embedder = self.embedder.name
+
+
+async def _until_stopped(work: InFlight, running: Awaitable[T], seconds: float | None = None) -> T:
+    """``running``'s result; _Gone as soon as the work is stopped, OverBudget past ``seconds``
+    (a thread it runs in finishes its step in the background, its result unused)."""
+    step = asyncio.ensure_future(running)
+    stopped = asyncio.ensure_future(work.stop.wait())
+    try:
+        done, _ = await asyncio.wait({step, stopped}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if step in done:
+        return step.result()
+    step.cancel()
+    if stopped in done:
+        raise _Gone(work.document_id)
+    raise OverBudget(f"Parsing took longer than its budget of {seconds:g} s")
 
 
 def _embedding_text(chunk: Chunk) -> str:

@@ -34,6 +34,7 @@ class Reply:
     json: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # before the response starts
+    hold: threading.Event | None = None  # no response at all until it is set
     event_delay: float = 0.0  # between events
     stall: float = 0.0  # after the events, before [DONE]
     endless: bool = False  # after the events, keep sending text until the client leaves
@@ -76,6 +77,8 @@ class FakeOpenAI:
         reply = (
             self.replies.pop(0) if self.replies else Reply(500, json={"error": "no reply scripted"})
         )
+        if reply.hold is not None:
+            await asyncio.to_thread(reply.hold.wait, 120)
         await asyncio.sleep(reply.delay)
         if reply.json is not None or reply.status != 200:
             return JSONResponse(reply.json, status_code=reply.status, headers=reply.headers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
@@ -404,10 +405,18 @@ async def test_connection_refused_is_retried_then_model_unavailable(make_provide
 
 async def test_no_answer_in_time_is_model_timeout(fake_openai, make_provider):
     provider = make_provider(timeout=0.2)
-    fake_openai.add(events=[chunk("late", finish_reason="stop")], delay=1.0)
+    # Held until the client gave up: however slow the machine, no answer can arrive in time
+    # (a fixed server delay could elapse before a starved client noticed its timeout).
+    answer = threading.Event()
+    fake_openai.add(events=[chunk("late", finish_reason="stop")], hold=answer)
 
-    with pytest.raises(ModelTimeout):
-        await collect(provider)
+    try:
+        with pytest.raises(ModelTimeout):
+            await collect(provider)
+    finally:
+        answer.set()
+    # The server may record the request after the client gave up; the client sends no other.
+    assert await _wait_until(lambda: len(fake_openai.requests) >= 1, seconds=60)
     assert len(fake_openai.requests) == 1  # a timeout is not retried
 
 
