@@ -105,7 +105,9 @@ class SessionFiles:
         if sweeper and self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep_forever())
         if sweeper and self._resumer is None:  # files added through another process
-            self._resumer = asyncio.create_task(self._resume_forever())
+            self._resumer = asyncio.create_task(
+                leases.resume_every(self.settings.worker_poll_seconds, self.resume, "session files to process")
+            )
 
     async def resume(self) -> None:
         """Schedule unfinished files nobody holds: after a restart, or another process's crash."""
@@ -114,16 +116,6 @@ class SessionFiles:
             ids = list(await session.scalars(query))
         for file_id in ids:
             self._schedule(file_id)
-
-    async def _resume_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.worker_poll_seconds)
-            try:
-                await self.resume()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - keeps looking
-                logger.exception("looking for session files to process failed")
 
     async def aclose(self) -> None:
         tasks = [*self._tasks.values(), *(t for t in (self._sweeper, self._resumer) if t)]

@@ -85,7 +85,9 @@ class ExtractionQueue:
         """Run what is queued and nobody holds, and keep looking for more (idempotent)."""
         if self._poller is None:
             await self.resume()
-            self._poller = asyncio.create_task(self._poll_forever())
+            self._poller = asyncio.create_task(
+                leases.resume_every(self.settings.worker_poll_seconds, self.resume, "memory extractions")
+            )
 
     async def aclose(self) -> None:
         """Stop: jobs in hand are released (shielded) so another process takes them at once."""
@@ -111,16 +113,6 @@ class ExtractionQueue:
             ))
         for job_id in ids:
             self._schedule(job_id)
-
-    async def _poll_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.worker_poll_seconds)
-            try:
-                await self.resume()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - keeps looking
-                logger.exception("looking for memory extractions failed")
 
     def _schedule(self, job_id: str) -> None:
         if job_id in self._tasks:

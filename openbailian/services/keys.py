@@ -85,15 +85,40 @@ async def create_key(
     session: AsyncSession, workspace_id: str, name: str = "", *, box: SecretBox
 ) -> CreatedKey:
     """A new key and its AccessKey pair; ``box`` seals the AccessKey secret."""
-    await ensure_workspace(session, workspace_id)
     api_key = "sk-" + secrets.token_hex(16)
+    display = f"{api_key[:6]}…{api_key[-4:]}"
+    return await _store_key(session, workspace_id, name, api_key, hash_key(api_key), display, box)
+
+
+# The key_hash of an AccessKey made on its own: no SHA-256 hex digest starts so, so no
+# API key can ever match the row (it is used only through its AccessKey pair).
+NO_API_KEY = "no-api-key:"
+
+
+async def create_access_key(
+    session: AsyncSession, workspace_id: str, name: str = "", *, box: SecretBox
+) -> CreatedKey:
+    """An AccessKey pair without an API key (``api_key`` is empty): for signed OpenAPI calls."""
+    return await _store_key(session, workspace_id, name, "", NO_API_KEY + secrets.token_hex(16), "", box)
+
+
+async def _store_key(
+    session: AsyncSession,
+    workspace_id: str,
+    name: str,
+    api_key: str,
+    key_hash: str,
+    display: str,
+    box: SecretBox,
+) -> CreatedKey:
+    await ensure_workspace(session, workspace_id)
     access_key_id = "OBAK" + _random_text(20)
     access_key_secret = _random_text(30)
     row = ApiKey(
         id=uuid.uuid4().hex,
         workspace_id=workspace_id,
-        key_hash=hash_key(api_key),
-        display=f"{api_key[:6]}…{api_key[-4:]}",
+        key_hash=key_hash,
+        display=display,
         name=name,
         access_key_id=access_key_id,
         access_key_secret=box.seal(access_key_secret),
@@ -106,35 +131,6 @@ async def create_key(
         workspace_id=workspace_id,
         access_key_id=access_key_id,
         access_key_secret=access_key_secret,
-    )
-
-
-# The key_hash of an AccessKey made on its own: no SHA-256 hex digest starts so, so no
-# API key can ever match the row (it is used only through its AccessKey pair).
-NO_API_KEY = "no-api-key:"
-
-
-async def create_access_key(
-    session: AsyncSession, workspace_id: str, name: str = "", *, box: SecretBox
-) -> CreatedKey:
-    """An AccessKey pair without an API key (``api_key`` is empty): for signed OpenAPI calls."""
-    await ensure_workspace(session, workspace_id)
-    access_key_id = "OBAK" + _random_text(20)
-    access_key_secret = _random_text(30)
-    row = ApiKey(
-        id=uuid.uuid4().hex,
-        workspace_id=workspace_id,
-        key_hash=NO_API_KEY + secrets.token_hex(16),
-        display="",
-        name=name,
-        access_key_id=access_key_id,
-        access_key_secret=box.seal(access_key_secret),
-    )
-    session.add(row)
-    await session.flush()
-    return CreatedKey(
-        id=row.id, api_key="", workspace_id=workspace_id,
-        access_key_id=access_key_id, access_key_secret=access_key_secret,
     )
 
 

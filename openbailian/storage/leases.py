@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from sqlalchemy import ColumnElement, and_, or_, update
 from openbailian.storage.db import Database
 from openbailian.storage.models import utcnow
 
-__all__ = ["Claim", "claim", "free_at", "keep_renewing", "release", "renew"]
+__all__ = ["Claim", "claim", "free_at", "keep_renewing", "release", "renew", "resume_every"]
 
 logger = logging.getLogger("openbailian.storage")
 
@@ -88,3 +89,16 @@ async def release(db: Database, held: Claim) -> None:
             await session.execute(update(held.model).where(held.mine()).values(lease_until=None, lease_owner=None))
     except Exception:  # noqa: BLE001
         logger.debug("could not release the lease of %s %s", held.model.__tablename__, held.row_id, exc_info=True)
+
+
+async def resume_every(seconds: float, resume: Callable[[], Awaitable[None]], what: str) -> None:
+    """Run ``resume`` (schedule the unclaimed work of a table) every ``seconds`` until cancelled;
+    a failed round is logged and the next one tries again."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await resume()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - keeps looking
+            logger.exception("looking for %s failed", what)
