@@ -4,6 +4,7 @@ source address on every face, and refused before any route runs."""
 from __future__ import annotations
 
 from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openbailian.services.limits import AuthFailureLimiter
 
@@ -21,17 +22,17 @@ class AuthFailureMiddleware:
     """Counts every 401/403 answer (an unknown key, a bad signature, a wrong admin token, a
     forged upload URL — on every face) against the request's source address."""
 
-    def __init__(self, app, limiter: AuthFailureLimiter) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, app: ASGIApp, limiter: AuthFailureLimiter) -> None:
         self.app = app
         self.limiter = limiter
 
-    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         address = source_address(scope)
 
-        async def observe(message) -> None:  # type: ignore[no-untyped-def]
+        async def observe(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] in AUTH_FAILURE_STATUSES:
                 await self.limiter.failed(address)
             await send(message)
@@ -39,7 +40,7 @@ class AuthFailureMiddleware:
         await self.app(scope, receive, observe)
 
 
-def source_address(scope) -> str:  # type: ignore[no-untyped-def]
+def source_address(scope: Scope) -> str:
     client = scope.get("client")
     return client[0] if client else "unknown"
 

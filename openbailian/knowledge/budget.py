@@ -173,7 +173,7 @@ def _receive(connection: Connection) -> tuple[str, Any] | None:
     try:
         if not connection.poll():
             return None
-        return connection.recv()  # type: ignore[no-any-return]
+        return connection.recv()  # type: ignore[no-any-return]  # a pipe's recv() unpickles to Any
     except (EOFError, OSError):
         return None
 

@@ -38,19 +38,18 @@ class BaseState:
     doc_codes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     doc_code_of: dict[str, int] = field(default_factory=dict)
     records: list[dict[str, Any] | None] = field(default_factory=list)
-    vectors: ExactVectorIndex | HnswVectorIndex | None = None
+    vectors: ExactVectorIndex | HnswVectorIndex = field(init=False)
     bm25: BM25Index = field(default_factory=BM25Index)
     dead: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        if self.vectors is None:
-            self.vectors = ExactVectorIndex(self.dim)
+        self.vectors = ExactVectorIndex(self.dim)
 
     @property
     def exact(self) -> ExactVectorIndex:
         vectors = self.vectors
-        return vectors.exact if isinstance(vectors, HnswVectorIndex) else vectors  # type: ignore[return-value]
+        return vectors.exact if isinstance(vectors, HnswVectorIndex) else vectors
 
     def live_count(self) -> int:
         return len(self.row_of)
@@ -69,13 +68,13 @@ class BaseState:
             self.records.append(record)
         self.chunk_ids = np.concatenate([self.chunk_ids, [r[0] for r in rows]]).astype(np.int64)
         self.doc_codes = np.concatenate([self.doc_codes, codes])
-        self.vectors.add(vectors)  # type: ignore[union-attr]
+        self.vectors.add(vectors)
         self.bm25.add([r[3].split() for r in rows])
 
     def remove(self, chunk_ids: Iterable[int]) -> None:
         rows = np.asarray([self.row_of.pop(c) for c in chunk_ids if c in self.row_of], dtype=np.int64)
         if len(rows):
-            self.vectors.remove(rows)  # type: ignore[union-attr]
+            self.vectors.remove(rows)
             self.bm25.remove(rows)
             for row in rows:
                 self.records[row] = None
@@ -111,7 +110,7 @@ class BaseState:
             mask = self.mask(chunk_mask)
             # With a structured filter every matching record (up to ``k``)
             # comes back from the dense side: the ranking only orders them.
-            dense_hits = self.vectors.search(query_vector, k, mask)  # type: ignore[union-attr]
+            dense_hits = self.vectors.search(query_vector, k, mask)
             bm25_hits = self.bm25.search(query_terms, k, mask)
             ids = self.chunk_ids
             return BaseHits(

@@ -134,7 +134,7 @@ _FROM_STAGE = (
 def _copy_rows(connection: Connection, rows: Sequence[Any]) -> None:
     """Insert chunk rows (id, base, document, terms, embedding) through the staging table."""
     raw = connection.connection.driver_connection
-    with raw.cursor() as cursor:  # type: ignore[union-attr]
+    with raw.cursor() as cursor:  # type: ignore[union-attr]  # driver_connection is Optional; a checked-out one is psycopg's
         cursor.execute(_STAGE)
         with cursor.copy(_COPY) as copy:
             copy.set_types(_COPY_TYPES)
@@ -146,7 +146,7 @@ def _copy_rows(connection: Connection, rows: Sequence[Any]) -> None:
 
 async def _copy_rows_async(connection: AsyncConnection, rows: Sequence[Any]) -> None:
     raw = (await connection.get_raw_connection()).driver_connection
-    async with raw.cursor() as cursor:  # type: ignore[union-attr]
+    async with raw.cursor() as cursor:  # type: ignore[union-attr]  # driver_connection is Optional; a checked-out one is psycopg's
         await cursor.execute(_STAGE)
         async with cursor.copy(_COPY) as copy:
             copy.set_types(_COPY_TYPES)

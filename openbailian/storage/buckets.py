@@ -54,7 +54,7 @@ class SharedBuckets:
     def _refilled(self, bucket: Bucket, now: float) -> ColumnElement[float]:
         """The stored row's tokens as of ``now``, in SQL."""
         elapsed = self._greatest(0.0, now - RateBucket.updated)
-        return self._least(bucket.capacity, RateBucket.tokens + elapsed * bucket.rate)  # type: ignore[no-any-return]
+        return self._least(bucket.capacity, RateBucket.tokens + elapsed * bucket.rate)  # type: ignore[no-any-return]  # func.min/least are chosen per dialect, so typed Any
 
     async def take(self, key: str, bucket: Bucket) -> int | None:
         """Take one token; None when taken, else the seconds to wait for one."""
