@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from openbailian.cli import app
 from openbailian.config import Settings
+from openbailian.files.safety import SafetyLimits
 from openbailian.knowledge.index import MemoryIndex
 from openbailian.knowledge.search import ChunkMask
 from openbailian.knowledge.search_pg import (
@@ -51,11 +52,10 @@ def _sql(settings: Settings, *statements: str) -> list[tuple]:
 async def _ingested_base(system: KnowledgeSystem, *paths) -> str:
     async with system.db.transaction() as session:
         base = await kb.create_base(session, workspace_id="ws1", name="kb", kind="unstructured")
-        for path in paths:
-            await kb.add_document(
-                session, base, name=path.name, data=path.read_bytes(), store=system.store,
-                max_bytes=system.settings.knowledge_max_file_bytes,
-            )
+    await kb.upload_documents(
+        system.db, base, [(path.name, path.read_bytes()) for path in paths], store=system.store,
+        max_bytes=system.settings.knowledge_max_file_bytes, limits=SafetyLimits.of(system.settings),
+    )
     await system.worker.drain()
     return base.id
 
