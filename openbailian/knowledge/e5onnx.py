@@ -294,6 +294,31 @@ def _session(path: Path, threads: int, *, spin: bool) -> onnxruntime.InferenceSe
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+# One vocabulary, tokenizer and pair of sessions per process (a few hundred MB), whatever the
+# number of embedders: every runtime built in a process (tests, the CLI beside a server) shares them.
+# onnxruntime's run() is thread-safe. Sessions are keyed by the model file's name, which names
+# its content (weights fingerprint, graph and onnxruntime versions).
+_SHARED_LOCK = threading.Lock()
+_SHARED_WEIGHTS: list[tuple[E5Weights, _Tokenizer]] = []
+_SHARED_SESSIONS: dict[tuple[str, int, int], tuple[E5Weights, _Tokenizer, Any, Any]] = {}
+
+
+def _shared_parts(cache_dir: Path, threads: int, query_threads: int) -> tuple[E5Weights, _Tokenizer, Any, Any]:
+    with _SHARED_LOCK:
+        if not _SHARED_WEIGHTS:
+            weights = E5Weights()
+            _SHARED_WEIGHTS.append((weights, _Tokenizer(weights)))
+        weights, tokenizer = _SHARED_WEIGHTS[0]
+    path = model_path(weights, cache_dir)  # each home gets its own 0600 copy of the file
+    key = (path.name, threads, query_threads)
+    with _SHARED_LOCK:
+        if key not in _SHARED_SESSIONS:
+            passages = _session(path, threads, spin=True)
+            queries = _session(path, query_threads, spin=False)
+            _SHARED_SESSIONS[key] = (weights, tokenizer, passages, queries)
+        return _SHARED_SESSIONS[key]
+
+
 def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -325,11 +350,7 @@ class OnnxE5Embedder:
         if self._loaded is None:
             with self._load_lock:
                 if self._loaded is None:
-                    weights = E5Weights()
-                    path = model_path(weights, self._cache_dir)
-                    passages = _session(path, self._threads, spin=True)
-                    queries = _session(path, self._query_threads, spin=False)
-                    self._loaded = (weights, _Tokenizer(weights), passages, queries)
+                    self._loaded = _shared_parts(self._cache_dir, self._threads, self._query_threads)
         return self._loaded
 
     def load(self) -> None:
