@@ -127,12 +127,14 @@ def test_foreign_workspace_files_are_refused_as_missing(live, ready) -> None:
 
 
 def test_a_file_not_ready_is_refused(live, ready) -> None:
-    edit_row(live, ready["png"], status="INDEX_BUILDING")
+    # Held by a (pretend) worker, so the server's resume loop does not take it and finish it first.
+    held = {"lease_until": utcnow() + timedelta(hours=1), "lease_owner": "elsewhere"}
+    edit_row(live, ready["png"], status="INDEX_BUILDING", **held)
     try:
         with pytest.raises(InvalidParameter, match="not ready.*INDEX_BUILDING"):
             gather(live, [ready["docx"], ready["png"]])
     finally:
-        edit_row(live, ready["png"], status="FILE_IS_READY")
+        edit_row(live, ready["png"], status="FILE_IS_READY", lease_until=None, lease_owner=None)
 
 
 def test_an_expired_file_is_refused(live, tmp_path: Path) -> None:
