@@ -153,6 +153,7 @@ class Settings(BaseSettings):
     s3_bucket: str | None = None
     s3_prefix: str = ""
     s3_endpoint_url: str | None = None  # unset: AWS's endpoint for the region
+    s3_public_endpoint_url: str | None = None  # the bucket's address as clients reach it; unset: the above
     s3_region: str | None = None
     s3_access_key_id: str | None = None  # unset: boto3's usual chain (env, profile, instance role)
     s3_secret_access_key: str | None = None

@@ -92,6 +92,8 @@ def test_the_services_agree_on_passwords_and_the_bucket():
     assert (settings["OPENBAILIAN_S3_ACCESS_KEY_ID"], settings["OPENBAILIAN_S3_SECRET_ACCESS_KEY"]) == (
         minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"])
     assert settings["OPENBAILIAN_S3_ENDPOINT_URL"] == "http://minio:9000"
+    public_port = settings["OPENBAILIAN_S3_PUBLIC_ENDPOINT_URL"].rsplit(":", 1)[1]
+    assert f"{public_port}:9000" in compose()["services"]["minio"]["ports"]  # presigned URLs reach MinIO
     bucket_command = " ".join(compose()["services"]["bucket"]["command"])
     assert f"store/{settings['OPENBAILIAN_S3_BUCKET']}" in bucket_command
     assert '"api_key": "' + env_file("vllm.env")["VLLM_API_KEY"] + '"' in settings["OPENBAILIAN_MODELS"]

@@ -34,27 +34,19 @@ class StoredObject:
 class S3ObjectStore:
     """Objects in one bucket under a prefix, through boto3 (thread-safe client)."""
 
-    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
+    def __init__(self, client: Any, bucket: str, prefix: str = "", *, signer: Any = None) -> None:
         self.client = client
+        # Presigned URLs carry the host they were signed for: behind a proxy or in Compose the
+        # clients' address of the bucket differs from the API's, so they are signed by a client of that.
+        self.signer = signer or client
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3ObjectStore:
-        import boto3
-        from botocore.config import Config
-
-        client = boto3.client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url,
-            region_name=settings.s3_region,
-            aws_access_key_id=settings.s3_access_key_id,
-            aws_secret_access_key=settings.s3_secret_access_key,
-            # Path-style works with MinIO and moto; v4 signatures are what presigned URLs need.
-            config=Config(signature_version="s3v4", s3={"addressing_style": settings.s3_addressing_style}),
-        )
         assert settings.s3_bucket
-        return cls(client, settings.s3_bucket, settings.s3_prefix)
+        signer = _client(settings, settings.s3_public_endpoint_url) if settings.s3_public_endpoint_url else None
+        return cls(_client(settings, settings.s3_endpoint_url), settings.s3_bucket, settings.s3_prefix, signer=signer)
 
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
@@ -116,7 +108,7 @@ class S3ObjectStore:
         checks them on the stored object instead.
         """
         return str(
-            self.client.generate_presigned_url(
+            self.signer.generate_presigned_url(
                 "put_object",
                 Params={"Bucket": self.bucket, "Key": self._key(key), "ContentType": UPLOAD_CONTENT_TYPE},
                 ExpiresIn=max(1, expires_in),
@@ -134,6 +126,21 @@ class S3ObjectStore:
         finally:
             body.close()
         return digest.hexdigest()
+
+
+def _client(settings: Settings, endpoint_url: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=settings.s3_secret_access_key,
+        # Path-style works with MinIO and moto; v4 signatures are what presigned URLs need.
+        config=Config(signature_version="s3v4", s3={"addressing_style": settings.s3_addressing_style}),
+    )
 
 
 def _missing(error: Any) -> bool:

@@ -79,6 +79,27 @@ def test_a_session_file_uploaded_by_presigned_url_is_answered_from(live, s3_endp
     assert not {k for k in bucket_keys(s3_endpoint) - keys} and not (keys & bucket_keys(s3_endpoint))
 
 
+def test_presigned_urls_are_signed_for_the_public_endpoint_and_accepted_there(
+    tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str
+) -> None:
+    # The API reaches the store at 127.0.0.1, clients at "localhost" (as minio:9000 inside Compose
+    # and the host's name outside): the URL must name, and be signed for, the clients' address.
+    public = s3_endpoint.replace("127.0.0.1", "localhost")
+    settings = s3_settings(s3_endpoint) | {"s3_public_endpoint_url": public}
+    server = LiveServer(make_settings(tmp_path_factory.mktemp("s3-public"), **settings)).start()
+    try:
+        data = b"a note uploaded through the public address\n"
+        grant = presigned_upload(server, "public.txt", data, workspace="ws-public")
+        assert grant["Param"]["Url"].startswith(f"{public}/{BUCKET}/{PREFIX}/session/ws-public/")
+        added = add(server, grant["FileUploadLeaseId"], workspace="ws-public")
+        assert added.status_code == 200, added.text
+        file_id = added.json()["Data"]["FileId"]
+        assert wait_final(server, file_id, "ws-public")["Status"] == "FILE_IS_READY"
+        assert call(server, "DeleteFile", {"FileId": file_id}, "ws-public").status_code == 200
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize(
     ("body", "words"),
     [(b"wrong bytes of the same size!!", "MD5"), (b"shorter", "bytes but the lease declared")],
