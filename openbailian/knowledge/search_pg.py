@@ -218,8 +218,14 @@ def rebuild(connection: Connection, dims: Iterable[int] = ()) -> dict[str, int]:
         connection.execute(_STORE_VERSION, {"base_id": base_id, "version": version})
         counts[base_id] = total
     found = connection.execute(text("SELECT DISTINCT dim FROM knowledge_chunk_search WHERE dim > 0")).scalars()
-    # The HNSW build is much faster when the graph fits in memory (this transaction only).
-    connection.execute(text("SET LOCAL maintenance_work_mem = '1GB'"))
+    # The HNSW build is much faster when the graph fits in memory (this transaction only): at
+    # least 1GB, never less than the server was given (1M 384-d vectors need ~3GB).
+    connection.execute(
+        text(
+            "SELECT set_config('maintenance_work_mem', '1GB', true) "
+            "WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes('1GB')"
+        )
+    )
     for dim in sorted(set(found) | {int(d) for d in dims}):
         ensure_dim_index(connection, dim)
     connection.execute(text("ANALYZE knowledge_chunk_search"))
