@@ -8,10 +8,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from openbailian.api.ratelimit import checks_address, source_address
 from openbailian.engine.call import AppStamp
 from openbailian.errors import AccessDenied, InvalidApiKey, WorkspaceAccessDenied
 from openbailian.runtime import Runtime
 from openbailian.services.keys import check_key
+from openbailian.services.limits import AuthFailureLimiter
 
 __all__ = ["Caller", "CurrentCaller", "KeyCaller", "MeteredCaller", "AdminCaller", "RuntimeDep"]
 
@@ -48,7 +50,17 @@ def _bearer_or_bare(request: Request) -> str:
 
 
 async def _authenticate(request: Request, runtime: Runtime, app_id: str | None, *, bare: bool = False) -> Caller:
-    checked = await check_key(runtime.db, _bearer_or_bare(request) if bare else _bearer(request), app_id)
+    """The key's caller; the source address's failure budget is read in the same query
+    (``api/ratelimit.py``), and checked before the key is."""
+    failures: AuthFailureLimiter | None = getattr(request.app.state, "auth_failures", None)
+    address = failures.check_with(source_address(request.scope)) if failures is not None else None
+    try:
+        api_key = _bearer_or_bare(request) if bare else _bearer(request)
+    except InvalidApiKey:
+        if address is not None:  # no key to look up: the address's budget in a read of its own
+            await address.limiter.check(address.address)
+        raise
+    checked = await check_key(runtime.db, api_key, app_id, address=address)
     caller = Caller(key_id=checked.key_id, workspace_id=checked.workspace_id, app=checked.app)
     requested = request.headers.get("x-dashscope-workspace")
     if requested and requested != caller.workspace_id:
@@ -58,6 +70,7 @@ async def _authenticate(request: Request, runtime: Runtime, app_id: str | None, 
     return caller
 
 
+@checks_address
 async def get_caller(request: Request, runtime: RuntimeDep) -> Caller:
     return await _authenticate(request, runtime, None)
 
@@ -65,6 +78,7 @@ async def get_caller(request: Request, runtime: RuntimeDep) -> Caller:
 CurrentCaller = Annotated[Caller, Depends(get_caller)]
 
 
+@checks_address
 async def get_key_caller(request: Request, runtime: RuntimeDep) -> Caller:
     return await _authenticate(request, runtime, None, bare=True)
 
@@ -73,6 +87,7 @@ async def get_key_caller(request: Request, runtime: RuntimeDep) -> Caller:
 KeyCaller = Annotated[Caller, Depends(get_key_caller)]
 
 
+@checks_address
 async def get_metered_caller(app_id: str, request: Request, runtime: RuntimeDep) -> Caller:
     """The caller of a model call of app ``app_id`` (a path parameter), counted against the
     per-key rate limit; the app's row is read with the key, in one query."""

@@ -1,7 +1,16 @@
 """The HTTP side of the limits (``services/limits.py``): failed authentications counted per
-source address on every face, and refused before any route runs."""
+source address on every face, and an address over its budget refused before any route
+looks at its credentials.
+
+The check costs no round trip of its own where the route looks an API key up: the key's
+query reads the address's bucket too (``api/deps.py``, dependencies marked with
+:func:`checks_address`). Every other route reads it in the app-wide dependency.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -10,12 +19,23 @@ from openbailian.services.limits import AuthFailureLimiter
 
 __all__ = [
     "AuthFailureMiddleware",
+    "checks_address",
     "refuse_addresses_over_the_failure_limit",
     "source_address",
 ]
 
-
 AUTH_FAILURE_STATUSES = frozenset({401, 403})
+_MARK = "checks_failed_address"  # on a dependency: it checks the address with the credentials
+_FOLDED = "_openbailian_checks_address"  # on a route: cached answer of _route_checks_address
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def checks_address(dependency: F) -> F:
+    """Mark a dependency that checks the source address's failure budget itself, in the
+    query that looks its credentials up; routes using it skip the app-wide read."""
+    setattr(dependency, _MARK, True)
+    return dependency
 
 
 class AuthFailureMiddleware:
@@ -27,7 +47,7 @@ class AuthFailureMiddleware:
         self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not self.limiter.enabled:
             await self.app(scope, receive, send)
             return
         address = source_address(scope)
@@ -48,6 +68,26 @@ def source_address(scope: Scope) -> str:
 async def refuse_addresses_over_the_failure_limit(request: Request) -> None:
     """App-wide dependency: an address with too many failed authentications is refused
     before any route runs (in the face's own error shape)."""
-    limiter = getattr(request.app.state, "auth_failures", None)
-    if limiter is not None:
-        await limiter.check(source_address(request.scope))
+    limiter: AuthFailureLimiter | None = getattr(request.app.state, "auth_failures", None)
+    if limiter is None or not limiter.enabled or _route_checks_address(request.scope.get("route")):
+        return
+    await limiter.check(source_address(request.scope))
+
+
+def _route_checks_address(route: Any) -> bool:
+    """Whether one of the route's dependencies checks the address with the credentials."""
+    if route is None:
+        return False
+    folded = getattr(route, _FOLDED, None)
+    if folded is None:
+        folded = _depends_on_a_checker(getattr(route, "dependant", None))
+        setattr(route, _FOLDED, folded)
+    return bool(folded)
+
+
+def _depends_on_a_checker(dependant: Any) -> bool:
+    if dependant is None:
+        return False
+    if getattr(dependant.call, _MARK, False):
+        return True
+    return any(_depends_on_a_checker(sub) for sub in dependant.dependencies)

@@ -14,6 +14,7 @@ import string
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
@@ -23,8 +24,10 @@ from openbailian.crypto import SecretBox, SecretUnreadable
 from openbailian.engine.call import AppStamp
 from openbailian.errors import InvalidApiKey, NotFound, SignatureNonceUsed
 from openbailian.services.apps import stamp_of
+from openbailian.services.limits import AddressCheck
 from openbailian.services.lookup import get_in_workspace
 from openbailian.services.workspaces import ensure_workspace
+from openbailian.storage.buckets import TOKENS_OF
 from openbailian.storage.db import Database
 from openbailian.storage.models import ApiKey, App, SignatureNonce, utcnow
 
@@ -168,16 +171,33 @@ _KEY = select(ApiKey.id, ApiKey.workspace_id, ApiKey.revoked_at).where(
 _KEY_AND_APP = _KEY.add_columns(
     App.workspace_id.label("app_workspace_id"), App.published_version
 ).outerjoin(App, App.id == bindparam("app_id"))
+# (with the app's row, with the source address's failure bucket) → the one query of a key check.
+_KEY_QUERIES = {
+    (False, False): _KEY,
+    (True, False): _KEY_AND_APP,
+    (False, True): _KEY.add_columns(TOKENS_OF.label("address_tokens")),
+    (True, True): _KEY_AND_APP.add_columns(TOKENS_OF.label("address_tokens")),
+}
 
 
-async def check_key(db: Database, api_key: str, app_id: str | None = None) -> KeyCheck:
+async def check_key(
+    db: Database, api_key: str, app_id: str | None = None, *, address: AddressCheck | None = None
+) -> KeyCheck:
     """The key's owner, read on every call so a revoked key is refused at once by every
-    process; with ``app_id``, that app's row comes in the same query (one round trip)."""
-    params = {"key_hash": hash_key(api_key)}
+    process; with ``app_id``, that app's row comes in the same query (one round trip), and
+    with ``address`` the source address's failure budget, checked first (``RateLimited``)."""
+    params: dict[str, Any] = {"key_hash": hash_key(api_key)}
     if app_id is not None:
         params["app_id"] = app_id
-    query = _KEY if app_id is None else _KEY_AND_APP
+    if address is not None:
+        params.update(address.params)
+    query = _KEY_QUERIES[(app_id is not None, address is not None)]
     row = await db.read(lambda conn: conn.execute(query, params).first())
+    if address is not None:
+        if row is None:  # no such key: the address's budget in a read of its own (failures only)
+            await address.limiter.check(address.address)
+        else:
+            address.verdict(row.address_tokens)
     if row is None or row.revoked_at is not None:
         raise InvalidApiKey("Invalid API-key provided.")
     app = stamp_of(row.app_workspace_id, row.published_version) if app_id is not None else None

@@ -9,15 +9,13 @@ calls finishing together in any number of processes never lose a count.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import date, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openbailian.storage.db import Database
-from openbailian.storage.usage_models import UsageDay
+from openbailian.storage.usage_models import UsageDay, count_call, utc_today
 
 __all__ = ["MAX_REPORT_DAYS", "CallOutcome", "UsageRow", "UsageReport", "record_call", "usage_report", "utc_today"]
 
@@ -86,37 +84,12 @@ class UsageReport:
         )
 
 
-def utc_today() -> date:
-    return datetime.now(UTC).date()
-
-
-def _insert(dialect: str) -> Any:
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
 async def record_call(db: Database, outcome: CallOutcome, *, day: date | None = None) -> None:
-    """Count one finished call on its UTC day (today unless ``day`` is given)."""
-    insert = _insert(db.engine.dialect.name)(UsageDay).values(
-        workspace_id=outcome.workspace_id,
-        app_id=outcome.app_id,
-        day=day or utc_today(),
-        calls=1,
-        errors=0 if outcome.ok else 1,
-        input_tokens=max(0, outcome.input_tokens),
-        output_tokens=max(0, outcome.output_tokens),
-    )
-    added = insert.excluded
-    upsert = insert.on_conflict_do_update(
-        index_elements=[UsageDay.workspace_id, UsageDay.app_id, UsageDay.day],
-        set_={
-            "calls": UsageDay.calls + added.calls,
-            "errors": UsageDay.errors + added.errors,
-            "input_tokens": UsageDay.input_tokens + added.input_tokens,
-            "output_tokens": UsageDay.output_tokens + added.output_tokens,
-        },
-    )
-    async with db.begin() as conn:
-        await conn.execute(upsert)
+    """Count one finished call on its UTC day (today unless ``day`` is given): one round trip."""
+    await db.write(lambda conn: count_call(
+        conn, workspace_id=outcome.workspace_id, app_id=outcome.app_id, ok=outcome.ok,
+        input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens, day=day,
+    ))
 
 
 async def usage_report(

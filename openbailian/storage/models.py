@@ -121,7 +121,8 @@ class SessionMessage(Base):
 class RateBucket(Base):
     """A token bucket shared by every process on the database (``api/ratelimit.py``): the
     per-key request limit (``key:…``, ``openapi:…``) and failed authentications per source
-    address (``auth:…``). Updated with one atomic upsert per request."""
+    address (``auth:…``). Updated with one atomic upsert: a process takes a key's tokens an
+    allowance at a time, and an address's only when one of its authentications fails."""
 
     __tablename__ = "rate_buckets"
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Date, Integer, String
+from sqlalchemy import BigInteger, Connection, Date, Integer, String
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openbailian.storage.models import Base
 
-__all__ = ["UsageDay"]
+__all__ = ["UsageDay", "count_call", "utc_today"]
 
 
 class UsageDay(Base):
@@ -26,3 +28,38 @@ class UsageDay(Base):
     errors: Mapped[int] = mapped_column(Integer, default=0)
     input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _add_to_day(dialect_insert: Any) -> Any:
+    """``INSERT … ON CONFLICT DO UPDATE SET calls = calls + excluded.calls …`` (built once)."""
+    statement = dialect_insert(UsageDay)
+    added = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[UsageDay.workspace_id, UsageDay.app_id, UsageDay.day],
+        set_={
+            "calls": UsageDay.calls + added.calls,
+            "errors": UsageDay.errors + added.errors,
+            "input_tokens": UsageDay.input_tokens + added.input_tokens,
+            "output_tokens": UsageDay.output_tokens + added.output_tokens,
+        },
+    )
+
+
+_ADD_TO_DAY = {"sqlite": _add_to_day(sqlite.insert), "postgresql": _add_to_day(postgresql.insert)}
+
+
+def count_call(
+    conn: Connection, *, workspace_id: str, app_id: str, ok: bool, input_tokens: int = 0,
+    output_tokens: int = 0, day: date | None = None, calls: int = 1,
+) -> None:
+    """Add one finished call to its UTC day's counters, in ``conn``'s transaction (one
+    atomic upsert, so calls finishing together in any number of processes never lose a count)."""
+    conn.execute(_ADD_TO_DAY[conn.dialect.name], {
+        "workspace_id": workspace_id, "app_id": app_id, "day": day or utc_today(),
+        "calls": calls, "errors": 0 if ok else 1,
+        "input_tokens": max(0, input_tokens), "output_tokens": max(0, output_tokens),
+    })
