@@ -6,6 +6,11 @@ sent, or the stream's error block). Only calls of an app the caller's workspace 
 counted: a missing or another workspace's app, a bad key or a rate-limited key never reach a
 counter. A stream the client leaves counts as a call without tokens. The count is written
 before the last bytes go out, so a caller who has the answer can see it counted.
+
+A call whose turn is stored is counted by the turn's own write (the meter hands the engine a
+``UsageSlip`` through ``request.state.usage_slip``, which the route puts in the ``Call``): no
+round trip of its own. The meter writes only the others — failures, and a stream left before
+the engine stored anything.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import anyio
 from starlette.responses import Response, StreamingResponse
 
+from openbailian.engine.call import UsageSlip
 from openbailian.services.usage import CallOutcome, record_call
 from openbailian.storage.db import Database
 
@@ -35,6 +41,8 @@ def counts_usage(handler: Handler) -> Handler:
     @wraps(handler)
     async def counted(*args: Any, **kwargs: Any) -> Any:
         meter = _Meter.for_call(kwargs["runtime"].db, kwargs["caller"], kwargs["app_id"])
+        if meter is not None:
+            kwargs["request"].state.usage_slip = meter.slip
         try:
             response = await handler(*args, **kwargs)
         except Exception:
@@ -58,6 +66,7 @@ class _Meter:
         self._workspace_id = workspace_id
         self._app_id = app_id
         self._done = False
+        self.slip = UsageSlip()  # counted: the turn's write counted the call
 
     @classmethod
     def for_call(cls, db: Database, caller: Any, app_id: str) -> _Meter | None:
@@ -68,7 +77,7 @@ class _Meter:
         return cls(db, caller.workspace_id, app_id)
 
     async def finish(self, *, ok: bool, input_tokens: int = 0, output_tokens: int = 0) -> None:
-        if self._done:
+        if self._done or self.slip.counted:
             return
         self._done = True
         outcome = CallOutcome(self._workspace_id, self._app_id, ok, input_tokens, output_tokens)

@@ -16,7 +16,7 @@ from typing import Any
 from openbailian.engine.app_config import AppConfig
 from openbailian.providers.base import ChatMessage
 
-__all__ = ["AppStamp", "Call"]
+__all__ = ["AppStamp", "Call", "UsageSlip"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,16 @@ class AppStamp:
 
     workspace_id: str | None
     published_version: int
+
+
+@dataclass(slots=True)
+class UsageSlip:
+    """Given by a face that counts calls (``api/usage_meter.py``): the write that stores the
+    turn also adds the call, with its tokens, to the usage counters (one transaction, no
+    round trip of its own), and sets ``counted``; a call whose turn is not stored (a failure)
+    stays for the face to count."""
+
+    counted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +73,4 @@ class Call:
     # Run this config instead of the published one (the console's playground on a draft;
     # the caller has checked that the app is in the workspace).
     config: AppConfig | None = None
+    usage: UsageSlip | None = None  # count the call with its turn (see UsageSlip)

@@ -255,9 +255,9 @@ class Engine:
                         output_tokens = chunk.output_tokens or 0
         except (anyio.get_cancelled_exc_class(), GeneratorExit):
             # The consumer went away: keep what was said, marked as cut.
-            await self._store(run, to_store, "".join(answer), cut=True)
+            await self._store(run, to_store, "".join(answer), cut=True, tokens=(input_tokens, output_tokens))
             raise
-        await self._store(run, to_store, "".join(answer), cut=False)
+        await self._store(run, to_store, "".join(answer), cut=False, tokens=(input_tokens, output_tokens))
         self._observe(run, "".join(answer))
         usage = ModelUsage(run.provider.model_id, input_tokens, output_tokens)
         yield Finished(finish_reason, run.session_id, [usage])
@@ -280,7 +280,8 @@ class Engine:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def _store(
-        self, run: PreparedRun, messages: list[ChatMessage], answer: str, *, cut: bool
+        self, run: PreparedRun, messages: list[ChatMessage], answer: str, *, cut: bool,
+        tokens: tuple[int, int] = (0, 0),
     ) -> None:
         # Shielded: a client that disconnects while we write must not leave half a turn.
         call = run.context.call
@@ -294,6 +295,8 @@ class Engine:
                 cut=cut,
                 request_id=call.request_id,
                 new=run.history is not None,  # None: continuing a stored session
+                usage=call.usage,
+                tokens=tokens,
             )
 
 

@@ -15,10 +15,12 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from openbailian.engine.call import UsageSlip
 from openbailian.errors import SessionNotFound
 from openbailian.providers.base import ChatMessage
 from openbailian.storage.db import Database, async_url
 from openbailian.storage.models import ChatSession, SessionMessage, utcnow
+from openbailian.storage.usage_models import count_call
 
 __all__ = ["SessionStore", "SessionLocks", "new_session_id"]
 
@@ -128,8 +130,11 @@ class SessionStore:
         cut: bool,
         request_id: str,
         new: bool = False,
+        usage: UsageSlip | None = None,
+        tokens: tuple[int, int] = (0, 0),
     ) -> None:
         """Store a finished (or cut) turn; ``new``: the session's first turn, which creates it.
+        With ``usage``, the same transaction counts the call with its (input, output) ``tokens``.
 
         Two statements in one transaction. Continuing a session, the session row is
         upserted first (created again if it was deleted meanwhile): across processes that
@@ -162,8 +167,13 @@ class SessionStore:
             else:
                 conn.execute(_touch_session(conn.dialect.name), session)
                 conn.execute(_NEXT_MESSAGE, rows)
+            if usage is not None:
+                count_call(conn, workspace_id=workspace_id, app_id=app_id, ok=True,
+                           input_tokens=tokens[0], output_tokens=tokens[1])
 
         await self._db.write(store)
+        if usage is not None:
+            usage.counted = True
 
 
 _SESSION_APP = select(ChatSession.app_id).where(ChatSession.id == bindparam("session_id"))

@@ -82,3 +82,19 @@ def test_a_stream_the_client_leaves_counts_as_a_call(tmp_path, database_url) -> 
     finally:
         server.stop()
 
+
+
+def test_answered_calls_are_counted_with_their_tokens(server: LiveServer, monkeypatch) -> None:
+    """Counted by the write that stores the turn: JSON and streamed, each once, with the
+    tokens its answer reported, visible as soon as the answer is."""
+    monkeypatch.setattr(dashscope, "base_http_api_url", server.base_http_api_url)
+    app_id = server.app()
+    plain = Application.call(api_key=server.key(), app_id=app_id, prompt="第一个问题")
+    streamed = list(Application.call(api_key=server.key(), app_id=app_id, prompt="second question",
+                                     stream=True, incremental_output=True))
+    assert plain.status_code == 200 and streamed[-1].status_code == 200
+    answers = [plain.usage.models[0], streamed[-1].usage.models[0]]
+    row = _usage(server)[app_id]
+    assert (row.calls, row.errors) == (2, 0)
+    assert row.input_tokens == sum(m.input_tokens for m in answers) > 0
+    assert row.output_tokens == sum(m.output_tokens for m in answers) > 0

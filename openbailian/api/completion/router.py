@@ -21,7 +21,7 @@ from openbailian.api.deps import MeteredCaller, RuntimeDep
 from openbailian.api.errors import error_status_and_code, request_id_of
 from openbailian.api.sse import EventStreamResponse
 from openbailian.api.usage_meter import counts_usage
-from openbailian.engine.call import AppStamp, Call
+from openbailian.engine.call import AppStamp, Call, UsageSlip
 from openbailian.engine.events import Event
 from openbailian.engine.run import PreparedRun
 from openbailian.errors import InvalidParameter, RequestTooLarge
@@ -108,6 +108,7 @@ def to_call(
     workspace_id: str,
     request_id: str,
     app_stamp: AppStamp | None = None,
+    usage: UsageSlip | None = None,
 ) -> Call:
     """The wire request as the engine's one :class:`Call`."""
     params = body.parameters
@@ -134,6 +135,7 @@ def to_call(
         user_defined_params=biz.user_defined_params,
         user_defined_tokens=biz.user_defined_tokens,
         app_stamp=app_stamp,
+        usage=usage,
     )
 
 
@@ -156,6 +158,7 @@ async def completion(
             workspace_id=caller.workspace_id,
             request_id=request_id,
             app_stamp=caller.app,
+            usage=getattr(request.state, "usage_slip", None),
         )
     )
     has_thoughts = body.parameters.has_thoughts
