@@ -13,10 +13,12 @@ awaiting task is cancelled, and turns every way the child can end into a result 
 from __future__ import annotations
 
 import asyncio
+import importlib.machinery
 import logging
 import multiprocessing
 import resource
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,9 +37,7 @@ logger = logging.getLogger("openbailian.knowledge")
 
 T = TypeVar("T")
 # Imported once by the fork server, so a child starts parsing without importing anything.
-# "__main__" (multiprocessing's default) too: a child whose fork server lacks it re-runs the
-# main script (``openbailian``: the whole CLI) before its work.
-PRELOAD = ["__main__", "openbailian.knowledge.budget", "docx", "pptx", "openpyxl", "pypdf", "bs4"]
+PRELOAD = ["openbailian.knowledge.budget", "docx", "pptx", "openpyxl", "pypdf", "bs4"]
 
 _MEMORY_WORDS = ("memory allocation failed", "out of memory", "cannot allocate memory", "memoryerror")
 
@@ -85,6 +85,7 @@ _context: Any = None
 def _mp_context() -> Any:
     global _context
     if _context is None:
+        _keep_main_out_of_children()
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
         _context = context
@@ -193,6 +194,22 @@ def _death_reason(exitcode: int | None, budget: Budget) -> str:
         memory = f" (its memory budget is {budget.memory_mb} MiB)" if budget.memory_mb else ""
         return f"The parser crashed on this document{memory}"
     return f"The parser stopped unexpectedly (exit code {exitcode})"
+
+
+def _keep_main_out_of_children() -> None:
+    """Children must not run the main script again before their work.
+
+    multiprocessing hands every child the path of the parent's main script, and a child runs
+    it (as ``__mp_main__``) unless that script was preloaded by the fork server, which its
+    ``"__main__"`` preload does not do on Python 3.11 (it looks for a ``main_path`` key that
+    the preparation data calls ``init_main_from_path``). For ``openbailian`` (the console
+    script: the whole CLI and server) that cost seconds of imports per parsed document. A
+    main module whose spec is named ``"__main__"`` is passed by that name instead, which a
+    child skips. Our children need nothing from the main script: their work is importable.
+    """
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__spec__", None) is None:
+        main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
 
 
 # ---------------------------------------------------------------- in the child

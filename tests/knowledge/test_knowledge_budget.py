@@ -256,3 +256,36 @@ def test_deleting_stops_the_parse_in_openbailian_worker(api, env, tmp_path: Path
         assert worker.popen.poll() is None, worker.output()
     finally:
         assert worker.stop() == 0, worker.output()
+
+
+MAIN_SCRIPT = """
+import asyncio, sys
+from pathlib import Path
+from openbailian.knowledge.budget import Budget, prepare, run_in_child
+
+with open(sys.argv[1], "a") as runs:  # every run of this script's top level, main or child
+    runs.write(__name__ + "\\n")
+
+async def parse_twice(document):
+    for _ in range(2):
+        prepared = await run_in_child(prepare, document, document.name, "unstructured", budget=Budget(60, 1024))
+        print(len(prepared.chunks))
+
+if __name__ == "__main__":
+    asyncio.run(parse_twice(Path(sys.argv[2])))
+"""
+
+
+def test_a_parsing_child_does_not_run_the_main_script_again(tmp_path: Path) -> None:
+    """``openbailian`` is a script: a child that re-ran it imported the whole CLI before each
+    document (seconds each); its work needs nothing from it."""
+    import subprocess
+    import sys
+
+    script, runs, document = tmp_path / "main.py", tmp_path / "runs.txt", tmp_path / "note.md"
+    script.write_text(MAIN_SCRIPT)
+    document.write_text("# 年假\n每位员工每年享有15天带薪年假。", encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script), str(runs), str(document)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"]  # both children parsed the document
+    assert runs.read_text().split() == ["__main__"]  # and neither ran the script
