@@ -6,7 +6,8 @@ INDEX_BUILDING_FAILED with a reason. The status lives in the database and is
 the queue: a worker claims a document with a short lease that it renews while it
 works, so a crashed or restarted server (or a CLI run) resumes unfinished
 documents once the lease has run out. Chunks and the final status are written
-in one transaction: a search sees all of a document or none of it.
+in one transaction (with their PostgreSQL search rows, when search runs there): a search
+sees all of a document or none of it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from openbailian.knowledge.budget import Budget, OverBudget, Prepared, Stopped, 
 from openbailian.knowledge.chunk import Chunk, ChunkRule
 from openbailian.knowledge.embed import Embedder
 from openbailian.knowledge.parse import STANDARD, ParseError, Parsers
+from openbailian.knowledge.search import SearchRowWriter
 from openbailian.storage import leases
 from openbailian.storage.db import Database
 from openbailian.storage.knowledge_models import (
@@ -127,8 +129,11 @@ class Ingestor:
         parsers: Mapping[str, Parsers] | None = None,
         limits: IngestLimits | None = None,
         watch_seconds: float = 0.5,
+        search_rows: SearchRowWriter | None = None,
     ) -> None:
         self.db = db
+        # Writes the chunks' search rows in their transaction (PostgreSQL search; else nothing).
+        self.search_rows = search_rows
         self.embedder = embedder
         self.store = store
         self.lease = timedelta(seconds=lease_seconds)
@@ -339,13 +344,17 @@ class Ingestor:
             if document is None or base is None:
                 raise _Gone(document_id)
             await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.document_id == document_id))
-            session.add_all(
+            stored = [
                 KnowledgeChunk(
                     document_id=document_id, base_id=base_id, seq=seq, title=chunk.title, text=chunk.text,
                     pages=chunk.pages, record=chunk.record, terms=term_list, embedding=vector.tobytes(),
                 )
                 for seq, (chunk, vector, term_list) in enumerate(zip(chunks, vectors, term_lists, strict=True))
-            )
+            ]
+            session.add_all(stored)
+            if self.search_rows is not None:
+                await session.flush()  # the chunks' ids
+                await self.search_rows.write(session, [(c.id, base_id, document_id, c.terms, c.embedding) for c in stored])
             record_transition(document, Status.INDEX_BUILD_SUCCESS)
             record_transition(document, Status.FILE_IS_READY)
             document.chunk_count = len(chunks)

@@ -9,12 +9,17 @@ search, nothing held in the API process). The engine above the port
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["ChunkMask", "BaseHits", "SearchIndex"]
+__all__ = ["ChunkMask", "BaseHits", "SearchIndex", "SearchRowWriter", "ChunkRow"]
+
+# A stored chunk as the search rows need it: id, base id, document id, terms, embedding.
+ChunkRow = tuple[int, str, str, str, bytes | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +66,10 @@ class SearchIndex(Protocol):
         """The base is gone: drop whatever is held for it."""
 
     async def aclose(self) -> None: ...
+
+
+class SearchRowWriter(Protocol):
+    """Writes the search rows of chunks in the transaction that stores them (PostgreSQL
+    search: ``search_pg.SearchRows``; the in-process index reads the chunks themselves)."""
+
+    async def write(self, session: AsyncSession, rows: Sequence[ChunkRow]) -> None: ...

@@ -1,55 +1,76 @@
-"""The search port on PostgreSQL: pgvector (HNSW) for the dense side, full-text search
-for the keyword side; nothing per base is held in the API process.
+"""The search port on PostgreSQL: pgvector (HNSW) for the dense side, BM25 over a
+``tsvector`` for the keyword side; nothing per base is held in the API process.
 
-Schema (made by migration ``0015`` or by ``openbailian reindex``; see :data:`SCHEMA`):
-``knowledge_chunk_search`` has one row per chunk (cascade-deleted with it) with the
-chunk's vector in a ``vector`` column *without* a fixed dimension, its ``dim``, and its
-jieba terms as a ``tsvector`` (lexemes exactly as segmented, with positions; no text
-search configuration touches them). HNSW indexes are partial, one per dimension in use,
+Schema (made by migrations ``0015``/``0017`` or by ``openbailian search reindex``; see
+:data:`SCHEMA`): ``knowledge_chunk_search`` has one row per chunk with the chunk's vector
+in a ``vector`` column *without* a fixed dimension, its ``dim``, its jieba terms as a
+``tsvector`` and its ``length`` (terms). The lexemes are exactly the segmented terms (no
+text search configuration touches them) and each carries positions 1..tf, so the
+tsvector holds the term frequencies. HNSW indexes are partial, one per dimension in use,
 over ``embedding::vector(dim)`` (``vector_ip_ops``: the vectors are L2-normalised, so the
 inner product is the cosine). A remote embedder with another dimension gets its own index
 next to the bundled model's 384, and a base whose vectors are of another dimension than
 the embedder's is found by its keywords only (as in process).
 
-Rows follow the chunks lazily, per base: ``knowledge_search_sync`` holds the base
-``version`` they reflect; the first search (in any process) after the version moved adds
-the missing chunks under an advisory lock. Deleted chunks go by the foreign key at once.
-Keyword ranking is ``ts_rank`` with length normalisation (1): PostgreSQL has no BM25;
-the hybrid fusion only uses the keyword *ranks*.
+Rows are written when chunks are stored: the ingesting worker copies them in the same
+transaction as the chunks (:class:`SearchRows`), and a trigger on ``knowledge_chunks``
+deletes them with the chunks (one statement per deleting statement). Triggers on
+``knowledge_chunk_search`` keep the BM25 statistics beside them: ``knowledge_term_stats``
+(per base and term, the number of chunks containing it) and ``knowledge_search_stats``
+(per base, chunks and total length); one base's statistics are changed by one
+transaction at a time (an advisory lock), so concurrent ingestion cannot deadlock on them.
+
+Keyword ranking is BM25 as in process (``bm25.BM25Index``: k1 1.2, b 0.75, the same idf)
+with the base's statistics; within a filter the idf stays the base's (in process it is
+the filtered rows'). It is exact and scores few rows (MaxScore): the chunks containing
+the rarest query terms are scored first; the k-th score then bounds what the commonest
+terms could add, and a chunk holding only terms whose bounds sum below it cannot reach the
+top k, so those terms find no candidates of their own. A pass scores at most 10,000
+chunks: past that (a query of stop words only, or fewer than k chunks with its other
+terms) it scores the first 10,000 the index finds, no longer exactly the best.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.pool import NullPool
 
+from openbailian.knowledge.bm25 import BM25Index
 from openbailian.knowledge.index import MemoryIndex
-from openbailian.knowledge.search import BaseHits, ChunkMask, SearchIndex
+from openbailian.knowledge.search import BaseHits, ChunkMask, ChunkRow, SearchIndex
 from openbailian.storage.db import Database, sync_url
 
 __all__ = [
     "PgSearch",
     "AutoSearch",
+    "SearchRows",
     "SearchUnavailable",
+    "KeywordTerm",
     "search_index_for",
     "pgvector_version",
     "ensure_schema",
     "ensure_dim_index",
     "rebuild",
+    "upgrade",
     "reindex",
     "tsvector_literal",
     "tsquery_literal",
     "vector_literal",
     "dense_sql",
     "keyword_sql",
+    "keyword_terms",
+    "essential_terms",
     "filters",
     "TABLES",
 ]
@@ -59,26 +80,104 @@ logger = logging.getLogger("openbailian.knowledge")
 _BATCH = 5000
 _LOCK_PREFIX = "openbailian-search:"
 _MAX_LEXEME_BYTES = 2046
+_MAX_POSITIONS = 256  # PostgreSQL keeps at most 256 positions per lexeme: tf counts up to there
+# The first keyword pass scores the chunks of the rarest terms up to this many postings
+# (at least one term's): enough for a k-th score that usually rules the common terms out.
+_FIRST_PASS_POSTINGS = 2000
+# Chunks scored per pass at most: a term held by more (a stop word) finds only this many
+# of its chunks, as BM25 engines cap common terms; the ranking is then no longer exact.
+_MAX_CANDIDATES = 10_000
+K1, B = BM25Index().k1, BM25Index().b
 
 # PostgreSQL-only tables, outside the SQLAlchemy models (their types need the extension).
-TABLES = frozenset({"knowledge_chunk_search", "knowledge_search_sync"})
+TABLES = frozenset({"knowledge_chunk_search", "knowledge_term_stats", "knowledge_search_stats"})
+
+# Statistics of the rows a statement added (+1) or removed (-1), per base; in base order
+# (and each base under its advisory lock) so two transactions never wait on each other.
+_COUNT_FUNCTION = """CREATE OR REPLACE FUNCTION openbailian_search_count() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    sign integer := CASE WHEN TG_OP = 'INSERT' THEN 1 ELSE -1 END;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('openbailian-search:' || base_id))
+        FROM (SELECT DISTINCT base_id FROM changed ORDER BY base_id) bases;
+    INSERT INTO knowledge_term_stats AS t (base_id, term, df)
+        SELECT c.base_id, e.lexeme, sign * count(*) FROM changed c, unnest(c.tsv) e
+        GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT (base_id, term) DO UPDATE SET df = t.df + EXCLUDED.df;
+    INSERT INTO knowledge_search_stats AS s (base_id, chunks, total_length)
+        SELECT base_id, sign * count(*), sign * coalesce(sum(length), 0) FROM changed
+        GROUP BY 1 ORDER BY 1
+        ON CONFLICT (base_id) DO UPDATE
+        SET chunks = s.chunks + EXCLUDED.chunks, total_length = s.total_length + EXCLUDED.total_length;
+    IF sign < 0 THEN
+        DELETE FROM knowledge_term_stats t
+            USING (SELECT DISTINCT c.base_id, e.lexeme FROM changed c, unnest(c.tsv) e) gone
+            WHERE t.base_id = gone.base_id AND t.term = gone.lexeme AND t.df <= 0;
+        DELETE FROM knowledge_search_stats s WHERE s.chunks <= 0 AND s.base_id IN (SELECT base_id FROM changed);
+    END IF;
+    RETURN NULL;
+END $$"""
+
+# Deleted chunks take their search rows with them, one statement per deleting statement
+# (a foreign-key cascade would run one per chunk, and the statistics trigger with it).
+_UNCHUNK_FUNCTION = """CREATE OR REPLACE FUNCTION openbailian_search_unchunk() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF to_regclass('knowledge_chunk_search') IS NOT NULL THEN
+        DELETE FROM knowledge_chunk_search s USING gone WHERE s.chunk_id = gone.id;
+    END IF;
+    RETURN NULL;
+END $$"""
 
 SCHEMA = [
     "CREATE EXTENSION IF NOT EXISTS vector",
     """CREATE TABLE IF NOT EXISTS knowledge_chunk_search (
-        chunk_id integer PRIMARY KEY REFERENCES knowledge_chunks(id) ON DELETE CASCADE,
+        chunk_id integer PRIMARY KEY,
         base_id varchar(32) NOT NULL,
         document_id varchar(32) NOT NULL,
         dim integer NOT NULL,
         embedding vector,
-        tsv tsvector NOT NULL
+        tsv tsvector NOT NULL,
+        length integer NOT NULL DEFAULT 0
     )""",
+    # Tables made by 0015: the length came with 0017, the foreign key went (the trigger below).
+    "ALTER TABLE knowledge_chunk_search ADD COLUMN IF NOT EXISTS length integer NOT NULL DEFAULT 0",
+    "ALTER TABLE knowledge_chunk_search DROP CONSTRAINT IF EXISTS knowledge_chunk_search_chunk_id_fkey",
+    "DROP TABLE IF EXISTS knowledge_search_sync",
     "CREATE INDEX IF NOT EXISTS knowledge_chunk_search_doc ON knowledge_chunk_search (base_id, document_id)",
     "CREATE INDEX IF NOT EXISTS knowledge_chunk_search_tsv ON knowledge_chunk_search USING gin (tsv)",
-    """CREATE TABLE IF NOT EXISTS knowledge_search_sync (
-        base_id varchar(32) PRIMARY KEY REFERENCES knowledge_bases(id) ON DELETE CASCADE,
-        version integer NOT NULL
+    """CREATE TABLE IF NOT EXISTS knowledge_term_stats (
+        base_id varchar(32) NOT NULL,
+        term text NOT NULL,
+        df integer NOT NULL,
+        PRIMARY KEY (base_id, term)
     )""",
+    """CREATE TABLE IF NOT EXISTS knowledge_search_stats (
+        base_id varchar(32) PRIMARY KEY,
+        chunks bigint NOT NULL,
+        total_length bigint NOT NULL
+    )""",
+    _COUNT_FUNCTION,
+    _UNCHUNK_FUNCTION,
+    "DROP TRIGGER IF EXISTS knowledge_chunk_search_added ON knowledge_chunk_search",
+    "CREATE TRIGGER knowledge_chunk_search_added AFTER INSERT ON knowledge_chunk_search "
+    "REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION openbailian_search_count()",
+    "DROP TRIGGER IF EXISTS knowledge_chunk_search_removed ON knowledge_chunk_search",
+    "CREATE TRIGGER knowledge_chunk_search_removed AFTER DELETE ON knowledge_chunk_search "
+    "REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION openbailian_search_count()",
+    "DROP TRIGGER IF EXISTS knowledge_chunks_unsearch ON knowledge_chunks",
+    "CREATE TRIGGER knowledge_chunks_unsearch AFTER DELETE ON knowledge_chunks "
+    "REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION openbailian_search_unchunk()",
+]
+
+# The statistics of every base from its rows (after a TRUNCATE, which fires no trigger).
+_RECOUNT = [
+    "TRUNCATE knowledge_term_stats, knowledge_search_stats",
+    "INSERT INTO knowledge_term_stats (base_id, term, df) "
+    "SELECT s.base_id, e.lexeme, count(*) FROM knowledge_chunk_search s, unnest(s.tsv) e GROUP BY 1, 2",
+    "INSERT INTO knowledge_search_stats (base_id, chunks, total_length) "
+    "SELECT base_id, count(*), coalesce(sum(length), 0) FROM knowledge_chunk_search GROUP BY 1",
 ]
 
 
@@ -95,8 +194,13 @@ def _lexemes(terms: Iterable[str]) -> list[str]:
 
 
 def tsvector_literal(terms: str) -> str:
-    """The chunk's space-separated terms as a tsvector literal, positions kept (tf counts)."""
-    return " ".join(f"'{_quote(t)}':{min(i, 16383)}" for i, t in enumerate(_lexemes(terms.split()), 1))
+    """The chunk's space-separated terms as a tsvector literal: each lexeme with positions
+    1..tf (its term frequency, up to 256), in order of first appearance."""
+    counts = Counter(_lexemes(terms.split()))
+    return " ".join(
+        f"'{_quote(t)}':" + ",".join(str(p) for p in range(1, min(tf, _MAX_POSITIONS) + 1))
+        for t, tf in counts.items()
+    )
 
 
 def tsquery_literal(terms: Sequence[str]) -> str:
@@ -114,19 +218,20 @@ def _row(chunk_id: int, base_id: str, document_id: str, terms: str, embedding: b
     vector = (
         np.frombuffer(embedding, dtype=np.float32).tolist() if embedding and len(embedding) % 4 == 0 else None
     )
-    return (chunk_id, base_id, document_id, len(vector) if vector else 0, vector, tsvector_literal(terms or ""))
+    words = (terms or "").split()
+    return (chunk_id, base_id, document_id, len(vector) if vector else 0, vector, tsvector_literal(terms or ""), len(words))
 
 
 # Rows are copied (binary) into a transaction's staging table, then cast into place.
 _STAGE = (
     "CREATE TEMP TABLE knowledge_search_stage (chunk_id integer, base_id text, document_id text, "
-    "dim integer, embedding real[], tsv text) ON COMMIT DROP"
+    "dim integer, embedding real[], tsv text, length integer) ON COMMIT DROP"
 )
 _COPY = "COPY knowledge_search_stage FROM STDIN (FORMAT BINARY)"
-_COPY_TYPES = ["int4", "text", "text", "int4", "float4[]", "text"]
+_COPY_TYPES = ["int4", "text", "text", "int4", "float4[]", "text", "int4"]
 _FROM_STAGE = (
-    "INSERT INTO knowledge_chunk_search (chunk_id, base_id, document_id, dim, embedding, tsv) "
-    "SELECT chunk_id, base_id, document_id, dim, embedding::vector, tsv::tsvector FROM knowledge_search_stage "
+    "INSERT INTO knowledge_chunk_search (chunk_id, base_id, document_id, dim, embedding, tsv, length) "
+    "SELECT chunk_id, base_id, document_id, dim, embedding::vector, tsv::tsvector, length FROM knowledge_search_stage "
     "ON CONFLICT (chunk_id) DO NOTHING"
 )
 
@@ -161,10 +266,6 @@ _MISSING = (
     "WHERE c.base_id = :base_id AND c.id > :after AND NOT EXISTS "
     "(SELECT 1 FROM knowledge_chunk_search s WHERE s.chunk_id = c.id) ORDER BY c.id LIMIT :limit"
 )
-_STORE_VERSION = text(
-    "INSERT INTO knowledge_search_sync (base_id, version) VALUES (:base_id, :version) "
-    "ON CONFLICT (base_id) DO UPDATE SET version = GREATEST(knowledge_search_sync.version, EXCLUDED.version)"
-)
 
 
 def pgvector_version(connection: Connection) -> str | None:
@@ -173,7 +274,8 @@ def pgvector_version(connection: Connection) -> str | None:
 
 
 def ensure_schema(connection: Connection) -> None:
-    """Extension, tables and the keyword index (idempotent; raises when the extension is missing)."""
+    """Extension, tables, triggers and the keyword index (idempotent; raises when the
+    extension is missing). Brings a ``0015`` schema up to date too."""
     for statement in SCHEMA:
         connection.execute(text(statement))
 
@@ -195,19 +297,10 @@ def ensure_dim_index(connection: Connection, dim: int) -> None:
     )
 
 
-def rebuild(connection: Connection, dims: Iterable[int] = ()) -> dict[str, int]:
-    """Every base's rows anew from ``knowledge_chunks`` (migration ``0015``, ``openbailian reindex``):
-    the HNSW indexes are dropped, the rows refilled, then an index made for each dimension
-    found and for ``dims``. Returns rows per base."""
-    ensure_schema(connection)
-    for name in connection.execute(
-        text("SELECT indexname FROM pg_indexes WHERE tablename = 'knowledge_chunk_search' AND indexname LIKE 'knowledge_chunk_search_hnsw_%'")
-    ).scalars():
-        connection.execute(text(f'DROP INDEX IF EXISTS "{name}"'))
-    connection.execute(text("TRUNCATE knowledge_chunk_search, knowledge_search_sync"))
+def _add_missing(connection: Connection) -> dict[str, int]:
+    """Rows for every chunk that has none (the statistics follow by trigger); rows per base."""
     counts: dict[str, int] = {}
-    bases = connection.execute(text("SELECT id, version FROM knowledge_bases ORDER BY id")).all()
-    for base_id, version in bases:
+    for (base_id,) in connection.execute(text("SELECT id FROM knowledge_bases ORDER BY id")).all():
         after, total = 0, 0
         while True:
             rows = connection.execute(text(_MISSING), {"base_id": base_id, "after": after, "limit": _BATCH}).all()
@@ -215,8 +308,21 @@ def rebuild(connection: Connection, dims: Iterable[int] = ()) -> dict[str, int]:
                 break
             _copy_rows(connection, rows)
             after, total = rows[-1][0], total + len(rows)
-        connection.execute(_STORE_VERSION, {"base_id": base_id, "version": version})
         counts[base_id] = total
+    return counts
+
+
+def rebuild(connection: Connection, dims: Iterable[int] = ()) -> dict[str, int]:
+    """Every base's rows anew from ``knowledge_chunks`` (migration ``0015``, ``openbailian
+    search reindex``): the HNSW indexes are dropped, the rows and statistics refilled, then
+    an index made for each dimension found and for ``dims``. Returns rows per base."""
+    ensure_schema(connection)
+    for name in connection.execute(
+        text("SELECT indexname FROM pg_indexes WHERE tablename = 'knowledge_chunk_search' AND indexname LIKE 'knowledge_chunk_search_hnsw_%'")
+    ).scalars():
+        connection.execute(text(f'DROP INDEX IF EXISTS "{name}"'))
+    connection.execute(text("TRUNCATE knowledge_chunk_search, knowledge_term_stats, knowledge_search_stats"))
+    counts = _add_missing(connection)
     found = connection.execute(text("SELECT DISTINCT dim FROM knowledge_chunk_search WHERE dim > 0")).scalars()
     # The HNSW build is much faster when the graph fits in memory (this transaction only): at
     # least 1GB, never less than the server was given (1M 384-d vectors need ~3GB).
@@ -230,6 +336,25 @@ def rebuild(connection: Connection, dims: Iterable[int] = ()) -> dict[str, int]:
         ensure_dim_index(connection, dim)
     connection.execute(text("ANALYZE knowledge_chunk_search"))
     return counts
+
+
+def upgrade(connection: Connection) -> dict[str, int]:
+    """Migration ``0017`` on a ``0015`` schema, keeping its vectors and HNSW indexes: the
+    new columns, tables and triggers; each row's length from its term frequencies; the
+    statistics counted; the rows of chunks stored since the last search (0015 added them
+    lazily) copied in. Rows added per base."""
+    ensure_schema(connection)
+    connection.execute(
+        text(
+            "UPDATE knowledge_chunk_search s SET length = "
+            "(SELECT coalesce(sum(cardinality(e.positions)), 0) FROM unnest(s.tsv) e) WHERE s.length = 0"
+        )
+    )
+    for statement in _RECOUNT:
+        connection.execute(text(statement))
+    added = _add_missing(connection)
+    connection.execute(text("ANALYZE knowledge_chunk_search"))
+    return added
 
 
 async def reindex(db: Database, dim: int) -> dict[str, int]:
@@ -256,6 +381,60 @@ def _reindex_sync(url: str, dim: int) -> dict[str, int]:
         engine.dispose()
 
 
+class SearchRows:
+    """Writes the search rows of chunks as they are stored, in the storing transaction: on
+    PostgreSQL once the search tables exist (whichever index this process searches with),
+    elsewhere nothing. Idempotent (a chunk's row is written once)."""
+
+    def __init__(self, db: Database) -> None:
+        self._postgres = db.engine.dialect.name == "postgresql"
+
+    async def write(self, session: AsyncSession, rows: Sequence[ChunkRow]) -> None:
+        """``rows``: (chunk id, base id, document id, terms, embedding) of flushed chunks."""
+        if not self._postgres or not rows:
+            return
+        connection = await session.connection()
+        if (await connection.execute(text("SELECT to_regclass('knowledge_chunk_search')"))).scalar() is None:
+            return  # no pgvector here: the in-process index serves (reindex makes the tables)
+        await _copy_rows_async(connection, rows)
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordTerm:
+    """A query term present in the base: its document frequency and BM25 idf."""
+
+    term: str
+    df: int
+    idf: float
+
+    @property
+    def bound(self) -> float:
+        """The most it can add to a chunk's score (tf saturates at k1 + 1)."""
+        return self.idf * (K1 + 1)
+
+
+def keyword_terms(dfs: dict[str, int], chunks: int) -> list[KeywordTerm]:
+    """The query's terms found in the base, rarest first, with BM25Index's idf."""
+    present = sorted(((t, df) for t, df in dfs.items() if df > 0), key=lambda pair: (pair[1], pair[0]))
+    return [KeywordTerm(t, df, math.log(1 + (chunks - df + 0.5) / (df + 0.5))) for t, df in present]
+
+
+def essential_terms(terms: list[KeywordTerm], threshold: float) -> list[KeywordTerm]:
+    """MaxScore: the terms (rarest first) a chunk must hold one of to score above
+    ``threshold``, a k-th best score already found; the commonest terms whose bounds sum
+    below it cannot get a chunk there by themselves."""
+    kept, bound = list(terms), 0.0
+    while kept and bound + kept[-1].bound < threshold:
+        bound += kept.pop().bound
+    return kept
+
+
+_TERM_STATS = text(
+    "SELECT term, df FROM knowledge_term_stats WHERE base_id = :base_id AND term = ANY(:terms) AND df > 0"
+)
+_BASE_STATS = text("SELECT chunks, total_length FROM knowledge_search_stats WHERE base_id = :base_id")
+
+
 class PgSearch:
     """Dense and keyword candidates computed by PostgreSQL (see the module's docstring)."""
 
@@ -266,45 +445,16 @@ class PgSearch:
         self._dim = int(dim)
         self._ef_search = ef_search
         self._iterative_scan = iterative_scan  # pgvector >= 0.8: filtered searches keep walking
-        self._synced: dict[str, int] = {}  # base -> version known to be in the table (a hint only)
 
     async def prepare(self) -> None:
         async with self._db.begin() as connection:
             await connection.run_sync(ensure_dim_index, self._dim)
 
     def forget(self, base_id: str) -> None:
-        self._synced.pop(base_id, None)
+        """Nothing is held per base (the rows go with the chunks)."""
 
     async def aclose(self) -> None:
-        self._synced.clear()
-
-    async def sync(self, base_id: str, version: int) -> None:
-        """Add the base's chunks missing from the table, once per base version."""
-        if self._synced.get(base_id, -1) >= version:
-            return
-        async with self._db.begin() as connection:
-            stored = (
-                await connection.execute(
-                    text("SELECT version FROM knowledge_search_sync WHERE base_id = :b"), {"b": base_id}
-                )
-            ).scalar()
-            if stored is None or stored < version:
-                await connection.execute(
-                    text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": _LOCK_PREFIX + base_id}
-                )
-                after = 0
-                while True:
-                    rows = (
-                        await connection.execute(
-                            text(_MISSING), {"base_id": base_id, "after": after, "limit": _BATCH}
-                        )
-                    ).all()
-                    if not rows:
-                        break
-                    await _copy_rows_async(connection, rows)
-                    after = rows[-1][0]
-                await connection.execute(_STORE_VERSION, {"base_id": base_id, "version": version})
-        self._synced[base_id] = version
+        return None
 
     async def search(
         self,
@@ -315,10 +465,8 @@ class PgSearch:
         query_terms: list[str],
         k: int,
     ) -> BaseHits:
-        await self.sync(base_id, version)
         where, params = filters(base_id, mask)
         dense: list[tuple[int, float]] = []
-        keyword: list[int] = []
         async with self._db.begin() as connection:
             vector = np.asarray(query_vector, dtype=np.float32)
             if len(vector) == self._dim:
@@ -329,11 +477,43 @@ class PgSearch:
                     text(dense_sql(self._dim, where)), {**params, "q": vector_literal(vector), "k": k}
                 )
                 dense = [(int(chunk), -float(distance)) for chunk, distance in rows]  # <#> is -inner product
-            query = tsquery_literal(query_terms)
-            if query:
-                rows = await connection.execute(text(keyword_sql(where)), {**params, "tq": query, "k": k})
-                keyword = [int(chunk) for chunk, in rows]
+            keyword = await self._keyword(connection, where, params, query_terms, k)
         return BaseHits(dense=dense, keyword=keyword)
+
+    async def _keyword(
+        self, connection: AsyncConnection, where: str, params: dict[str, Any], query_terms: list[str], k: int
+    ) -> list[int]:
+        """The best ``k`` chunks by BM25 (exact; see the module's docstring for how few it scores)."""
+        wanted = sorted(set(_lexemes(query_terms)))
+        if not wanted:
+            return []
+        base = (await connection.execute(_BASE_STATS, {"base_id": params["base_id"]})).first()
+        if base is None or base.chunks <= 0:
+            return []
+        found = await connection.execute(_TERM_STATS, {"base_id": params["base_id"], "terms": wanted})
+        terms = keyword_terms({str(term): int(df) for term, df in found}, int(base.chunks))
+        if not terms:
+            return []
+        scoring = {
+            **params, "k": k, "terms": [t.term for t in terms], "idfs": [t.idf for t in terms],
+            "k1": K1, "b": B, "avgdl": (int(base.total_length) / int(base.chunks)) or 1.0,
+        }
+        first = _first_pass(terms)
+        hits = dict(await self._score(connection, where, scoring, first))
+        needed = essential_terms(terms, _kth_score(hits, k))
+        if len(needed) > len(first):  # both are the rarest terms first: else first covers needed
+            hits.update(await self._score(connection, where, scoring, needed[len(first) :]))
+        return [chunk for chunk, _ in sorted(hits.items(), key=lambda pair: (-pair[1], pair[0]))[:k]]
+
+    @staticmethod
+    async def _score(
+        connection: AsyncConnection, where: str, scoring: dict[str, Any], candidates: list[KeywordTerm]
+    ) -> list[tuple[int, float]]:
+        rows = await connection.execute(
+            text(keyword_sql(where)),
+            {**scoring, "tq": tsquery_literal([t.term for t in candidates]), "cap": _MAX_CANDIDATES},
+        )
+        return [(int(chunk), float(score)) for chunk, score in rows]
 
     async def headers(self, base_id: str, version: int) -> set[str]:
         async with self._db.session() as session:
@@ -359,11 +539,33 @@ def dense_sql(dim: int, where: str) -> str:
 
 
 def keyword_sql(where: str) -> str:
+    """BM25 of (at most ``:cap``) chunks holding any term of ``:tq``, found by the GIN index,
+    scored on every query term (``:terms`` with their ``:idfs``; tf is a lexeme's positions)."""
     return (
-        "SELECT s.chunk_id FROM knowledge_chunk_search s "
-        f"WHERE s.tsv @@ CAST(:tq AS tsquery) AND {where} "
-        "ORDER BY ts_rank(s.tsv, CAST(:tq AS tsquery), 1) DESC, s.chunk_id LIMIT :k"
+        "WITH c AS MATERIALIZED (SELECT s.chunk_id, s.length, s.tsv FROM knowledge_chunk_search s "
+        f"WHERE s.tsv @@ CAST(:tq AS tsquery) AND {where} LIMIT :cap) "
+        "SELECT c.chunk_id, sum(q.idf * e.tf * (:k1 + 1) / (e.tf + :k1 * (1 - :b + :b * c.length / :avgdl))) AS score "
+        "FROM c CROSS JOIN LATERAL (SELECT u.lexeme, cardinality(u.positions) AS tf FROM unnest(c.tsv) u) e "
+        "JOIN unnest(CAST(:terms AS text[]), CAST(:idfs AS float8[])) AS q(term, idf) ON q.term = e.lexeme "
+        "GROUP BY c.chunk_id ORDER BY score DESC, c.chunk_id LIMIT :k"
     )
+
+
+def _first_pass(terms: list[KeywordTerm]) -> list[KeywordTerm]:
+    """The rarest terms, up to ``_FIRST_PASS_POSTINGS`` postings (at least one term)."""
+    first: list[KeywordTerm] = []
+    postings = 0
+    for term in terms:
+        if first and postings + term.df > _FIRST_PASS_POSTINGS:
+            break
+        first.append(term)
+        postings += term.df
+    return first
+
+
+def _kth_score(hits: dict[int, float], k: int) -> float:
+    return sorted(hits.values(), reverse=True)[k - 1] if len(hits) >= k else 0.0
+
 
 
 def filters(base_id: str, mask: ChunkMask) -> tuple[str, dict[str, Any]]:

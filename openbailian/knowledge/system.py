@@ -16,7 +16,7 @@ from openbailian.knowledge.ingest import IngestionWorker, IngestLimits, Ingestor
 from openbailian.knowledge.parse import Parsers
 from openbailian.knowledge.rerank import reranker_from_settings
 from openbailian.knowledge.retrieve import Retriever
-from openbailian.knowledge.search_pg import search_index_for
+from openbailian.knowledge.search_pg import SearchRows, search_index_for
 from openbailian.storage.db import Database
 
 __all__ = ["KnowledgeSystem"]
@@ -62,7 +62,7 @@ class KnowledgeSystem:
         store = store or LocalObjectStore(settings.home)
         ingestor = Ingestor(
             db, embedder, store, parsers=parsers, lease_seconds=settings.worker_lease_seconds,
-            limits=IngestLimits.of(settings),
+            limits=IngestLimits.of(settings), search_rows=SearchRows(db),
         )
         worker = IngestionWorker(ingestor, poll_seconds=settings.worker_poll_seconds)
         return cls(settings, db, embedder, retriever, ingestor, worker, store)

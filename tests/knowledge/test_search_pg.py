@@ -1,6 +1,7 @@
-"""Knowledge search inside PostgreSQL (pgvector + full-text search): chosen on PostgreSQL
-with the extension, served to a process that never ingested, rebuilt by
-``openbailian search reindex``, and the in-process index everywhere else.
+"""Knowledge search inside PostgreSQL (pgvector + BM25 over a tsvector): chosen on PostgreSQL
+with the extension, its rows written at ingest and removed with the chunks, keyword
+ranking equal to the in-process BM25, served to a process that never ingested, rebuilt
+by ``openbailian search reindex``, and the in-process index everywhere else.
 
 The PostgreSQL tests run when ``OPENBAILIAN_TEST_POSTGRES_URL`` names a server with
 pgvector (``.ci/run`` starts one); the rest of tests/knowledge runs there too, through
@@ -35,6 +36,7 @@ from openbailian.knowledge.search_pg import (
 from openbailian.knowledge.system import KnowledgeSystem
 from openbailian.services import knowledge as kb
 from openbailian.storage.db import Database, migrate
+from openbailian.storage.knowledge_models import KnowledgeBase
 from tests.support import POSTGRES_URL, LiveServer, make_settings
 
 on_postgres = pytest.mark.skipif(not POSTGRES_URL, reason="needs OPENBAILIAN_TEST_POSTGRES_URL")
@@ -92,8 +94,6 @@ async def test_a_process_that_never_ingested_answers_from_postgresql_and_reindex
         chunks = _retrieve(server, index_id, "Zephyr Z9 价格")
         assert chunks and _about(chunks[0], "Zephyr")
         assert server.runtime.knowledge.retriever.index.name == "pgvector"
-        rows = _sql(settings, f"SELECT count(*) FROM knowledge_chunk_search WHERE base_id = '{index_id}'")
-        assert rows[0][0] == stored > 0
 
         # The API process keeps no copy: with the rows gone it finds nothing ...
         _sql(settings, "DELETE FROM knowledge_chunk_search")
@@ -107,20 +107,6 @@ async def test_a_process_that_never_ingested_answers_from_postgresql_and_reindex
         server.stop()
     indexes = {name for (name,) in _sql(settings, "SELECT indexname FROM pg_indexes WHERE tablename = 'knowledge_chunk_search'")}
     assert f"knowledge_chunk_search_hnsw_{knowledge.embedder.dim}" in indexes
-
-
-@on_postgres
-async def test_deleting_a_document_removes_its_vectors_in_the_database(knowledge, settings, corpus):
-    index_id = await _ingested_base(knowledge, corpus["phones"], corpus["hr"])
-    assert await knowledge.retriever.search([index_id], "Zephyr")
-    async with knowledge.db.session() as session:
-        phones = [d for d in await kb.list_documents(session, index_id, "ws1") if d.name.endswith(".docx")][0]
-    async with knowledge.db.transaction() as session:
-        await kb.delete_document(session, phones.id, "ws1", knowledge.store)
-    left = _sql(settings, f"SELECT count(*) FROM knowledge_chunk_search WHERE document_id = '{phones.id}'")
-    assert left[0][0] == 0
-    hits = await knowledge.retriever.search([index_id], "Zephyr Z9")
-    assert phones.id not in {h.document_id for h in hits}
 
 
 @on_postgres
@@ -162,7 +148,11 @@ async def test_without_the_extension_search_falls_back_in_process_or_refuses(kno
 async def test_migration_0015_moves_an_existing_base_into_pgvector(knowledge, settings, corpus):
     index_id = await _ingested_base(knowledge, corpus["phones"])
     # As before 0015: no search tables, the revision not applied.
-    _sql(settings, "DROP TABLE knowledge_chunk_search, knowledge_search_sync; DELETE FROM alembic_version WHERE version_num = '0015'")
+    _sql(
+        settings,
+        "DROP TABLE knowledge_chunk_search, knowledge_term_stats, knowledge_search_stats; "
+        "DELETE FROM alembic_version WHERE version_num IN ('0015', '0017')",
+    )
     migrate(settings.resolved_database_url)
     moved = _sql(settings, f"SELECT count(*), min(dim) FROM knowledge_chunk_search WHERE base_id = '{index_id}'")
     assert moved[0][0] > 0 and moved[0][1] == knowledge.embedder.dim
@@ -174,6 +164,140 @@ async def test_migration_0015_moves_an_existing_base_into_pgvector(knowledge, se
         await fresh.aclose()
     finally:
         await db.dispose()
+
+
+async def _text_base(system: KnowledgeSystem, documents: dict[str, str]) -> str:
+    """A base of small markdown documents (one chunk each), ingested."""
+    async with system.db.transaction() as session:
+        base = await kb.create_base(session, workspace_id="ws1", name="words", kind="unstructured")
+    await kb.upload_documents(
+        system.db, base, [(name, body.encode()) for name, body in documents.items()], store=system.store,
+        max_bytes=system.settings.knowledge_max_file_bytes, limits=SafetyLimits.of(system.settings),
+    )
+    await system.worker.drain()
+    return base.id
+
+
+def _statistics_agree_with_the_rows(settings: Settings, base_id: str) -> int:
+    """The stored BM25 statistics are those of the base's rows now; their chunk count."""
+    stored = _sql(settings, f"SELECT term, df FROM knowledge_term_stats WHERE base_id = '{base_id}' ORDER BY term")
+    counted = _sql(
+        settings,
+        f"SELECT e.lexeme, count(*) FROM knowledge_chunk_search s, unnest(s.tsv) e "
+        f"WHERE s.base_id = '{base_id}' GROUP BY 1 ORDER BY 1",
+    )
+    assert stored == counted
+    totals = _sql(settings, f"SELECT chunks, total_length FROM knowledge_search_stats WHERE base_id = '{base_id}'")
+    terms = _sql(settings, f"SELECT terms FROM knowledge_chunks WHERE base_id = '{base_id}'")
+    expected = [(len(terms), sum(len(t.split()) for (t,) in terms))] if terms else []
+    assert totals == expected
+    return len(terms)
+
+
+# Ten documents: "apple" in all (many times in most), "zircon" in one, "pear" in three.
+WORDS = {
+    **{f"apples{i}.md": "apple " * (3 + i) + f"pear banana{i}" * (i < 3) + f" filler{i} " * 4 for i in range(9)},
+    "zircon.md": "apple zircon quartz filler",
+}
+
+
+@on_postgres
+async def test_ingestion_writes_the_search_rows_and_deleting_removes_them(knowledge, settings, corpus):
+    index_id = await _ingested_base(knowledge, corpus["phones"], corpus["hr"])
+    # Written by the ingesting worker, before any search ran anywhere.
+    chunks = _sql(settings, f"SELECT count(*) FROM knowledge_chunks WHERE base_id = '{index_id}'")[0][0]
+    rows = _sql(settings, f"SELECT count(*) FROM knowledge_chunk_search WHERE base_id = '{index_id}'")[0][0]
+    assert rows == chunks > 0
+    assert _statistics_agree_with_the_rows(settings, index_id) == chunks
+    async with knowledge.db.session() as session:
+        documents = await kb.list_documents(session, index_id, "ws1")
+    phones = [d for d in documents if d.name.endswith(".docx")][0]
+    async with knowledge.db.transaction() as session:
+        await kb.delete_document(session, phones.id, "ws1", knowledge.store)
+    left = _sql(settings, f"SELECT count(*) FROM knowledge_chunk_search WHERE document_id = '{phones.id}'")
+    assert left[0][0] == 0
+    assert 0 < _statistics_agree_with_the_rows(settings, index_id) < chunks
+    hits = await knowledge.retriever.search([index_id], "Zephyr Z9")
+    assert phones.id not in {h.document_id for h in hits}
+    # Re-ingesting a document replaces its rows (no duplicates, statistics still right).
+    hr = [d for d in documents if d.id != phones.id][0]
+    async with knowledge.db.transaction() as session:
+        await kb.reindex_document(session, hr.id, "ws1")
+    await knowledge.worker.drain()
+    assert _statistics_agree_with_the_rows(settings, index_id) == hr.chunks
+    async with knowledge.db.transaction() as session:
+        await kb.delete_base(session, index_id, "ws1", knowledge.store)
+    assert _sql(settings, f"SELECT count(*) FROM knowledge_chunk_search WHERE base_id = '{index_id}'")[0][0] == 0
+    assert _sql(settings, f"SELECT count(*) FROM knowledge_term_stats WHERE base_id = '{index_id}'")[0][0] == 0
+    assert _statistics_agree_with_the_rows(settings, index_id) == 0
+
+
+@on_postgres
+@pytest.mark.parametrize("first_pass", [2000, 1], ids=["one-pass", "maxscore"])
+async def test_keyword_ranking_in_postgresql_is_the_in_process_bm25(knowledge, settings, monkeypatch, first_pass):
+    import openbailian.knowledge.search_pg as search_pg
+
+    monkeypatch.setattr(search_pg, "_FIRST_PASS_POSTINGS", first_pass)  # 1: every query takes two passes
+    index_id = await _text_base(knowledge, WORDS)
+    async with knowledge.db.session() as session:
+        version = (await session.get(KnowledgeBase, index_id)).version
+    pg = await knowledge.retriever.index.prepare()
+    assert pg.name == "pgvector"
+    in_process = MemoryIndex(knowledge.db, knowledge.embedder.dim)
+    vector = knowledge.embedder.embed_query("apple")
+    for query in (["apple", "zircon"], ["apple"], ["pear", "apple", "quartz"], ["banana1", "apple", "nothing"]):
+        ours = await pg.search(index_id, version, ChunkMask(), vector, query, 5)
+        theirs = await in_process.search(index_id, version, ChunkMask(), vector, query, 5)
+        assert ours.keyword == theirs.keyword, query
+    # A rare term beats a common one: the only chunk with "zircon" ranks first although
+    # every other chunk holds "apple" more often.
+    ranked = (await pg.search(index_id, version, ChunkMask(), vector, ["apple", "zircon"], 10)).keyword
+    chunk_texts = dict(_sql(settings, f"SELECT id, text FROM knowledge_chunks WHERE base_id = '{index_id}'"))
+    assert "zircon" in chunk_texts[ranked[0]] and len(ranked) == len(WORDS)
+    await in_process.aclose()
+
+
+@on_postgres
+async def test_a_rare_query_term_ranks_its_document_first_over_http(knowledge, settings):
+    index_id = await _text_base(knowledge, WORDS)
+    server = LiveServer(settings).start()
+    try:
+        chunks = _retrieve(server, index_id, "apple zircon")
+        assert "zircon" in chunks[0]["text"]
+        assert server.runtime.knowledge.retriever.index.name == "pgvector"
+    finally:
+        server.stop()
+
+
+@on_postgres
+async def test_migration_0017_brings_a_0015_database_up_to_date(knowledge, settings, corpus):
+    index_id = await _ingested_base(knowledge, corpus["phones"], corpus["hr"])
+    chunks = _sql(settings, f"SELECT count(*) FROM knowledge_chunks WHERE base_id = '{index_id}'")[0][0]
+    # As 0015 left it: no statistics, lengths or triggers, a foreign key, the sync table, and
+    # the rows of some chunks not yet copied in by a search.
+    _sql(
+        settings,
+        "DROP FUNCTION openbailian_search_count() CASCADE",
+        "DROP FUNCTION openbailian_search_unchunk() CASCADE",
+        "DROP TABLE knowledge_term_stats, knowledge_search_stats",
+        "ALTER TABLE knowledge_chunk_search DROP COLUMN length",
+        "ALTER TABLE knowledge_chunk_search ADD CONSTRAINT knowledge_chunk_search_chunk_id_fkey "
+        "FOREIGN KEY (chunk_id) REFERENCES knowledge_chunks(id) ON DELETE CASCADE",
+        "CREATE TABLE knowledge_search_sync (base_id varchar(32) PRIMARY KEY, version integer NOT NULL)",
+        f"DELETE FROM knowledge_chunk_search WHERE chunk_id IN "
+        f"(SELECT id FROM knowledge_chunks WHERE base_id = '{index_id}' ORDER BY id DESC LIMIT 3)",
+        "UPDATE alembic_version SET version_num = '0015' WHERE version_num = '0017'",
+    )
+    migrate(settings.resolved_database_url)
+    assert _statistics_agree_with_the_rows(settings, index_id) == chunks
+    assert _sql(settings, f"SELECT count(*) FROM knowledge_chunk_search WHERE base_id = '{index_id}'")[0][0] == chunks
+    assert _sql(settings, "SELECT count(*) FROM knowledge_chunk_search WHERE length = 0")[0][0] == 0
+    assert _sql(settings, "SELECT to_regclass('knowledge_search_sync')")[0][0] is None
+    server = LiveServer(settings).start()
+    try:
+        assert _about(_retrieve(server, index_id, "How many days of annual leave?")[0], "annual leave")
+    finally:
+        server.stop()
 
 
 def test_sqlite_keeps_the_in_process_index(tmp_path):
@@ -194,6 +318,9 @@ def test_reindex_on_sqlite_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_terms_become_exact_lexemes_whatever_they_contain():
-    assert tsvector_literal("手机 zephyr it's a\\b") == "'手机':1 'zephyr':2 'it''s':3 'a\\\\b':4"
+    assert tsvector_literal("手机 zephyr it's a\\b") == "'手机':1 'zephyr':1 'it''s':1 'a\\\\b':1"
+    # Positions 1..tf: the term frequencies BM25 needs (PostgreSQL keeps up to 256).
+    assert tsvector_literal("b a b b") == "'b':1,2,3 'a':1"
+    assert tsvector_literal("x " * 300).count(",") == 255
     assert tsquery_literal(["价格", "z9", "价格"]) == "'z9' | '价格'"
     assert tsquery_literal([]) == ""
