@@ -219,7 +219,8 @@ def loaded_database(
     )
     url = _database_url(server_url, name)
     if found and found[0][0] == mark and not fresh:
-        _log(f"{name}: loaded before, reused")
+        _log(f"{name}: loaded before, reused (migrated: 0017 brings a 0015 search schema up to date in place)")
+        migrate(url)
         return url, {}
     _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     _admin(server_url, f'CREATE DATABASE "{name}"')
@@ -280,11 +281,13 @@ _VECTOR_ROW = np.dtype([
     ("dim", ">i2"), ("unused", ">i2"), ("values", ">f4", (DIM,)),
 ])
 
-# What search_pg.tsvector_literal makes of the chunk's terms, computed by the server.
+# What search_pg.tsvector_literal makes of the chunk's terms (each lexeme with positions
+# 1..tf, up to 256), and the row's length, computed by the server.
 _TSV_OF_TERMS = (
-    "coalesce((SELECT string_agg(format('%L:%s', t, least(i, 16383)), ' ') "
-    "FROM unnest(string_to_array(c.terms, ' ')) WITH ORDINALITY AS u(t, i) WHERE t <> ''), '')::tsvector"
+    "coalesce((SELECT string_agg(format('%L:%s', t, array_to_string(ARRAY(SELECT generate_series(1, least(tf, 256))), ',')), ' ') "
+    "FROM (SELECT t, count(*) AS tf FROM unnest(string_to_array(c.terms, ' ')) AS u(t) WHERE t <> '' GROUP BY t) g), '')::tsvector"
 )
+_LENGTH_OF_TERMS = "cardinality(array_remove(string_to_array(c.terms, ' '), ''))"
 
 
 def _fast_search_rows(url: str, data: Dataset) -> dict[str, float]:
@@ -306,7 +309,7 @@ def _fast_search_rows(url: str, data: Dataset) -> dict[str, float]:
                 "AND indexname <> 'knowledge_chunk_search_pkey'"
             )).scalars().all():
                 connection.execute(text(f'DROP INDEX "{index}"'))
-            connection.execute(text("TRUNCATE knowledge_chunk_search, knowledge_search_sync"))
+            connection.execute(text("TRUNCATE knowledge_chunk_search, knowledge_term_stats, knowledge_search_stats"))
             t0 = time.perf_counter()
             raw = connection.connection.driver_connection
             with raw.cursor() as cursor:
@@ -317,8 +320,9 @@ def _fast_search_rows(url: str, data: Dataset) -> dict[str, float]:
                         copy.write(_vector_rows(np.asarray(data.vectors[start : start + BLOCK]), start + 1))
                     copy.write(_TRAILER)
                 cursor.execute(
-                    "INSERT INTO knowledge_chunk_search (chunk_id, base_id, document_id, dim, embedding, tsv) "
-                    f"SELECT c.id, c.base_id, c.document_id, {DIM}, v.embedding, {_TSV_OF_TERMS} "
+                    # The BM25 statistics follow by search_pg's trigger on this insert.
+                    "INSERT INTO knowledge_chunk_search (chunk_id, base_id, document_id, dim, embedding, tsv, length) "
+                    f"SELECT c.id, c.base_id, c.document_id, {DIM}, v.embedding, {_TSV_OF_TERMS}, {_LENGTH_OF_TERMS} "
                     "FROM knowledge_chunks c JOIN bench_vectors v ON v.chunk_id = c.id"
                 )
             phases["search rows (vectors by binary COPY, tsvector in SQL)"] = time.perf_counter() - t0
@@ -331,9 +335,6 @@ def _fast_search_rows(url: str, data: Dataset) -> dict[str, float]:
             ensure_dim_index(connection, DIM)
             phases["HNSW index (m 16, ef_construction 128)"] = time.perf_counter() - t0
             _log(f"HNSW index built in {time.perf_counter() - t0:.0f} s")
-            connection.execute(text(
-                "INSERT INTO knowledge_search_sync (base_id, version) SELECT id, version FROM knowledge_bases"
-            ))
             connection.execute(text("ANALYZE knowledge_chunk_search"))
             _check_like_rebuild(connection, data)
     finally:
@@ -348,13 +349,15 @@ def _check_like_rebuild(connection: Any, data: Dataset, sample: int = 200) -> No
     from openbailian.knowledge.search_pg import tsvector_literal
 
     rows = connection.execute(text(
-        "SELECT tsv::text, embedding::real[], dim FROM knowledge_chunk_search WHERE chunk_id <= :n ORDER BY chunk_id"
+        "SELECT tsv::text, embedding::real[], dim, length FROM knowledge_chunk_search WHERE chunk_id <= :n ORDER BY chunk_id"
     ), {"n": sample}).all()
-    literals = [tsvector_literal(t) for t in itertools.islice(data.terms(), sample)]
+    terms = list(itertools.islice(data.terms(), sample))
+    literals = [tsvector_literal(t) for t in terms]
     expected = connection.execute(text(
         "SELECT CAST(t AS tsvector)::text FROM unnest(CAST(:t AS text[])) WITH ORDINALITY AS u(t, i) ORDER BY i"
     ), {"t": literals}).scalars().all()
-    if [r[0] for r in rows] != expected or [r[2] for r in rows] != [DIM] * sample:
+    lengths = [len(t.split()) for t in terms]
+    if [r[0] for r in rows] != expected or [r[2] for r in rows] != [DIM] * sample or [r[3] for r in rows] != lengths:
         raise RuntimeError("bench/search.py's fast load no longer writes what search_pg.rebuild writes")
     if not np.array_equal(np.asarray([r[1] for r in rows], dtype=np.float32), data.vectors[:sample]):
         raise RuntimeError("bench/search.py's fast load wrote other vectors than the chunks'")
@@ -591,7 +594,7 @@ async def pgvector_rows(url: str, data: Dataset, ef_values: list[int], reference
                 hybrid_p50, hybrid_p95 = f"{_pct(times, 50):.1f}", f"{_pct(times, 95):.1f}"
                 hybrid_recall = f"{_recall(hybrid, reference):.3f}" if reference else "—"
             rows.append(
-                f"| {n:,} | pgvector HNSW ef_search={ef}{' (default)' if ef == default else ''} + ts_rank | 0 | "
+                f"| {n:,} | pgvector HNSW ef_search={ef}{' (default)' if ef == default else ''} + BM25 | 0 | "
                 f"{hybrid_p50} | {hybrid_p95} | {_pct(dense_times, 50):.1f} | {_recall(dense, data.exact_dense):.3f} | "
                 f"{hybrid_recall} |"
             )
