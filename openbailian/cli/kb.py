@@ -214,6 +214,10 @@ def _show_document(view: dict[str, Any]) -> None:
     keys = ("file_id", "index_id", "name", "status", "reason", "pages", "chunks", "tags", "metadata",
             "created_at", "updated_at")
     rows = [[key, view[key]] for key in keys if view.get(key) not in (None, [], {})]
+    if progress := view.get("progress"):
+        eta = progress["eta_seconds"]
+        left = "" if eta is None else f", about {eta:.0f} s left"
+        rows.append(["progress", f"{progress['chunks_embedded']} of {progress['chunks_total']} chunks embedded{left}"])
     print_table(["field", "value"], rows, show_header=False)
     _table(view["history"], ["status", "at", "reason"])
 

@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from openbailian.config import Settings
 from openbailian.files.store import ObjectStore, materialized
@@ -271,7 +271,10 @@ class Ingestor:
             await self._set(document_id, Status.PARSE_FAILED, f"Unexpected error while parsing ({type(error).__name__})")
             return Status.PARSE_FAILED
         await self._set(document_id, Status.PARSE_SUCCESS, pages=prepared.pages)
-        await self._set(document_id, Status.INDEX_BUILDING)
+        await self._set(
+            document_id, Status.INDEX_BUILDING,
+            chunks_total=len(prepared.chunks), chunks_embedded=0, embedding_started_at=utcnow(),
+        )
         try:
             vectors, term_lists = await self._embed(work, prepared.chunks)
         except _Gone:
@@ -331,9 +334,17 @@ class Ingestor:
                 )
             batch = asyncio.to_thread(self.embedder.embed_passages, texts[start : start + self.batch_size])
             parts.append(await _until_stopped(work, batch))
+            await self._embedded(work.document_id, start + len(parts[-1]))
         vectors = np.vstack(parts) if parts else np.zeros((0, self.embedder.dim), np.float32)
         term_lists = await asyncio.to_thread(lambda: [" ".join(terms(t)) for t in texts])
         return vectors.astype(np.float32), term_lists
+
+    async def _embedded(self, document_id: str, count: int) -> None:
+        """Record how many of the document's chunks are embedded (its progress)."""
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(KnowledgeDocument).where(KnowledgeDocument.id == document_id).values(chunks_embedded=count)
+            )
 
     async def _store(
         self, document_id: str, base_id: str, chunks: list[Chunk], vectors: np.ndarray, term_lists: list[str]

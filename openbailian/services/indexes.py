@@ -88,6 +88,7 @@ class JobDocument:
     code: str
     message: str
     modified_at: datetime | None
+    progress: kb.IngestProgress | None = None  # while its chunks are being embedded
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +281,9 @@ def _job_document(document: kb.DocumentInfo | None, document_id: str) -> JobDocu
         state, code = "INSERT_ERROR", "IndexBuildingFailed"
     else:
         state, code = "RUNNING", ""
-    return JobDocument(document.public_id, document.name, state, code, document.reason, document.updated_at)
+    return JobDocument(
+        document.public_id, document.name, state, code, document.reason, document.updated_at, document.progress
+    )
 
 
 def _job_state(documents: list[kb.DocumentInfo | None]) -> str:

@@ -13,7 +13,7 @@ import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from openbailian.storage.knowledge_models import (
 __all__ = [
     "KnowledgeBaseInfo",
     "DocumentInfo",
+    "IngestProgress",
     "ChunkSettings",
     "BASE_KINDS",
     "SYSTEM_KINDS",
@@ -116,6 +117,29 @@ class KnowledgeBaseInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class IngestProgress:
+    """How far a document's embedding is: chunks embedded of its total, and the seconds left
+    at its pace so far (``None`` until its first batch is done)."""
+
+    chunks_embedded: int
+    chunks_total: int
+    eta_seconds: float | None
+
+    @classmethod
+    def of(cls, row: KnowledgeDocument, now: datetime) -> IngestProgress | None:
+        """The progress of a document being embedded (INDEX_BUILDING); None otherwise."""
+        if row.status != Status.INDEX_BUILDING or not row.chunks_total:
+            return None
+        done, total = min(row.chunks_embedded or 0, row.chunks_total), row.chunks_total
+        eta = None
+        if done and row.embedding_started_at is not None:
+            started = row.embedding_started_at
+            elapsed = max((now - (started if started.tzinfo else started.replace(tzinfo=UTC))).total_seconds(), 0.0)
+            eta = round(elapsed * (total - done) / done, 1)
+        return cls(done, total, eta)
+
+
+@dataclass(frozen=True, slots=True)
 class DocumentInfo:
     id: str
     base_id: str
@@ -135,6 +159,7 @@ class DocumentInfo:
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    progress: IngestProgress | None = None  # while its chunks are being embedded
 
     @property
     def public_id(self) -> str:
@@ -148,6 +173,7 @@ class DocumentInfo:
             source=row.source, source_id=row.source_id, pages=row.pages or 0, chunks=row.chunk_count or 0,
             created_at=row.created_at, updated_at=row.updated_at, tags=list(row.tags or []),
             metadata=dict(row.meta or {}), history=list(row.history or []),
+            progress=IngestProgress.of(row, datetime.now(UTC)),
         )
 
 

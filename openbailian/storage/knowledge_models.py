@@ -73,6 +73,11 @@ class KnowledgeDocument(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(32), default=None)  # the claimant's token
     pages: Mapped[int] = mapped_column(Integer, default=0)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    # While INDEX_BUILDING: chunks embedded so far of the document's total, and since when
+    # (the progress and time left every face shows).
+    chunks_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    chunks_embedded: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    embedding_started_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

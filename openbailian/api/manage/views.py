@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from openbailian.services.files import FileInfo, UploadLease
-from openbailian.services.knowledge import DocumentInfo, KnowledgeBaseInfo
+from openbailian.services.knowledge import DocumentInfo, IngestProgress, KnowledgeBaseInfo
 from openbailian.services.memory import MemoryInfo, MemoryNode
 
-__all__ = ["base_view", "document_view", "file_view", "item_view", "lease_view", "memory_view"]
+__all__ = ["base_view", "document_view", "file_view", "item_view", "lease_view", "memory_view", "progress_view"]
 
 
 def _iso(value: datetime) -> str:
@@ -29,8 +29,17 @@ def document_view(document: DocumentInfo) -> dict[str, Any]:
         "file_type": document.file_type, "size_bytes": document.size_bytes, "status": document.status,
         "reason": document.reason or None, "tags": list(document.tags), "metadata": dict(document.metadata),
         "pages": document.pages, "chunks": document.chunks, "history": list(document.history),
+        "progress": progress_view(document.progress),
         "created_at": document.created_at.isoformat(), "updated_at": document.updated_at.isoformat(),
     }
+
+
+def progress_view(progress: IngestProgress | None) -> dict[str, Any] | None:
+    """An ingesting document's embedding progress and estimated seconds left (null otherwise)."""
+    if progress is None:
+        return None
+    return {"chunks_embedded": progress.chunks_embedded, "chunks_total": progress.chunks_total,
+            "eta_seconds": progress.eta_seconds}
 
 
 def lease_view(lease: UploadLease) -> dict[str, Any]:

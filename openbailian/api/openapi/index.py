@@ -43,6 +43,14 @@ def _millis(value: datetime | None) -> int | None:
     return int(value.timestamp() * 1000) if value else None
 
 
+def _progress(progress: kb.IngestProgress | None) -> dict[str, Any] | None:
+    """A document's embedding progress: not in Bailian's shape, which the SDKs' models ignore."""
+    if progress is None:
+        return None
+    return {"ChunksEmbedded": progress.chunks_embedded, "ChunksTotal": progress.chunks_total,
+            "EtaSeconds": progress.eta_seconds}
+
+
 def _chunking(params: Params) -> kb.ChunkSettings:
     return kb.ChunkSettings(
         size=params.integer("ChunkSize"),
@@ -119,7 +127,7 @@ async def get_index_job_status(
         "Status": status.status,
         "Documents": [
             {"DocId": d.doc_id, "DocName": d.doc_name, "Status": d.status, "Code": d.code, "Message": d.message,
-             "GmtModified": _millis(d.modified_at)}
+             "GmtModified": _millis(d.modified_at), "Progress": _progress(d.progress)}
             for d in status.documents
         ],
     })
@@ -179,7 +187,7 @@ async def list_index_documents(
             {"Id": d.public_id, "Name": d.name, "Status": index_service.document_state(d),
              "Code": "" if d.status == "FILE_IS_READY" else d.status, "Message": d.reason,
              "DocumentType": d.file_type.lstrip("."), "Size": d.size_bytes, "SourceId": d.source_id or d.id,
-             "GmtModified": _millis(d.updated_at)}
+             "GmtModified": _millis(d.updated_at), "Progress": _progress(d.progress)}
             for d in documents
         ],
         "PageNumber": number,
