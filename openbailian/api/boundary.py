@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from email.message import Message as EmailMessage
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from fastapi import Request
@@ -26,9 +27,10 @@ from openbailian.config import Settings
 from openbailian.errors import InvalidParameter, OpenBailianError, RequestTooLarge
 from openbailian.inputs import check_text, check_url_encoded, decode_utf8, parse_json
 
-__all__ = ["BodyLimits", "InputBoundaryMiddleware", "enforce_input_boundary", "VIOLATION_KEY"]
+__all__ = ["BodyLimits", "InputBoundaryMiddleware", "enforce_input_boundary", "VIOLATION_KEY", "PARSED_BODY_KEY", "ParsedBody"]
 
 VIOLATION_KEY = "input_violation"
+PARSED_BODY_KEY = "parsed_json_body"  # the JSON body as checked here, for the route to reuse
 UPLOAD_PATH_PART = "/files/upload/"
 
 
@@ -59,6 +61,16 @@ class BodyLimits:
         if path.startswith("/api/"):
             return self.call, "call"
         return self.manage, "manage"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBody:
+    """A JSON body this boundary read whole and checked: its size, the depth it was checked
+    to, and its value (the route need not parse it again)."""
+
+    size: int
+    max_depth: int
+    value: Any
 
 
 def _media_type(scope: Scope) -> str:
@@ -114,7 +126,7 @@ class InputBoundaryMiddleware:
             if declared is not None and declared > limit:
                 raise _too_large(limit, family)
             if _buffered(media):
-                receive = await self._read_and_check(receive, media, limit, family)
+                receive = await self._read_and_check(receive, media, limit, family, state)
             else:
                 receive = _counting(receive, limit, family)
         except OpenBailianError as violation:
@@ -122,7 +134,9 @@ class InputBoundaryMiddleware:
             receive = _raising(violation)
         await self.app(scope, receive, send)
 
-    async def _read_and_check(self, receive: Receive, media: str, limit: int, family: str) -> Receive:
+    async def _read_and_check(
+        self, receive: Receive, media: str, limit: int, family: str, state: dict[str, Any]
+    ) -> Receive:
         body = bytearray()
         more = True
         while more:
@@ -138,7 +152,8 @@ class InputBoundaryMiddleware:
             if media == "application/x-www-form-urlencoded":
                 check_url_encoded(data, "The form body")
             else:
-                parse_json(data, max_depth=self.limits.max_json_depth)
+                value = parse_json(data, max_depth=self.limits.max_json_depth)
+                state[PARSED_BODY_KEY] = ParsedBody(len(data), self.limits.max_json_depth, value)
         return _replaying(data, receive)
 
 

@@ -8,8 +8,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from openbailian.api.boundary import PARSED_BODY_KEY, ParsedBody
 from openbailian.api.ratelimit import checks_address, source_address
-from openbailian.engine.call import AppStamp
+from openbailian.engine.call import AppStamp, SessionAhead
 from openbailian.errors import AccessDenied, InvalidApiKey, WorkspaceAccessDenied
 from openbailian.runtime import Runtime
 from openbailian.services.keys import check_key
@@ -23,6 +24,7 @@ class Caller:
     key_id: str
     workspace_id: str
     app: AppStamp | None = None  # the called app's row (model calls), read with the key
+    session: SessionAhead | None = None  # the stored session the call continues, read with the key
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -49,6 +51,18 @@ def _bearer_or_bare(request: Request) -> str:
     return _bearer(request)
 
 
+def _session_named(request: Request) -> str | None:
+    """The stored session a completion body continues (``input.session_id`` without a
+    caller's conversation), from the body the input boundary has parsed; None: none, or
+    not known yet (the engine then reads the session itself)."""
+    parsed = request.scope.get("state", {}).get(PARSED_BODY_KEY)
+    given = parsed.value.get("input") if isinstance(parsed, ParsedBody) and isinstance(parsed.value, dict) else None
+    if not isinstance(given, dict) or given.get("messages") is not None or given.get("history"):
+        return None
+    session_id = given.get("session_id")
+    return session_id if isinstance(session_id, str) and session_id else None
+
+
 async def _authenticate(request: Request, runtime: Runtime, app_id: str | None, *, bare: bool = False) -> Caller:
     """The key's caller; the source address's failure budget is read in the same query
     (``api/ratelimit.py``), and checked before the key is."""
@@ -60,8 +74,10 @@ async def _authenticate(request: Request, runtime: Runtime, app_id: str | None, 
         if address is not None:  # no key to look up: the address's budget in a read of its own
             await address.limiter.check(address.address)
         raise
-    checked = await check_key(runtime.db, api_key, app_id, address=address)
-    caller = Caller(key_id=checked.key_id, workspace_id=checked.workspace_id, app=checked.app)
+    session_id = _session_named(request) if app_id is not None else None
+    session = runtime.sessions.read_ahead(session_id) if session_id else None
+    checked = await check_key(runtime.db, api_key, app_id, address=address, session=session)
+    caller = Caller(key_id=checked.key_id, workspace_id=checked.workspace_id, app=checked.app, session=checked.session)
     requested = request.headers.get("x-dashscope-workspace")
     if requested and requested != caller.workspace_id:
         raise WorkspaceAccessDenied(

@@ -16,7 +16,7 @@ from typing import Any
 from openbailian.engine.app_config import AppConfig
 from openbailian.providers.base import ChatMessage
 
-__all__ = ["AppStamp", "Call", "UsageSlip"]
+__all__ = ["AppStamp", "Call", "SessionAhead", "UsageSlip"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,19 @@ class AppStamp:
 
     workspace_id: str | None
     published_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAhead:
+    """A stored session as read with the API key, before the call holds the session's lock:
+    the app it belongs to (None: no such session) and, where this process is the only one
+    that orders the session's turns (SQLite), its history, good while the process has stored
+    no turn of it since ``generation`` (``SessionLocks.unchanged_since``)."""
+
+    session_id: str
+    app_id: str | None
+    history: tuple[ChatMessage, ...] | None
+    generation: int
 
 
 @dataclass(slots=True)
@@ -74,3 +87,4 @@ class Call:
     # the caller has checked that the app is in the workspace).
     config: AppConfig | None = None
     usage: UsageSlip | None = None  # count the call with its turn (see UsageSlip)
+    session_ahead: SessionAhead | None = None  # the stored session, read with the API key

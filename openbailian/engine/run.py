@@ -27,7 +27,7 @@ from openbailian.engine.augment import (
     ToolSpec,
     TurnObserver,
 )
-from openbailian.engine.call import AppStamp, Call
+from openbailian.engine.call import AppStamp, Call, SessionAhead
 from openbailian.engine.context import fill_variables, system_message, trim_history
 from openbailian.engine.events import (
     Event,
@@ -80,6 +80,7 @@ class PreparedRun:
     augmentation: Augmentation
     tools: list[ToolSpec]
     _engine: Engine
+    ahead: SessionAhead | None = None  # the stored session as read with the key
 
     def events(self) -> AsyncGenerator[Event, None]:
         return self._engine._events(self)
@@ -122,8 +123,13 @@ class Engine:
         instructions = fill_variables(config, call.prompt_params)
         session_id = new_session_id()
         stored_history: list[ChatMessage] | None = history
+        ahead = None
         if call.messages is None and call.session_id:
-            await self._sessions.check(call.session_id, call.app_id)
+            ahead = call.session_ahead if call.session_ahead and call.session_ahead.session_id == call.session_id else None
+            if ahead is None:
+                await self._sessions.check(call.session_id, call.app_id)
+            else:
+                self._sessions.check_ahead(ahead, call.app_id)
             session_id = call.session_id
             stored_history = None
         provider = await self._models.get(config.model)
@@ -153,6 +159,7 @@ class Engine:
             augmentation=augmentation,
             tools=list(tools),
             _engine=self,
+            ahead=ahead,
         )
         # Fail now, not mid-stream, when even the new turn alone cannot fit.
         await trim_history(
@@ -197,7 +204,7 @@ class Engine:
         async with self._locks.hold(run.session_id, across_processes=run.history is None):
             history = run.history
             if history is None:
-                history = await self._sessions.history(run.session_id)
+                history = self._sessions.ahead_history(run.ahead) or await self._sessions.history(run.session_id)
             # With no history, prepare() has already checked that the turn fits:
             # counting it again would cost the local model two more tokenizer calls.
             messages = [*run.system, *run.current] if not history else await trim_history(

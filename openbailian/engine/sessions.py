@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from openbailian.engine.call import UsageSlip
+from openbailian.engine.call import SessionAhead, UsageSlip
 from openbailian.errors import SessionNotFound
 from openbailian.providers.base import ChatMessage
 from openbailian.storage.db import Database, async_url
@@ -44,9 +45,14 @@ class SessionLocks:
     error, never a mix.
     """
 
+    MAX_REMEMBERED = 10_000  # sessions whose last stored turn is remembered (see unchanged_since)
+
     def __init__(self, db: Database | None = None) -> None:
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[str, int] = {}
+        self._stores = 0  # turns stored by this process
+        self._last_store: OrderedDict[str, int] = OrderedDict()  # session → its last turn's number
+        self._forgotten = 0  # the highest number dropped from _last_store
         self._shared: AsyncEngine | None = None
         if db is not None and not db.is_sqlite:
             # AUTOCOMMIT: the connection waits and holds outside any transaction.
@@ -72,6 +78,24 @@ class SessionLocks:
             if not self._users[session_id]:
                 del self._users[session_id]
                 del self._locks[session_id]
+
+    def generation(self) -> int:
+        """The number of turns this process has stored so far (taken before reading ahead)."""
+        return self._stores
+
+    def stored(self, session_id: str) -> None:
+        """A turn of ``session_id`` was committed by this process."""
+        self._stores += 1
+        self._last_store[session_id] = self._stores
+        self._last_store.move_to_end(session_id)
+        if len(self._last_store) > self.MAX_REMEMBERED:
+            _, number = self._last_store.popitem(last=False)
+            self._forgotten = max(self._forgotten, number)
+
+    def unchanged_since(self, session_id: str, generation: int) -> bool:
+        """Whether this process has committed no turn of ``session_id`` since ``generation``
+        (a forgotten session counts as changed at its last number)."""
+        return self._last_store.get(session_id, self._forgotten) <= generation
 
     @asynccontextmanager
     async def _advisory(self, session_id: str) -> AsyncIterator[None]:
@@ -108,10 +132,36 @@ class SessionStore:
             lambda conn: conn.execute(_SESSION_APP, {"session_id": session_id}).scalar()
         )
         if found is None or found != app_id:
-            raise SessionNotFound(
-                f"Session '{session_id}' does not exist for this app "
-                "(it may have been deleted); start a new one by omitting session_id"
-            )
+            raise _session_not_found(session_id)
+
+    def read_ahead(self, session_id: str) -> Callable[[Connection], SessionAhead]:
+        """Work for someone else's round trip (the API key's query): the session's app and, on
+        SQLite, its history — used under the session's lock if no turn was stored meanwhile
+        (``ahead_history``). On PostgreSQL other processes store turns too, so the history is
+        read under the lock."""
+        generation = self.locks.generation()  # before the read: a turn stored after it is seen as new
+        with_history = self._db.is_sqlite
+
+        def work(conn: Connection) -> SessionAhead:
+            app_id = conn.execute(_SESSION_APP, {"session_id": session_id}).scalar()
+            history = None
+            if with_history and app_id is not None:
+                rows = conn.execute(_HISTORY, {"session_id": session_id}).all()
+                history = tuple({"role": role, "content": content} for role, content in rows)
+            return SessionAhead(session_id, app_id, history, generation)
+
+        return work
+
+    def check_ahead(self, ahead: SessionAhead, app_id: str) -> None:
+        """``check`` on what was read ahead."""
+        if ahead.app_id is None or ahead.app_id != app_id:
+            raise _session_not_found(ahead.session_id)
+
+    def ahead_history(self, ahead: SessionAhead | None) -> list[ChatMessage] | None:
+        """The history read ahead, while still current (call under the session's lock); else None."""
+        if ahead is None or ahead.history is None or not self.locks.unchanged_since(ahead.session_id, ahead.generation):
+            return None
+        return list(ahead.history)
 
     async def history(self, session_id: str) -> list[ChatMessage]:
         rows = await self._db.read(
@@ -172,8 +222,16 @@ class SessionStore:
                            input_tokens=tokens[0], output_tokens=tokens[1])
 
         await self._db.write(store)
+        self.locks.stored(session_id)
         if usage is not None:
             usage.counted = True
+
+
+def _session_not_found(session_id: str) -> SessionNotFound:
+    return SessionNotFound(
+        f"Session '{session_id}' does not exist for this app "
+        "(it may have been deleted); start a new one by omitting session_id"
+    )
 
 
 _SESSION_APP = select(ChatSession.app_id).where(ChatSession.id == bindparam("session_id"))

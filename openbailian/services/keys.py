@@ -12,16 +12,17 @@ import hashlib
 import secrets
 import string
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Connection, Row, bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openbailian.crypto import SecretBox, SecretUnreadable
-from openbailian.engine.call import AppStamp
+from openbailian.engine.call import AppStamp, SessionAhead
 from openbailian.errors import InvalidApiKey, NotFound, SignatureNonceUsed
 from openbailian.services.apps import stamp_of
 from openbailian.services.limits import AddressCheck
@@ -78,6 +79,7 @@ class KeyCheck:
     key_id: str
     workspace_id: str
     app: AppStamp | None  # the row of the app the call names, read in the same query
+    session: SessionAhead | None = None  # the session the call names, read in the same round trip
 
 
 def hash_key(api_key: str) -> str:
@@ -181,18 +183,29 @@ _KEY_QUERIES = {
 
 
 async def check_key(
-    db: Database, api_key: str, app_id: str | None = None, *, address: AddressCheck | None = None
+    db: Database,
+    api_key: str,
+    app_id: str | None = None,
+    *,
+    address: AddressCheck | None = None,
+    session: Callable[[Connection], SessionAhead] | None = None,
 ) -> KeyCheck:
     """The key's owner, read on every call so a revoked key is refused at once by every
-    process; with ``app_id``, that app's row comes in the same query (one round trip), and
-    with ``address`` the source address's failure budget, checked first (``RateLimited``)."""
+    process; with ``app_id``, that app's row comes in the same query (one round trip), with
+    ``address`` the source address's failure budget, checked first (``RateLimited``), and
+    ``session`` (``SessionStore.read_ahead``) reads the named session in the same round trip."""
     params: dict[str, Any] = {"key_hash": hash_key(api_key)}
     if app_id is not None:
         params["app_id"] = app_id
     if address is not None:
         params.update(address.params)
     query = _KEY_QUERIES[(app_id is not None, address is not None)]
-    row = await db.read(lambda conn: conn.execute(query, params).first())
+
+    def work(conn: Connection) -> tuple[Row[Any] | None, SessionAhead | None]:
+        row = conn.execute(query, params).first()
+        return row, (session(conn) if session is not None and row is not None else None)
+
+    row, ahead = await db.read(work)
     if address is not None:
         if row is None:  # no such key: the address's budget in a read of its own (failures only)
             await address.limiter.check(address.address)
@@ -201,7 +214,7 @@ async def check_key(
     if row is None or row.revoked_at is not None:
         raise InvalidApiKey("Invalid API-key provided.")
     app = stamp_of(row.app_workspace_id, row.published_version) if app_id is not None else None
-    return KeyCheck(key_id=row.id, workspace_id=row.workspace_id, app=app)
+    return KeyCheck(key_id=row.id, workspace_id=row.workspace_id, app=app, session=ahead)
 
 
 async def check_access_key(db: Database, box: SecretBox, access_key_id: str) -> AccessKey:

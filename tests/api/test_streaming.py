@@ -223,9 +223,13 @@ def test_concurrent_calls_on_one_session_never_interleave(slow_server):
     assert [r.seq for r in rows] == list(range(10))
     assert [r.role for r in rows] == ["user", "assistant"] * 5
     assert sorted(r.content for r in rows[2::2]) == [f"turn {n}" for n in range(4)]
-    # Each answer echoes the context of its own turn: its own prompt last.
-    for user, answer in zip(rows[2::2], rows[3::2]):
-        assert json.loads(answer.content)["messages"][-1]["content"] == user.content
+    # Each answer echoes the context of its own turn: its own prompt last, after every turn
+    # stored before it (all four read the session before queueing for it: none may run on
+    # what it read then).
+    for k, (user, answer) in enumerate(zip(rows[2::2], rows[3::2])):
+        seen = json.loads(answer.content)["messages"]
+        assert seen[-1]["content"] == user.content
+        assert [m["content"] for m in seen if m["role"] == "user"] == [r.content for r in rows[0 : 2 * k + 3 : 2]]
 
 
 @pytest.fixture

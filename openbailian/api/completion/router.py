@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
+from openbailian.api.boundary import PARSED_BODY_KEY, ParsedBody
 from openbailian.api.completion.protocol import BizParams, CompletionRequest
 from openbailian.api.completion.render import (
     KEEPALIVE,
@@ -21,7 +22,7 @@ from openbailian.api.deps import MeteredCaller, RuntimeDep
 from openbailian.api.errors import error_status_and_code, request_id_of
 from openbailian.api.sse import EventStreamResponse
 from openbailian.api.usage_meter import counts_usage
-from openbailian.engine.call import AppStamp, Call, UsageSlip
+from openbailian.engine.call import AppStamp, Call, SessionAhead, UsageSlip
 from openbailian.engine.events import Event
 from openbailian.engine.run import PreparedRun
 from openbailian.errors import InvalidParameter, RequestTooLarge
@@ -32,6 +33,9 @@ __all__ = ["router", "read_json_body"]
 router = APIRouter()
 
 async def read_json_body(request: Request, limit: int, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Any:
+    parsed = request.scope.get("state", {}).get(PARSED_BODY_KEY)
+    if isinstance(parsed, ParsedBody) and parsed.size <= limit and parsed.max_depth <= max_depth:
+        return parsed.value  # read, parsed and checked by the input boundary already
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"The request body is larger than the {limit}-byte limit")
@@ -109,6 +113,7 @@ def to_call(
     request_id: str,
     app_stamp: AppStamp | None = None,
     usage: UsageSlip | None = None,
+    session_ahead: SessionAhead | None = None,
 ) -> Call:
     """The wire request as the engine's one :class:`Call`."""
     params = body.parameters
@@ -136,6 +141,7 @@ def to_call(
         user_defined_tokens=biz.user_defined_tokens,
         app_stamp=app_stamp,
         usage=usage,
+        session_ahead=session_ahead,
     )
 
 
@@ -159,6 +165,7 @@ async def completion(
             request_id=request_id,
             app_stamp=caller.app,
             usage=getattr(request.state, "usage_slip", None),
+            session_ahead=caller.session,
         )
     )
     has_thoughts = body.parameters.has_thoughts
