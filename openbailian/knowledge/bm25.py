@@ -11,12 +11,13 @@ import logging
 import math
 import re
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["terms", "BM25Index"]
+__all__ = ["terms", "query_terms", "known_query_terms", "BM25Index"]
 
 _WORD = re.compile(r"\w", re.UNICODE)
 _jieba_lock = threading.Lock()
@@ -43,6 +44,32 @@ def terms(text: str) -> list[str]:
         for token in _jieba().cut_for_search(text)
         if token.strip() and _WORD.search(token)
     ]
+
+
+_QUERY_TERMS_KEPT = 1024
+_query_terms: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+_query_terms_lock = threading.Lock()
+
+
+def known_query_terms(text: str) -> tuple[str, ...] | None:
+    """The terms of a question seen lately (by :func:`query_terms`), without cutting it."""
+    with _query_terms_lock:
+        found = _query_terms.get(text)
+        if found is not None:
+            _query_terms.move_to_end(text)
+        return found
+
+
+def query_terms(text: str) -> tuple[str, ...]:
+    """:func:`terms` of a question; the last 1024 questions' are kept (a repeated one is not cut again)."""
+    found = known_query_terms(text)
+    if found is None:
+        found = tuple(terms(text))
+        with _query_terms_lock:
+            _query_terms[text] = found
+            while len(_query_terms) > _QUERY_TERMS_KEPT:
+                _query_terms.popitem(last=False)
+    return found
 
 
 class BM25Index:
@@ -79,7 +106,7 @@ class BM25Index:
     def remove(self, rows: np.ndarray) -> None:
         self._alive[rows] = False
 
-    def search(self, query: list[str], k: int, mask: np.ndarray | None = None) -> list[tuple[int, float]]:
+    def search(self, query: Sequence[str], k: int, mask: np.ndarray | None = None) -> list[tuple[int, float]]:
         """Best ``k`` rows as (row, score), score > 0, restricted to ``mask`` when given."""
         n = len(self._lengths)
         alive = self._alive if mask is None else self._alive & mask

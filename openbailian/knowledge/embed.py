@@ -7,15 +7,21 @@ e5 wants ``query: `` and ``passage: `` prefixes; both engines add them. Any
 OpenAI-compatible ``/embeddings`` endpoint can be used instead. Whichever is used,
 query vectors go through a bounded LRU (:class:`QueryCache`).
 
-Methods block: call them from a worker thread (``asyncio.to_thread``).
+Methods block: call them from a worker thread. The query path uses its own threads
+(:func:`run_for_query`, :func:`query_vector`), never the event loop's default executor,
+where ingestion keeps threads waiting on the model.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -33,7 +39,11 @@ __all__ = [
     "embedder_from_settings",
     "normalise",
     "pin_blas_threads",
+    "query_vector",
+    "run_for_query",
 ]
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -194,6 +204,14 @@ class QueryCache:
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         return self.inner.embed_passages(texts)
 
+    def cached(self, text: str) -> np.ndarray | None:
+        """The query's vector if it is kept, without computing it (never blocks for long)."""
+        with self._lock:
+            vector = self._vectors.get(text)
+            if vector is not None:
+                self._vectors.move_to_end(text)
+            return vector
+
     def embed_query(self, text: str) -> np.ndarray:
         with self._lock:
             vector = self._vectors.get(text)
@@ -222,6 +240,36 @@ class QueryCache:
                     self._vectors.popitem(last=False)
         pending.set_result(vector)
         return vector
+
+
+_QUERY_THREADS: list[ThreadPoolExecutor] = []
+_QUERY_THREADS_LOCK = threading.Lock()
+
+
+def _query_threads() -> ThreadPoolExecutor:
+    """The process's threads for the query path, made on first use. Ingestion waits on the
+    model in the default executor (one thread per document in work); a question never
+    queues behind those."""
+    with _QUERY_THREADS_LOCK:
+        if not _QUERY_THREADS:
+            usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            _QUERY_THREADS.append(ThreadPoolExecutor(max_workers=max(4, usable + 2), thread_name_prefix="query"))
+        return _QUERY_THREADS[0]
+
+
+async def run_for_query(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` on the query path's threads."""
+    return await asyncio.get_running_loop().run_in_executor(_query_threads(), functools.partial(function, *args))
+
+
+async def query_vector(embedder: Embedder, text: str) -> np.ndarray:
+    """The vector of a question: straight from the LRU when it is kept there (no thread hop),
+    else computed on the query path's threads."""
+    if isinstance(embedder, QueryCache):
+        vector = embedder.cached(text)
+        if vector is not None:
+            return vector
+    return await run_for_query(embedder.embed_query, text)
 
 
 class _Request:

@@ -19,6 +19,7 @@ import numpy as np
 from sqlalchemy import select
 
 from openbailian.knowledge.bm25 import BM25Index
+from openbailian.knowledge.embed import run_for_query
 from openbailian.knowledge.search import BaseHits, ChunkMask
 from openbailian.knowledge.vectors import ExactVectorIndex, HnswVectorIndex
 from openbailian.storage.db import Database
@@ -27,6 +28,9 @@ from openbailian.storage.knowledge_models import KnowledgeChunk
 __all__ = ["BaseState", "MemoryIndex", "ChunkMask"]
 
 _LOAD_BATCH = 2000
+# Bases up to this many live chunks are searched on the event loop (well under a millisecond);
+# larger ones on the query path's threads.
+_SEARCH_IN_LOOP = 2000
 
 
 @dataclass
@@ -146,7 +150,10 @@ class MemoryIndex:
         k: int,
     ) -> BaseHits:
         state = await self.state(base_id, version)
-        return await asyncio.to_thread(state.hits, mask, query_vector, query_terms, k)
+        if state.live_count() <= _SEARCH_IN_LOOP:
+            # Microseconds of numpy: cheaper than the hop to a thread and back.
+            return state.hits(mask, query_vector, query_terms, k)
+        return await run_for_query(state.hits, mask, query_vector, query_terms, k)
 
     async def headers(self, base_id: str, version: int) -> set[str]:
         state = await self.state(base_id, version)

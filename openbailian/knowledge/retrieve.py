@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, exists, select
 
-from openbailian.knowledge.bm25 import terms
-from openbailian.knowledge.embed import Embedder
+from openbailian.knowledge.bm25 import known_query_terms, query_terms
+from openbailian.knowledge.embed import Embedder, QueryCache, query_vector, run_for_query
 from openbailian.knowledge.index import MemoryIndex
 from openbailian.knowledge.rerank import Ranked, Reranker, RerankError
 from openbailian.knowledge.search import BaseHits, ChunkMask, SearchIndex
@@ -48,6 +48,12 @@ class Hit:
     pages: list[int] = field(default_factory=list)
     record: dict[str, Any] | None = None
     score: float = 0.0
+    source_id: str | None = None  # the data-center document it came from, when imported
+
+    @property
+    def public_id(self) -> str:
+        """The id callers know the document by (the data-center id of an imported one)."""
+        return self.source_id or self.document_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +64,13 @@ class DocumentFilter:
     tags: frozenset[str] | None = None
     metadata: dict[str, str] | None = None
 
-    def matches(self, document: KnowledgeDocument) -> bool:
-        if self.document_ids is not None and document.id not in self.document_ids:
+    def matches(self, document_id: str, tags: Sequence[str] | None, meta: Mapping[str, Any] | None) -> bool:
+        if self.document_ids is not None and document_id not in self.document_ids:
             return False
-        if self.tags and not self.tags.intersection(document.tags or []):
+        if self.tags and not self.tags.intersection(tags or []):
             return False
         if self.metadata:
-            meta = document.meta or {}
+            meta = meta or {}
             return all(k in meta and str(meta[k]) == v for k, v in self.metadata.items())
         return True
 
@@ -132,34 +138,11 @@ class Retriever:
             frozenset(tags) if tags else None,
             dict(metadata) if metadata else None,
         )
-        async with self.db.session() as session:
-            bases = list(await session.scalars(select(KnowledgeBase).where(KnowledgeBase.id.in_(base_ids))))
-            documents = list(
-                await session.scalars(
-                    select(KnowledgeDocument).where(
-                        KnowledgeDocument.base_id.in_(base_ids), KnowledgeDocument.status == READY
-                    )
-                )
-            )
-        masks: list[tuple[KnowledgeBase, ChunkMask]] = []
-        for base in bases:
-            structured_base = base.kind == "structured"
-            if structured and not structured_base:
-                continue
-            ready = [d for d in documents if d.base_id == base.id]
-            if not structured_base and not doc_filter.empty:
-                ready = [d for d in ready if doc_filter.matches(d)]
-            if not ready:
-                continue
-            mask = ChunkMask(
-                document_ids=frozenset(d.id for d in ready),
-                records=dict(structured) if structured and structured_base else None,
-            )
-            masks.append((base, mask))
+        records = dict(structured) if structured else None
+        masks = await self.db.read(lambda conn: _searched(conn, base_ids, doc_filter, records))
         if not masks or not query.strip() and not structured:
             return []
-        query_vector = await asyncio.to_thread(self.embedder.embed_query, query or " ")
-        query_terms = await asyncio.to_thread(terms, query)
+        query_vector, query_terms = await self._understand(query)
         limit = max_records if structured else top_k
         rerank = rerank and self.reranker is not None and not structured
         fetch = max(limit, self.rerank_candidates) if rerank else limit
@@ -170,13 +153,22 @@ class Retriever:
         min_score = self.rerank_min_score if rerank_min_score is None else rerank_min_score
         return await self._rerank(query, hits, limit, min_score)
 
+    async def _understand(self, query: str) -> tuple[np.ndarray, list[str]]:
+        """The query's vector and BM25 terms; a new query's two are computed side by side."""
+        vector = self.embedder.cached(query or " ") if isinstance(self.embedder, QueryCache) else None
+        words = known_query_terms(query)
+        if vector is not None and words is not None:  # a repeated query: no thread at all
+            return vector, list(words)
+        vector, words = await asyncio.gather(query_vector(self.embedder, query or " "), run_for_query(query_terms, query))
+        return vector, list(words)
+
     async def _rerank(self, query: str, hits: list[Hit], limit: int, min_score: float | None = None) -> list[Hit]:
         """The reranker's best ``limit`` of ``hits``; the fused order when it fails."""
         if not hits or self.reranker is None:
             return hits[:limit]
         documents = [_rerank_text(hit) for hit in hits]
         try:
-            ranked = await asyncio.to_thread(self.reranker.rerank, query, documents, limit)
+            ranked = await run_for_query(self.reranker.rerank, query, documents, limit)
             return self._keep(hits, ranked, limit, min_score)
         except Exception as error:  # noqa: BLE001 - any reranker failure
             # Retrieval still answers: a reranker outage only costs ranking quality.
@@ -194,15 +186,15 @@ class Retriever:
 
     async def _rank(
         self,
-        masks: list[tuple[KnowledgeBase, ChunkMask]],
+        masks: list[tuple[str, int, ChunkMask]],
         query_vector: np.ndarray,
         query_terms: list[str],
         limit: int,
     ) -> list[tuple[int, float]]:
         candidates = max(limit * 4, 40)
         per_base: list[BaseHits] = [
-            await self.index.search(base.id, base.version, mask, query_vector, query_terms, candidates)
-            for base, mask in masks
+            await self.index.search(base_id, version, mask, query_vector, query_terms, candidates)
+            for base_id, version, mask in masks
         ]
         dense = [(score, chunk) for hits in per_base for chunk, score in hits.dense]
         keyword_rankings = [hits.keyword for hits in per_base]
@@ -214,26 +206,21 @@ class Retriever:
         return rrf([dense_ranking, keyword_ranking])[:limit]
 
     async def _hydrate(self, ranked: list[tuple[int, float]]) -> list[Hit]:
+        """The ranked chunks with their documents' names, in one round trip."""
         if not ranked:
             return []
         ids = [chunk_id for chunk_id, _ in ranked]
-        async with self.db.session() as session:
-            result = await session.execute(
-                select(KnowledgeChunk, KnowledgeDocument.name)
-                .join(KnowledgeDocument, KnowledgeDocument.id == KnowledgeChunk.document_id)
-                .where(KnowledgeChunk.id.in_(ids), KnowledgeDocument.status == READY)
-            )
-            rows = {chunk.id: (chunk, name) for chunk, name in result}
+        rows = await self.db.read(lambda conn: {row.id: row for row in conn.execute(_HITS, {"ids": ids})})
         hits = []
         for chunk_id, score in ranked:
-            if chunk_id not in rows:  # deleted since the index was read
+            row = rows.get(chunk_id)
+            if row is None:  # deleted since the index was read
                 continue
-            chunk, name = rows[chunk_id]
             hits.append(
                 Hit(
-                    chunk_id=chunk.id, base_id=chunk.base_id, document_id=chunk.document_id,
-                    doc_name=name, title=chunk.title, text=chunk.text, pages=list(chunk.pages or []),
-                    record=chunk.record, score=score,
+                    chunk_id=row.id, base_id=row.base_id, document_id=row.document_id, doc_name=row.name,
+                    title=row.title, text=row.text, pages=list(row.pages or []), record=row.record, score=score,
+                    source_id=row.source_id,
                 )
             )
         return hits
@@ -253,3 +240,58 @@ def _rerank_text(hit: Hit) -> str:
     if hit.title and hit.record is None and not hit.text.startswith(hit.title):
         return f"{hit.title}\n{hit.text}"
     return hit.text
+
+
+_HITS = (
+    select(
+        KnowledgeChunk.id, KnowledgeChunk.base_id, KnowledgeChunk.document_id, KnowledgeChunk.title,
+        KnowledgeChunk.text, KnowledgeChunk.pages, KnowledgeChunk.record, KnowledgeDocument.name,
+        KnowledgeDocument.source_id,
+    )
+    .join(KnowledgeDocument, KnowledgeDocument.id == KnowledgeChunk.document_id)
+    .where(KnowledgeChunk.id.in_(bindparam("ids", expanding=True)), KnowledgeDocument.status == READY)
+)
+
+
+def _searched(
+    conn: Connection, base_ids: Sequence[str], doc_filter: DocumentFilter, records: dict[str, str] | None
+) -> list[tuple[str, int, ChunkMask]]:
+    """(base id, version, mask) of the bases to search: those with a ready document (after the
+    filters, when there are some), in the order given. One round trip unless documents are filtered.
+
+    Chunks exist only for ready documents (they are written with that status, and deleted
+    when a document is ingested again), so an unfiltered base needs no list of documents."""
+    has_ready = (
+        exists()
+        .where(KnowledgeDocument.base_id == KnowledgeBase.id, KnowledgeDocument.status == READY)
+        .correlate(KnowledgeBase)
+    )
+    found = {
+        row.id: row
+        for row in conn.execute(
+            select(KnowledgeBase.id, KnowledgeBase.kind, KnowledgeBase.version).where(
+                KnowledgeBase.id.in_(list(base_ids)), has_ready
+            )
+        )
+    }
+    bases = [found[base_id] for base_id in dict.fromkeys(base_ids) if base_id in found]
+    if records:  # a structured filter searches structured bases alone, on their records
+        return [(b.id, b.version, ChunkMask(records=records)) for b in bases if b.kind == "structured"]
+    filtered = [b.id for b in bases if b.kind != "structured"] if not doc_filter.empty else []
+    chosen: dict[str, set[str]] = {base_id: set() for base_id in filtered}
+    if filtered:
+        query = select(
+            KnowledgeDocument.id, KnowledgeDocument.base_id, KnowledgeDocument.tags, KnowledgeDocument.meta
+        ).where(KnowledgeDocument.base_id.in_(filtered), KnowledgeDocument.status == READY)
+        if doc_filter.document_ids is not None:
+            query = query.where(KnowledgeDocument.id.in_(list(doc_filter.document_ids)))
+        for row in conn.execute(query):
+            if doc_filter.matches(row.id, row.tags, row.meta):
+                chosen[row.base_id].add(row.id)
+    masks = []
+    for base in bases:
+        if base.id not in chosen:
+            masks.append((base.id, base.version, ChunkMask()))
+        elif chosen[base.id]:
+            masks.append((base.id, base.version, ChunkMask(document_ids=frozenset(chosen[base.id]))))
+    return masks

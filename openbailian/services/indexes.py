@@ -447,7 +447,6 @@ async def retrieve(
     _check_retrieve(request)
     options = {"pipeline_ids": [index_id], **_filters(request.search_filters)}
     async with files.db.session() as session:
-        await kb.get_base(session, index_id, workspace_id)
         search = await kb.parse_search_options(session, workspace_id, [], options, retriever)
     if search is None:
         return []
@@ -456,12 +455,9 @@ async def retrieve(
         retriever, search, request.query, top_k=limit, rerank=request.enable_reranking,
         rerank_min_score=request.rerank_min_score,
     )
-    async with files.db.session() as session:
-        documents = await kb.documents_by_ids(session, [h.document_id for h in hits])
     return [
         RetrievedNode(
-            text=hit.text, score=hit.score, index_id=hit.base_id,
-            doc_id=documents[hit.document_id].public_id if hit.document_id in documents else hit.document_id,
+            text=hit.text, score=hit.score, index_id=hit.base_id, doc_id=hit.public_id,
             doc_name=hit.doc_name, title=hit.title, pages=list(hit.pages), record=hit.record,
         )
         for hit in hits

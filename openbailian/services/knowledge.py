@@ -633,6 +633,7 @@ async def parse_search_options(
     metadata = _string_map(options, "metadata_filter")
     structured = _string_map(options, "structured_filter")
     base_ids = pipeline_ids if pipeline_ids else list(dict.fromkeys(default_base_ids))
+    bases = await _base_rows(session, base_ids, workspace_id)
     documents, outside = await _named_documents(session, workspace_id, base_ids, file_ids or [])
     if outside:
         # The seed: a file id only counts together with its base's id. Ignoring it
@@ -643,7 +644,6 @@ async def parse_search_options(
         )
     if not base_ids:
         return None
-    bases = [await get_base(session, base_id, workspace_id) for base_id in base_ids]
     scoped = [d.id for d in documents]
     if metadata:
         known: set[str] = set()
@@ -671,6 +671,21 @@ async def parse_search_options(
         metadata=metadata,
         structured=structured,
     )
+
+
+async def _base_rows(session: AsyncSession, base_ids: Sequence[str], workspace_id: str) -> list[KnowledgeBaseInfo]:
+    """The bases of these ids, in one query; the first one missing (or of another workspace)
+    is reported as :func:`get_base` reports it."""
+    if not base_ids:
+        return []
+    rows = {row.id: row for row in await session.scalars(select(KnowledgeBase).where(KnowledgeBase.id.in_(base_ids)))}
+    bases = []
+    for base_id in base_ids:
+        row = rows.get(base_id)
+        if row is None or row.workspace_id != workspace_id:
+            raise KnowledgeBaseNotFound(f"Knowledge base '{base_id}' does not exist in workspace '{workspace_id}'")
+        bases.append(KnowledgeBaseInfo.of(row))
+    return bases
 
 
 async def _named_documents(
