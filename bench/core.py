@@ -22,6 +22,9 @@ and time, runs on 127.0.0.1 only, and stops the servers it started.
    called directly in this process on the same GGUF with the same parameters, one after
    the other (never at the same time), interleaved round by round.
 
+4. ``openbailian serve --workers N`` on PostgreSQL (``--postgres-url``), N = 1 then 2:
+   JSON echo calls from a light raw-socket client, req/s of two processes against one.
+
 After part 1 the steps of one call (app lookup, prepare, storing the turn) are timed
 in-process, with and without SQLite writes serialised. ``--profile`` also samples the
 server with py-spy (``pip install py-spy``) under JSON and SSE load.
@@ -72,7 +75,8 @@ SLOW_DELAY = 0.5
 OVERHEAD_TARGET_MS = 1.0  # issue 15
 RPS_TARGET = 0.5  # ours/bare req/s at 1 and 16 clients (issue 15)
 LOCAL_STREAMS = (1, 2, 4)  # concurrent calls on the local model (it has 4 slots)
-PARTS = ("overhead", "streams", "local")
+PARTS = ("overhead", "streams", "local", "workers")
+WORKERS_TARGET = 1.7  # serve --workers 2 against one worker, req/s (issue 15)
 
 
 # ---------------------------------------------------------------- processes
@@ -813,6 +817,16 @@ def _others(results: dict[str, Any], part: str) -> str:
     return "" if share is None else f" Other processes kept {share:.0%} of the machine's CPU busy during this part."
 
 
+def workers_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| processes | req/s | × one | p50 ms | p99 ms | requests (errors) |", "|---:|---:|---:|---:|---:|---|"]
+    one = rows[0]["level"].rps or float("nan")
+    for row in rows:
+        level = row["level"]
+        lines.append(f"| {row['workers']} | {level.rps:.0f} | {level.rps / one:.2f} | {level.pct(.5):.2f} | "
+                     f"{level.pct(.99):.2f} | {level.requests} ({level.errors}) |")
+    return lines
+
+
 def _verdicts(results: dict[str, Any]) -> list[str]:
     lines = []
     for row in results.get("overhead", []):
@@ -827,6 +841,11 @@ def _verdicts(results: dict[str, Any]) -> list[str]:
             verdict = "met" if share >= RPS_TARGET else "**missed**"
             lines.append(f"- req/s ≥ {RPS_TARGET:.0%} of the bare endpoint ({row['mode']}, {row['clients']} clients): "
                          f"{verdict}, {share:.0%}.")
+    workers = {row["workers"]: row["level"] for row in results.get("workers", [])}
+    if 1 in workers and 2 in workers and workers[1].rps:
+        gain = workers[2].rps / workers[1].rps
+        verdict = "met" if gain >= WORKERS_TARGET else "**missed**"
+        lines.append(f"- `serve --workers 2` ≥ {WORKERS_TARGET:g}× one worker (JSON, PostgreSQL): {verdict}, {gain:.2f}×.")
     for row in results.get("local", []):
         ratio = statistics.median(row["pairs"])
         verdict = "met" if ratio >= 0.95 else "**missed**"
@@ -891,6 +910,20 @@ def report(info: dict[str, str], command: str, results: dict[str, Any], args: ar
             + _others(results, "local"),
             "",
         ]
+    if "workers" in results:
+        out += [
+            f"### `openbailian serve --workers N` on PostgreSQL (`echo`, JSON, {args.workers_clients} clients, "
+            f"{args.workers_requests} requests after a warm-up)",
+            "",
+            *workers_table(results["workers"]),
+            "",
+            "Each N on a fresh database of one local PostgreSQL server (`serve --no-background`: no "
+            "background work beside the HTTP processes). The load comes from one asyncio process writing "
+            "pre-built HTTP/1.1 requests on keep-alive connections (no httpx: it would take more of the 2 "
+            "cores than the servers), so client, PostgreSQL and the N server processes share the machine."
+            + _others(results, "workers"),
+            "",
+        ]
     if "breakdown" in results:
         json_1 = next((r for r in results.get("overhead", []) if r["mode"] == "JSON" and r["clients"] == 1), None)
         overhead_ms = json_1["ours"].pct(0.5) - json_1["bare"].pct(0.5) if json_1 else None
@@ -938,6 +971,108 @@ def write_doc(section: str) -> None:
     DOC.write_text(text.rstrip() + "\n")
 
 
+# ---------------------------------------------------------------- part 4: serve --workers N
+
+
+async def drive_raw(
+    host: str, port: int, request: bytes, *, clients: int, total: int, time_limit: float, warmup: int = 0
+) -> Level:
+    """Like ``drive`` (JSON only), with a client far lighter than httpx: each simulated client
+    writes the same pre-built HTTP/1.1 request on its own keep-alive connection and reads the
+    answer by its Content-Length. On two cores the load generator shares the CPU with the
+    servers; the less it takes, the more a second server process can show."""
+    result = Level()
+    connections = [await asyncio.open_connection(host, port) for _ in range(clients)]
+
+    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        found = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        body = await reader.readexactly(int(found.group(1))) if found else b""
+        return head.startswith(b"HTTP/1.1 200") and FINISH_STOP in body
+
+    try:
+        for _ in range(-(-warmup // clients)):
+            await asyncio.gather(*(one(r, w) for r, w in connections))
+        remaining = total
+        start = time.perf_counter()
+        deadline = start + time_limit
+
+        async def loop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal remaining
+            while remaining > 0 and time.perf_counter() < deadline:
+                remaining -= 1
+                began = time.perf_counter()
+                try:
+                    ok = await one(reader, writer)
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    ok = False
+                result.requests += 1
+                if ok:
+                    result.latencies_ms.append((time.perf_counter() - began) * 1000)
+                else:
+                    result.errors += 1
+                    return
+
+        await asyncio.gather(*(loop(r, w) for r, w in connections))
+        result.seconds = time.perf_counter() - start
+    finally:
+        for _, writer in connections:
+            writer.close()
+    return result
+
+
+def raw_request(port: int, app_id: str, key: str) -> bytes:
+    body = json.dumps(echo_payload(sse=False), ensure_ascii=False).encode()
+    head = (
+        f"POST /api/v1/apps/{app_id}/completion HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def _pg_database(server_url: str, name: str) -> str:
+    """A fresh database ``name`` on the PostgreSQL server of ``server_url``; its URL."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url)
+    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def run_workers(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    """``openbailian serve --workers N`` (N = 1, then 2) on PostgreSQL: JSON echo calls at
+    ``args.workers_clients`` clients with the light client, each N on a fresh database."""
+    rows = []
+    exe = str(Path(sys.executable).parent / "openbailian")
+    for workers in (1, 2):
+        home = tmp / f"workers-{workers}"
+        home.mkdir()
+        env = base_env(home, None)
+        env["OPENBAILIAN_DATABASE_URL"] = _pg_database(args.postgres_url, f"ob_bench_workers_{workers}")
+        key = cli(env, "keys", "create", "--workspace", "bench")["api_key"]
+        app_id = cli(env, "apps", "create", "--name", "bench-echo", "--model", "echo", "--workspace", "bench")["app_id"]
+        port = free_port()
+        server = start_server(
+            f"workers-{workers}", [exe, "serve", "--port", str(port), "--workers", str(workers), "--no-background"],
+            env, port, tmp / f"workers-{workers}.log",
+        )
+        try:
+            level = asyncio.run(drive_raw(
+                "127.0.0.1", port, raw_request(port, app_id, key), clients=args.workers_clients,
+                total=args.workers_requests, time_limit=args.level_seconds, warmup=4 * args.workers_clients,
+            ))
+        finally:
+            server.stop()
+        rows.append({"workers": workers, "level": level})
+        print(f"  --workers {workers}: {level.rps:7.0f} req/s p50 {level.pct(.5):6.2f} ms  errors {level.errors}", flush=True)
+    return rows
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -977,6 +1112,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="time budget; the local-model rounds stop early when it is spent")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="first wait up to this long for other processes to leave the CPU idle")
+    parser.add_argument("--postgres-url", default=os.environ.get("OPENBAILIAN_TEST_POSTGRES_URL"),
+                        help="PostgreSQL server for the 'workers' part (a database per run is created on it; "
+                        "default OPENBAILIAN_TEST_POSTGRES_URL); without it that part is skipped")
+    parser.add_argument("--workers-clients", type=int, default=32, help="clients of the 'workers' part")
+    parser.add_argument("--workers-requests", type=int, default=4000, help="requests per N in the 'workers' part")
     parser.add_argument("--no-write", action="store_true", help=f"print only; leave {DOC.relative_to(ROOT)} alone")
     return parser.parse_args(argv)
 
@@ -1052,6 +1192,13 @@ def run_all(args: argparse.Namespace, tmp: Path, results: dict[str, Any], server
     if model_path is not None:
         print("3. local model: API vs xllamacpp direct", flush=True)
         measure(meter, results, "local", lambda: run_local(ours, apps["local"], key, model_path, args))
+    if "workers" in args.parts:
+        if not args.postgres_url:
+            print("4. serve --workers N: skipped (no --postgres-url)", flush=True)
+        else:
+            ours.stop()
+            print("4. serve --workers 1 and 2 on PostgreSQL", flush=True)
+            measure(meter, results, "workers", lambda: run_workers(args, tmp))
 
 
 def main(argv: list[str]) -> None:
