@@ -70,7 +70,9 @@ TERMS_PER_CHUNK = 60
 BLOCK = 50_000
 SEED = 14
 REBUILD_UP_TO = 10_000  # bigger databases get their search rows by _fast_search_rows
-FORMAT = 1  # bump when the generated data or the load changes: cached databases are rebuilt
+KEYWORD_ONLY_QUERIES = 30
+DATA_FORMAT = 1  # bump when the generated data changes: the cached data sets are made anew
+LOAD_FORMAT = 2  # bump when the load changes (2: migration 0017's search rows): databases are made anew
 WORKSPACE = "bench"
 ADMIN = "ob-admin-bench-search"
 
@@ -112,7 +114,7 @@ class Dataset:
 
 
 def dataset(cache: Path, n: int, queries: int) -> Dataset:
-    folder = cache / f"synthetic-{n}-s{SEED}-f{FORMAT}"
+    folder = cache / f"synthetic-{n}-s{SEED}-f{DATA_FORMAT}"
     if not (folder / "vectors.npy").exists():
         _log(f"generating {n:,} chunks into {folder}")
         t0 = time.perf_counter()
@@ -201,7 +203,7 @@ def base_id_of(n: int) -> str:
 
 
 def loaded_database(
-    server_url: str, data: Dataset, fresh: bool, reference: str | None = None
+    server_url: str, data: Dataset, fresh: bool, reference: str | None = None, build_index: bool = True
 ) -> tuple[str, dict[str, float]]:
     """The database of ``data`` (made when missing, or with ``fresh``); seconds per load phase.
 
@@ -211,7 +213,9 @@ def loaded_database(
     from openbailian.storage.db import migrate
 
     n = data.size
-    name, mark = f"obbench_search_{n}", f"openbailian bench/search.py format {FORMAT} seed {SEED}: {n} chunks loaded"
+    name = f"obbench_search_{n}"
+    mark = f"openbailian bench/search.py format {LOAD_FORMAT} seed {SEED}: {n} chunks loaded"
+    chunks_mark = f"openbailian bench/search.py format {LOAD_FORMAT} seed {SEED}: {n} chunks, no search rows yet"
     found = _admin(
         server_url,
         "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
@@ -222,27 +226,80 @@ def loaded_database(
         _log(f"{name}: loaded before, reused (migrated: 0017 brings a 0015 search schema up to date in place)")
         migrate(url)
         return url, {}
-    _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    _admin(server_url, f'CREATE DATABASE "{name}"')
     phases: dict[str, float] = {}
-    t0 = time.perf_counter()
-    migrate(url)
-    phases["migrate"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    _copy_chunks(_database_url(server_url, name), data)
-    phases["chunks COPY"] = time.perf_counter() - t0
-    _log(f"{name}: {n:,} chunks copied in {phases['chunks COPY']:.1f} s; rebuilding the search rows")
+    if found and not fresh and found[0][0] == chunks_mark:
+        _log(f"{name}: chunks loaded before (an interrupted load), resumed")
+    else:
+        _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _admin(server_url, f'CREATE DATABASE "{name}"')
+        t0 = time.perf_counter()
+        migrate(url)
+        phases["migrate"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        _copy_chunks(url, data)
+        phases["chunks COPY"] = time.perf_counter() - t0
+        _admin(server_url, f"COMMENT ON DATABASE \"{name}\" IS '{chunks_mark}'")
+        _log(f"{name}: {n:,} chunks copied in {phases['chunks COPY']:.1f} s; writing the search rows")
     if n <= REBUILD_UP_TO:
         t0 = time.perf_counter()
         _rebuild(url)
         phases["search rows + indexes (search_pg.rebuild)"] = time.perf_counter() - t0
     else:
-        phases.update(_fast_search_rows(url, data))
+        if _count(url, "knowledge_chunk_search") != n:
+            phases.update(_fast_search_rows(url, data))
         if reference is not None:
             _same_tables(reference, url)
+        if not build_index:
+            _log(f"{name}: no HNSW index built (--no-index-build); searched by sequential scan")
+            return url, phases
+        phases.update(_hnsw_index(url))
     _log(f"{name}: search rows and indexes: {phases}")
     _admin(server_url, f"COMMENT ON DATABASE \"{name}\" IS '{mark}'")
     return url, phases
+
+
+def _count(url: str, table: str) -> int:
+    return int(_admin(url, f"SELECT count(*) FROM {table}")[0][0])
+
+
+def has_hnsw(url: str) -> bool:
+    return bool(_admin(url, (
+        "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_am a ON a.oid = c.relam "
+        f"WHERE c.relname = 'knowledge_chunk_search_hnsw_{DIM}' AND a.amname = 'hnsw')"
+    ))[0][0])
+
+
+def without_hnsw_copy(server_url: str, n: int) -> str:
+    """A copy of size ``n``'s database (made once, from a moment no index build runs) whose
+    HNSW index is a placeholder of that name: ``serve`` would otherwise build the index at its
+    first search, or wait for a build in progress. Searches there scan; the API process holds
+    the same as with the index (nothing per base)."""
+    name = f"obbench_search_{n}_noindex_f{LOAD_FORMAT}"
+    if not _admin(server_url, "SELECT 1 FROM pg_database WHERE datname = %s", name):
+        _admin(server_url, f'CREATE DATABASE "{name}" TEMPLATE "obbench_search_{n}"')  # no connections to it now
+        url = _database_url(server_url, name)
+        _admin(url, f"DROP INDEX IF EXISTS knowledge_chunk_search_hnsw_{DIM}")
+        _admin(url, f"CREATE INDEX knowledge_chunk_search_hnsw_{DIM} ON knowledge_chunk_search (chunk_id) WHERE false")
+    return _database_url(server_url, name)
+
+
+def _hnsw_index(url: str) -> dict[str, float]:
+    """search_pg's HNSW index, built after the rows are committed (searches work meanwhile,
+    by sequential scan), in a transaction of its own."""
+    from openbailian.knowledge.search_pg import ensure_dim_index
+
+    if has_hnsw(url):
+        return {}
+    engine = _engine(url)
+    try:
+        with engine.begin() as connection:
+            t0 = time.perf_counter()
+            ensure_dim_index(connection, DIM)
+            took = time.perf_counter() - t0
+    finally:
+        engine.dispose()
+    _log(f"HNSW index built in {took:.0f} s")
+    return {"HNSW index (m 16, ef_construction 128; leader + 1 parallel worker)": took}
 
 
 def _sizes(url: str) -> list[str]:
@@ -251,7 +308,7 @@ def _sizes(url: str) -> list[str]:
         "SELECT pg_size_pretty(pg_database_size(current_database())), "
         "pg_size_pretty(pg_total_relation_size('knowledge_chunks')), "
         "pg_size_pretty(pg_table_size('knowledge_chunk_search')), "
-        f"pg_size_pretty(pg_relation_size('knowledge_chunk_search_hnsw_{DIM}')), "
+        f"coalesce(pg_size_pretty(pg_relation_size(to_regclass('knowledge_chunk_search_hnsw_{DIM}'))), 'none yet'), "
         "pg_size_pretty(pg_relation_size('knowledge_chunk_search_tsv'))",
     )
     return [str(v) for v in rows[0]]
@@ -297,7 +354,7 @@ def _fast_search_rows(url: str, data: Dataset) -> dict[str, float]:
     chunks on this machine before its HNSW build even starts."""
     from sqlalchemy import text
 
-    from openbailian.knowledge.search_pg import SCHEMA, ensure_dim_index, ensure_schema
+    from openbailian.knowledge.search_pg import SCHEMA, ensure_schema
 
     phases: dict[str, float] = {}
     engine = _engine(url)
@@ -331,10 +388,6 @@ def _fast_search_rows(url: str, data: Dataset) -> dict[str, float]:
             for statement in SCHEMA:
                 connection.execute(text(statement))
             phases["btree + GIN indexes"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            ensure_dim_index(connection, DIM)
-            phases["HNSW index (m 16, ef_construction 128)"] = time.perf_counter() - t0
-            _log(f"HNSW index built in {time.perf_counter() - t0:.0f} s")
             connection.execute(text("ANALYZE knowledge_chunk_search"))
             _check_like_rebuild(connection, data)
     finally:
@@ -364,13 +417,18 @@ def _check_like_rebuild(connection: Any, data: Dataset, sample: int = 200) -> No
 
 
 def _filled_tables(url: str) -> set[str]:
-    names = [r[0] for r in _admin(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+    from openbailian.knowledge.search_pg import TABLES
+
+    names = [
+        r[0] for r in _admin(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        if r[0].startswith("knowledge_") or r[0] in TABLES
+    ]
     return {name for name in names if _admin(url, f'SELECT EXISTS (SELECT 1 FROM "{name}")')[0][0]}
 
 
 def _same_tables(reference: str, url: str) -> None:
-    """Every table ``rebuild`` filled in ``reference`` is filled here too (a new search table
-    that the fast load does not know of would otherwise go unnoticed)."""
+    """Every knowledge table ``rebuild`` filled in ``reference`` is filled here too (a new search
+    table that the fast load does not know of would otherwise go unnoticed)."""
     missing = _filled_tables(reference) - _filled_tables(url)
     if missing:
         raise RuntimeError(f"bench/search.py's fast load leaves {sorted(missing)} empty; search_pg.rebuild fills them")
@@ -582,6 +640,16 @@ async def pgvector_rows(url: str, data: Dataset, ef_values: list[int], reference
     default = Settings.model_fields["knowledge_pg_ef_search"].default
     n, base_id, rows = data.size, base_id_of(data.size), []
     db = Database(url)
+    if not has_hnsw(url):  # still building elsewhere: the keyword side alone, on fewer queries
+        try:
+            head = _Head(data, KEYWORD_ONLY_QUERIES)
+            head.query_vectors = np.zeros((len(head.query_words), 0), dtype=np.float32)  # no dense side
+            times, _, _ = await _run(PgSearch(db, DIM), base_id, head)
+            _log(f"pgvector, {n:,}: keyword side only, {len(times)} queries")
+            return [f"| {n:,} | pgvector, keyword side only (ts_rank, {len(times)} queries; the HNSW index was "
+                    f"still building) | 0 | {_pct(times, 50):.1f} | {_pct(times, 95):.1f} | — | — | — |"]
+        finally:
+            await db.dispose()
     try:
         for ef in sorted(set(ef_values) | {default}):
             pg = PgSearch(db, DIM, ef_search=ef)
@@ -612,7 +680,7 @@ class _Head:
         self.query_words = data.query_words[:count]
 
 
-def memory_rows(n: int, records: list[dict[str, Any]], budget: float) -> list[str]:
+def memory_rows(n: int, records: list[dict[str, Any]], budget: float, graph: bool = True) -> list[str]:
     """The in-process index's rows from what its child finished."""
     phases = {r["phase"]: r for r in records}
     rows = []
@@ -632,7 +700,8 @@ def memory_rows(n: int, records: list[dict[str, Any]], budget: float) -> list[st
             f"{hnsw['dense_p50']:.1f} | {hnsw['dense_recall']:.3f} | {hnsw['hybrid_recall']:.3f} |"
         )
     elif exact is not None:
-        rows.append(f"| {n:,} | in process, usearch HNSW | graph not built within the {budget:.0f} s budget | | | | | |")
+        why = f"not built within the {budget:.0f} s budget" if graph else "not built in this run (--graph-sizes)"
+        rows.append(f"| {n:,} | in process, usearch HNSW | graph {why} | | | | | |")
     return rows
 
 
@@ -721,12 +790,18 @@ async def main() -> None:
     parser.add_argument("--ef", type=int, nargs="+", default=[200, 400])
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=None,
                         help="sizes the in-process index is measured at (default: all of --sizes)")
+    parser.add_argument("--graph-sizes", type=int, nargs="*", default=None,
+                        help="sizes the in-process HNSW graph is built at (default: all of --memory-sizes)")
     parser.add_argument("--graph-budget", type=float, default=3600,
                         help="seconds for the in-process load + exact searches, and again for the graph")
     parser.add_argument("--serve-sizes", type=int, nargs="*", default=[1000, 100_000, 1_000_000])
     parser.add_argument("--serve-queries", type=int, default=50)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "openbailian-bench-search")
     parser.add_argument("--fresh", action="store_true", help="load the databases anew")
+    parser.add_argument("--serve-without-index", type=int, nargs="*", default=[],
+                        help="sizes whose serve measurement uses a copy of the database without its HNSW index")
+    parser.add_argument("--no-index-build", action="store_true",
+                        help="use a database whose HNSW index is not built yet as it is (another run builds it)")
     parser.add_argument("--load-only", action="store_true", help="make the data sets and databases, measure nothing")
     parser.add_argument("--memory-child", nargs=3, metavar=("URL", "FOLDER", "QUERIES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -737,13 +812,16 @@ async def main() -> None:
         parser.error("--postgres-url is required")
     pin_blas_threads(1)
     memory_sizes = args.sizes if args.memory_sizes is None else args.memory_sizes
+    graph_sizes = memory_sizes if args.graph_sizes is None else args.graph_sizes
     _log(f"load average {_uptime()}; commit {_commit()}")
     urls: dict[int, tuple[str, Dataset]] = {}
     loads: list[str] = []
     reference = None
     for n in sorted(set(args.sizes) | set(args.serve_sizes) | {1000}):
         data = dataset(args.cache, n, args.queries)
-        url, phases = await asyncio.to_thread(loaded_database, args.postgres_url, data, args.fresh, reference)
+        url, phases = await asyncio.to_thread(
+            loaded_database, args.postgres_url, data, args.fresh, reference, not args.no_index_build
+        )
         reference = reference or url
         urls[n] = (url, data)
         loads += [f"| {n:,} | {phase} | {seconds:.1f} |" for phase, seconds in phases.items()]
@@ -764,12 +842,12 @@ async def main() -> None:
         try:
             exact = child.wait("exact", args.graph_budget)
             pg_rows = await pgvector_rows(url, data, args.ef, exact["reference"] if exact else None)
-            if exact:
+            if exact and n in graph_sizes:
                 child.build()
                 child.wait("hnsw", args.graph_budget)
         finally:
             child.stop()
-        rows += memory_rows(n, list(child.records.values()), args.graph_budget) + pg_rows
+        rows += memory_rows(n, list(child.records.values()), args.graph_budget, n in graph_sizes) + pg_rows
         _log(f"load average {_uptime()}")
     print("| chunks | search | API process memory | p50 (ms) | p95 (ms) | dense only p50 (ms) | dense recall@10 | "
           "hybrid recall@10 |")
@@ -779,8 +857,13 @@ async def main() -> None:
         lines = []
         for n in args.serve_sizes:
             url, data = urls[n]
+            if n in args.serve_without_index:
+                url = without_hnsw_copy(args.postgres_url, n)
             with tempfile.TemporaryDirectory(prefix="bench-serve-") as home:
-                lines.append(await asyncio.to_thread(serve_memory, url, data, args.serve_queries, Path(home)))
+                line = await asyncio.to_thread(serve_memory, url, data, args.serve_queries, Path(home))
+            if n in args.serve_without_index:
+                line = line.replace(f"| {n:,} |", f"| {n:,} (copy without the HNSW index: searches scan) |", 1)
+            lines.append(line)
             _log(f"serve, {n:,}: done")
         print("| chunks in the base | RSS started (MB) | after the first retrieval | after the last | peak (VmHWM) | "
               "retrieve p50 (ms) | p95 (ms) | fewest chunks returned |")
