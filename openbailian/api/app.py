@@ -32,6 +32,8 @@ from openbailian.services.limits import AuthFailureLimiter, RateLimiter
 
 __all__ = ["create_app"]
 
+_PING = text("SELECT 1")
+
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """The ASGI app; its lifespan starts ``runtime`` (built from settings when not given) and closes it."""
@@ -78,8 +80,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         """Ready when the database answers (load balancers poll this)."""
-        async with runtime.db.session() as session:
-            await session.execute(text("SELECT 1"))
+        await runtime.db.read(lambda conn: conn.execute(_PING).scalar())
         return {"status": "ok"}
 
     return app
