@@ -1,0 +1,126 @@
+"""The query path through a live server: a retrieval never waits behind a document batch, and
+one call's knowledge retrieval, memory recall and session-file search embed its question once."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from openbailian.knowledge.embed import Embedder, PassageBatcher, QueryCache
+from tests.files.conftest import upload, wait_final
+from tests.knowledge.test_knowledge_api import _create, _upload, _wait
+from tests.support import LiveServer
+
+
+class WatchedModel:
+    """The server's own model, watched: every query it embeds is recorded, and once ``hold``
+    is set a passage batch runs on the model and then is held (the ingestion's model call does
+    not return) until ``release`` is set."""
+
+    def __init__(self, model: Embedder) -> None:
+        self.model = model
+        self.name, self.dim = model.name, model.dim
+        self.queries: list[str] = []
+        self.hold = threading.Event()
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        vectors = self.model.embed_passages(texts)
+        if self.hold.is_set():
+            self.holding.set()
+            self.release.wait(timeout=600)
+        return vectors
+
+    def embed_query(self, text: str) -> np.ndarray:
+        self.queries.append(text)
+        return self.model.embed_query(text)
+
+
+def watch(server: LiveServer) -> WatchedModel:
+    """Put a :class:`WatchedModel` under the server's query cache and passage batcher."""
+    cache = server.runtime.knowledge.embedder
+    assert isinstance(cache, QueryCache) and isinstance(cache.inner, PassageBatcher)
+    watched = WatchedModel(cache.inner.inner)
+    cache.inner.inner = watched
+    return watched
+
+
+def _retrieve(server: LiveServer, index_id: str, query: str) -> list[dict]:
+    response = server.http.post(
+        "/manage/v1/knowledge/retrieve", json={"query": query, "index_ids": [index_id]}, headers=server.auth()
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["chunks"]
+
+
+def _status(server: LiveServer, file_id: str) -> str:
+    return server.http.get(f"/manage/v1/knowledge/files/{file_id}", headers=server.auth()).json()["status"]
+
+
+def _stores_docx(path: Path) -> bytes:
+    import docx
+
+    document = docx.Document()
+    for number in range(60):
+        document.add_heading(f"门店{number}号", level=2)
+        document.add_paragraph(f"门店{number}号的营业时间是上午九点到晚上九点，地址在中山路{number}号。" * 3)
+    document.save(path)
+    return path.read_bytes()
+
+
+def test_a_retrieval_returns_while_documents_of_another_base_are_being_embedded(server, corpus, tmp_path: Path):
+    watched = watch(server)
+    handbook = _create(server, "handbook")
+    [hr] = _upload(server, handbook, corpus["hr"])
+    assert _wait(server, hr["file_id"])["status"] == "FILE_IS_READY"
+    assert _retrieve(server, handbook, "working hours")  # warm: jieba and the query session loaded
+
+    watched.hold.set()
+    big = _create(server, "big")
+    paths = []
+    for number in range(4):  # as many documents as the worker ingests at once: each holds a thread
+        path = tmp_path / f"notes{number}.txt"
+        path.write_text("\n\n".join(f"第 {number}-{i} 节：会议纪要，讨论季度预算与招聘计划。" * 8 for i in range(6)), encoding="utf-8")
+        paths.append(path)
+    uploaded = _upload(server, big, *paths)
+    try:
+        assert watched.holding.wait(timeout=300), "no document batch reached the model"
+        chunks = _retrieve(server, handbook, "How many days of paid annual leave per year?")  # a new query
+        assert chunks and chunks[0]["file_id"] == hr["file_id"] and "15 days" in chunks[0]["text"]
+        assert "How many days of paid annual leave per year?" in watched.queries
+        # It came back while the documents' batch was still in the model: none of them is ready.
+        assert {_status(server, row["file_id"]) for row in uploaded} <= {"INIT", "PARSING", "PARSE_SUCCESS", "INDEX_BUILDING"}
+    finally:
+        watched.release.set()
+    assert [_wait(server, row["file_id"])["status"] for row in uploaded] == ["FILE_IS_READY"] * 4
+    assert _retrieve(server, big, "季度预算")[0]["file_id"] in {row["file_id"] for row in uploaded}
+
+
+def test_one_call_embeds_its_question_once_for_knowledge_memory_and_session_files(server, corpus, tmp_path: Path):
+    watched = watch(server)
+    base = _create(server, "phones")
+    [phones] = _upload(server, base, corpus["phones"])
+    assert _wait(server, phones["file_id"])["status"] == "FILE_IS_READY"
+    auth = server.auth()
+    memory_id = server.http.post("/manage/v1/memories", json={}, headers=auth).json()["memory_id"]
+    node = server.http.post(f"/manage/v1/memories/{memory_id}/nodes", json={"content": "用户预算：3000元以内"}, headers=auth)
+    assert node.status_code == 201, node.text
+    # Longer than a call takes whole (1500 tokens): the call searches its chunks with the question.
+    file_id = upload(server, "stores.docx", _stores_docx(tmp_path / "stores.docx"))
+    assert wait_final(server, file_id)["Status"] == "FILE_IS_READY"
+    app_id = server.app(knowledge_enabled=True, knowledge_base_ids=[base], memory_enabled=True, file_parsing=True)
+
+    question = "门店17号的营业时间，以及3000元以下的手机推荐？"
+    response = server.call(app_id, {
+        "input": {"prompt": question, "memory_id": memory_id},
+        "parameters": {"rag_options": {"session_file_ids": [file_id]}},
+    })
+    assert response.status_code == 200, response.text
+    context = response.json()["output"]["text"]  # the echo model answers with what it was given
+    assert "<session_files>" in context and "门店17号" in context  # searched, not the whole file
+    assert "<knowledge>" in context and "Vivid 7" in context
+    assert "<user_memory>" in context and "3000元以内" in context
+    assert watched.queries.count(question) == 1, watched.queries
