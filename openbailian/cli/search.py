@@ -13,6 +13,7 @@ import typer
 from openbailian.cli._common import JsonOption, emit, fail, print_table, run_with_runtime
 from openbailian.knowledge.search_pg import SearchUnavailable
 from openbailian.knowledge.search_pg import reindex as rebuild_search
+from openbailian.memory.vectors_pg import reindex_memory
 from openbailian.runtime import Runtime
 
 __all__ = ["app", "reindex"]
@@ -22,7 +23,8 @@ app = typer.Typer(help="Knowledge search in PostgreSQL (pgvector).", no_args_is_
 
 @app.command("reindex")
 def reindex(as_json: bool = JsonOption) -> None:
-    """Rebuild every knowledge base's vectors (pgvector, HNSW) and keywords (tsvector) from its chunks."""
+    """Rebuild every knowledge base's vectors (pgvector, HNSW) and keywords (tsvector, BM25
+    statistics) from its chunks, and the memory items' vectors from their embeddings."""
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         knowledge = runtime.knowledge
@@ -30,7 +32,8 @@ def reindex(as_json: bool = JsonOption) -> None:
             counts = await rebuild_search(runtime.db, knowledge.embedder.dim)
         except SearchUnavailable as error:
             fail(str(error), code="SearchUnavailable")
-        return {"dim": knowledge.embedder.dim, "bases": counts, "chunks": sum(counts.values())}
+        items = await reindex_memory(runtime.db, knowledge.embedder.dim)
+        return {"dim": knowledge.embedder.dim, "bases": counts, "chunks": sum(counts.values()), "memory_items": items}
 
     result = run_with_runtime(work)
     emit(

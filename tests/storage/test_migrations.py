@@ -11,13 +11,14 @@ from sqlalchemy import create_engine, inspect
 
 import openbailian.storage.tables  # noqa: F401
 from openbailian.knowledge.search_pg import TABLES as PG_SEARCH_TABLES
+from openbailian.memory.vectors_pg import TABLES as PG_MEMORY_TABLES
 from openbailian.storage.db import alembic_config, migrate, sync_url
 from openbailian.storage.models import Base
 
 
 def _modelled(name, type_, parent_names) -> bool:  # type: ignore[no-untyped-def]
     """PostgreSQL's search tables (migration 0015, pgvector types) have no model."""
-    return not (type_ == "table" and name in PG_SEARCH_TABLES)
+    return not (type_ == "table" and name in PG_SEARCH_TABLES | PG_MEMORY_TABLES)
 
 
 OPTS = {"render_as_batch": True, "include_name": _modelled}
