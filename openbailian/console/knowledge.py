@@ -72,8 +72,7 @@ async def show_base(
             options["tags"] = _split(tags)
         if _pairs(meta):  # a structured base filters on its columns, a document base on metadata
             options["structured_filter" if base.kind == "structured" else "metadata_filter"] = _pairs(meta)
-        async with runtime.db.session() as session:
-            search = await service.parse_search_options(session, user.workspace_id, [], options, retriever)
+        search = await service.parse_search_options(runtime.db, user.workspace_id, [], options, retriever)
         hits = await service.search(retriever, search, q, top_k=max(1, min(top_k, 50))) if search else []
     return await page(
         request, "kb_detail.html", base=base, documents=documents, terminal=TERMINAL, q=q, top_k=top_k, tags=tags,

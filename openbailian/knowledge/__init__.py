@@ -67,7 +67,7 @@ and the bytes, outside any transaction) then ``add_document(session, base, stage
 metadata=None, source="upload")`` (or ``upload_documents(db, base, [(name, data)], …)`` for
 both, all or none), ``get_document``, ``list_documents``,
 ``delete_document(session, document_id, workspace_id, store)``, ``reindex_document``,
-``parse_search_options(session, workspace_id, default_base_ids, rag_options, retriever)`` and
+``parse_search_options(db, workspace_id, default_base_ids, rag_options, retriever)`` and
 ``search(retriever, request, query, top_k=5)``. Documents added there are picked up by the
 worker (call ``runtime.knowledge.worker.wake()`` after the commit).
 

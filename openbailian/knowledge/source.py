@@ -88,10 +88,7 @@ class KnowledgeSource:
         if not config.knowledge_enabled and not named:
             return Augmentation()
         defaults = config.knowledge_base_ids if config.knowledge_enabled else []
-        async with self.db.session() as session:
-            request = await service.parse_search_options(
-                session, call.workspace_id, defaults, options, self.retriever
-            )
+        request = await service.parse_search_options(self.db, call.workspace_id, defaults, options, self.retriever)
         if request is None:
             return Augmentation()
         top_k = config.knowledge_top_k or self.top_k

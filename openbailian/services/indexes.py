@@ -446,8 +446,7 @@ async def retrieve(
     top ``max(dense_top_k, sparse_top_k)``."""
     _check_retrieve(request)
     options = {"pipeline_ids": [index_id], **_filters(request.search_filters)}
-    async with files.db.session() as session:
-        search = await kb.parse_search_options(session, workspace_id, [], options, retriever)
+    search = await kb.parse_search_options(files.db, workspace_id, [], options, retriever)
     if search is None:
         return []
     limit = request.rerank_top_n if request.enable_reranking else max(request.dense_top_k, request.sparse_top_k)

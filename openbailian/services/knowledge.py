@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from openbailian.errors import (
     Conflict,
@@ -612,7 +613,7 @@ def _string_map(options: Mapping[str, Any], key: str) -> dict[str, str] | None:
 
 
 async def parse_search_options(
-    session: AsyncSession,
+    db: Database,
     workspace_id: str,
     default_base_ids: Sequence[str],
     options: Mapping[str, Any] | None,
@@ -622,7 +623,8 @@ async def parse_search_options(
 
     ``pipeline_ids`` replace the app's bases; ``file_ids`` must be documents of a searched
     base (and then only those documents are searched) or the call fails; a metadata or
-    structured filter on a field no searched document has is an error.
+    structured filter on a field no searched document has is an error. Without file ids or a
+    metadata filter (the usual call) this is one round trip.
     """
     options = options or {}
     if not isinstance(options, Mapping):
@@ -633,8 +635,12 @@ async def parse_search_options(
     metadata = _string_map(options, "metadata_filter")
     structured = _string_map(options, "structured_filter")
     base_ids = pipeline_ids if pipeline_ids else list(dict.fromkeys(default_base_ids))
-    bases = await _base_rows(session, base_ids, workspace_id)
-    documents, outside = await _named_documents(session, workspace_id, base_ids, file_ids or [])
+    bases = await db.read(lambda conn: _base_rows(conn, base_ids, workspace_id))
+    documents: list[DocumentInfo] = []
+    outside: list[str] = []
+    if file_ids:
+        async with db.session() as session:
+            documents, outside = await _named_documents(session, workspace_id, base_ids, file_ids)
     if outside:
         # The seed: a file id only counts together with its base's id. Ignoring it
         # silently would search more (or less) than the caller asked for.
@@ -647,9 +653,8 @@ async def parse_search_options(
     scoped = [d.id for d in documents]
     if metadata:
         known: set[str] = set()
-        for meta in await session.scalars(
-            select(KnowledgeDocument.meta).where(KnowledgeDocument.base_id.in_(base_ids))
-        ):
+        query = select(KnowledgeDocument.meta).where(KnowledgeDocument.base_id.in_(base_ids))
+        for meta in await db.read(lambda conn: conn.scalars(query).all()):
             known.update(meta or {})
         unknown = sorted(set(metadata) - known)
         if unknown:
@@ -673,12 +678,13 @@ async def parse_search_options(
     )
 
 
-async def _base_rows(session: AsyncSession, base_ids: Sequence[str], workspace_id: str) -> list[KnowledgeBaseInfo]:
+def _base_rows(conn: Connection, base_ids: Sequence[str], workspace_id: str) -> list[KnowledgeBaseInfo]:
     """The bases of these ids, in one query; the first one missing (or of another workspace)
     is reported as :func:`get_base` reports it."""
     if not base_ids:
         return []
-    rows = {row.id: row for row in await session.scalars(select(KnowledgeBase).where(KnowledgeBase.id.in_(base_ids)))}
+    with Session(conn) as session:
+        rows = {row.id: row for row in session.scalars(select(KnowledgeBase).where(KnowledgeBase.id.in_(list(base_ids))))}
     bases = []
     for base_id in base_ids:
         row = rows.get(base_id)

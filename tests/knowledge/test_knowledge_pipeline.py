@@ -37,8 +37,7 @@ async def _status(system, document_id):
 
 
 async def _search(system, base_ids, query, **options):
-    async with system.db.session() as session:
-        request = await kb.parse_search_options(session, "ws1", base_ids, options, system.retriever)
+    request = await kb.parse_search_options(system.db, "ws1", base_ids, options, system.retriever)
     return await kb.search(system.retriever, request, query, top_k=options.pop("top_k", 5) if "top_k" in options else 5)
 
 

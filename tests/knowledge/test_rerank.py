@@ -155,8 +155,7 @@ async def _hr_and_phones(system: KnowledgeSystem, corpus) -> str:  # type: ignor
 
 
 async def _search(system: KnowledgeSystem, base_id: str, query: str, top_k: int = 5, **options: Any):  # type: ignore[no-untyped-def]
-    async with system.db.session() as session:
-        request = await kb.parse_search_options(session, "ws1", [base_id], options, system.retriever)
+    request = await kb.parse_search_options(system.db, "ws1", [base_id], options, system.retriever)
     return await kb.search(system.retriever, request, query, top_k=top_k)
 
 

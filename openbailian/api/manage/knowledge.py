@@ -156,8 +156,7 @@ async def retrieve(body: RetrieveRequest, caller: CurrentCaller, runtime: Runtim
     retriever = runtime.knowledge.retriever
     options = body.model_dump(exclude={"query", "top_k", "index_ids"}, exclude_none=True)
     options["pipeline_ids"] = body.index_ids
-    async with runtime.db.session() as session:
-        request = await service.parse_search_options(session, caller.workspace_id, [], options, retriever)
+    request = await service.parse_search_options(runtime.db, caller.workspace_id, [], options, retriever)
     hits = await service.search(retriever, request, body.query, top_k=body.top_k) if request else []
     return {
         "chunks": [
