@@ -81,7 +81,7 @@ def test_a_retrieval_returns_while_documents_of_another_base_are_being_embedded(
     watched.hold.set()
     big = _create(server, "big")
     paths = []
-    for number in range(4):  # as many documents as the worker ingests at once: each holds a thread
+    for number in range(8):  # as many documents as the worker ingests at once: each holds a thread
         path = tmp_path / f"notes{number}.txt"
         path.write_text("\n\n".join(f"第 {number}-{i} 节：会议纪要，讨论季度预算与招聘计划。" * 8 for i in range(6)), encoding="utf-8")
         paths.append(path)
@@ -95,7 +95,7 @@ def test_a_retrieval_returns_while_documents_of_another_base_are_being_embedded(
         assert {_status(server, row["file_id"]) for row in uploaded} <= {"INIT", "PARSING", "PARSE_SUCCESS", "INDEX_BUILDING"}
     finally:
         watched.release.set()
-    assert [_wait(server, row["file_id"])["status"] for row in uploaded] == ["FILE_IS_READY"] * 4
+    assert [_wait(server, row["file_id"])["status"] for row in uploaded] == ["FILE_IS_READY"] * 8
     assert _retrieve(server, big, "季度预算")[0]["file_id"] in {row["file_id"] for row in uploaded}
 
 
