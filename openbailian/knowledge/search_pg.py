@@ -633,7 +633,7 @@ class AutoSearch:
             why = (
                 "the pgvector extension is not installed in this database"
                 if version is None
-                else "its search tables are missing (run `openbailian reindex`)"
+                else "its search tables are missing (run `openbailian search reindex`)"
             )
             if self._mode == "pgvector":
                 raise SearchUnavailable(f"OPENBAILIAN_KNOWLEDGE_SEARCH=pgvector but {why}")

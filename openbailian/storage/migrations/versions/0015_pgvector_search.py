@@ -4,10 +4,11 @@ Revision ID: 0015
 Revises: 0002
 
 On PostgreSQL with the pgvector extension available: creates ``knowledge_chunk_search``
-and ``knowledge_search_sync`` (see ``openbailian/knowledge/search_pg.py``) and moves every
-existing chunk's vector and terms there, with an HNSW index per vector dimension found.
+(see ``openbailian/knowledge/search_pg.py``; the schema it makes is today's, with what
+``0017`` added) and moves every existing chunk's vector and terms there, with an HNSW
+index per vector dimension found.
 Without the extension (not installed on the server, or not permitted to this user) it
-logs a warning and changes nothing: search stays in process until ``openbailian reindex``
+logs a warning and changes nothing: search stays in process until ``openbailian search reindex``
 is run after installing pgvector. On SQLite: nothing (the in-process index is used).
 """
 
