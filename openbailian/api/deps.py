@@ -32,7 +32,13 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+async def _runtime_dependency(request: Request) -> Runtime:
+    # A coroutine on purpose: FastAPI runs a plain-function dependency in a worker thread,
+    # one thread hop on every request for an attribute read.
+    return get_runtime(request)
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime_dependency)]
 
 
 def _bearer(request: Request) -> str:
