@@ -640,14 +640,14 @@ async def pgvector_rows(url: str, data: Dataset, ef_values: list[int], reference
     default = Settings.model_fields["knowledge_pg_ef_search"].default
     n, base_id, rows = data.size, base_id_of(data.size), []
     db = Database(url)
-    if not has_hnsw(url):  # still building elsewhere: the keyword side alone, on fewer queries
+    if not has_hnsw(url):  # not built (or building elsewhere): the keyword side alone, on fewer queries
         try:
             head = _Head(data, KEYWORD_ONLY_QUERIES)
             head.query_vectors = np.zeros((len(head.query_words), 0), dtype=np.float32)  # no dense side
             times, _, _ = await _run(PgSearch(db, DIM), base_id, head)
             _log(f"pgvector, {n:,}: keyword side only, {len(times)} queries")
-            return [f"| {n:,} | pgvector, keyword side only (ts_rank, {len(times)} queries; the HNSW index was "
-                    f"still building) | 0 | {_pct(times, 50):.1f} | {_pct(times, 95):.1f} | — | — | — |"]
+            return [f"| {n:,} | pgvector, keyword side only (BM25, {len(times)} queries; no HNSW index yet) | 0 | "
+                    f"{_pct(times, 50):.1f} | {_pct(times, 95):.1f} | — | — | — |"]
         finally:
             await db.dispose()
     try:
