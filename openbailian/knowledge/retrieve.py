@@ -30,7 +30,7 @@ from openbailian.storage.knowledge_models import (
     KnowledgeDocument,
 )
 
-__all__ = ["Hit", "DocumentFilter", "Retriever", "rrf", "READY"]
+__all__ = ["Hit", "DocumentFilter", "KnownBase", "Retriever", "rrf", "READY", "has_ready_document"]
 
 READY = "FILE_IS_READY"
 RRF_K = 60
@@ -79,6 +79,25 @@ class DocumentFilter:
         return self.document_ids is None and not self.tags and not self.metadata
 
 
+@dataclass(frozen=True, slots=True)
+class KnownBase:
+    """A base as the caller just read it: enough to search it without reading it again."""
+
+    id: str
+    kind: str
+    version: int
+    ready: bool  # has a ready document
+
+
+def has_ready_document() -> Any:
+    """``EXISTS`` a ready document of the ``KnowledgeBase`` row being selected (a column for its select)."""
+    return (
+        exists()
+        .where(KnowledgeDocument.base_id == KnowledgeBase.id, KnowledgeDocument.status == READY)
+        .correlate(KnowledgeBase)
+    )
+
+
 def rrf(rankings: Sequence[Sequence[Any]], k: int = RRF_K) -> list[tuple[Any, float]]:
     """Reciprocal rank fusion: sum of 1 / (k + rank) over the rankings an item is in."""
     scores: dict[Any, float] = {}
@@ -124,6 +143,7 @@ class Retriever:
         max_records: int = 50,
         rerank: bool = True,
         rerank_min_score: float | None = None,
+        known: Sequence[KnownBase] | None = None,
     ) -> list[Hit]:
         """The best chunks of these bases for ``query``.
 
@@ -131,7 +151,8 @@ class Retriever:
         returns exactly the matching records of structured bases (up to ``max_records``,
         best first) and leaves unstructured bases out; those are never reranked.
         ``rerank=False`` keeps the fused order; ``rerank_min_score`` replaces the configured
-        threshold for this search.
+        threshold for this search. ``known``: the bases as the caller has just read them (then
+        an unfiltered search reads nothing before the index).
         """
         doc_filter = DocumentFilter(
             frozenset(document_ids) if document_ids is not None else None,
@@ -139,7 +160,11 @@ class Retriever:
             dict(metadata) if metadata else None,
         )
         records = dict(structured) if structured else None
-        masks = await self.db.read(lambda conn: _searched(conn, base_ids, doc_filter, records))
+        if known is not None and doc_filter.empty:
+            wanted = set(base_ids)
+            masks = _masks([b for b in known if b.ready and b.id in wanted], records, {})
+        else:
+            masks = await self.db.read(lambda conn: _searched(conn, base_ids, doc_filter, records))
         if not masks or not query.strip() and not structured:
             return []
         query_vector, query_terms = await self._understand(query)
@@ -261,25 +286,19 @@ def _searched(
 
     Chunks exist only for ready documents (they are written with that status, and deleted
     when a document is ingested again), so an unfiltered base needs no list of documents."""
-    has_ready = (
-        exists()
-        .where(KnowledgeDocument.base_id == KnowledgeBase.id, KnowledgeDocument.status == READY)
-        .correlate(KnowledgeBase)
-    )
     found = {
-        row.id: row
+        row.id: KnownBase(row.id, row.kind, row.version, True)
         for row in conn.execute(
             select(KnowledgeBase.id, KnowledgeBase.kind, KnowledgeBase.version).where(
-                KnowledgeBase.id.in_(list(base_ids)), has_ready
+                KnowledgeBase.id.in_(list(base_ids)), has_ready_document()
             )
         )
     }
     bases = [found[base_id] for base_id in dict.fromkeys(base_ids) if base_id in found]
-    if records:  # a structured filter searches structured bases alone, on their records
-        return [(b.id, b.version, ChunkMask(records=records)) for b in bases if b.kind == "structured"]
-    filtered = [b.id for b in bases if b.kind != "structured"] if not doc_filter.empty else []
-    chosen: dict[str, set[str]] = {base_id: set() for base_id in filtered}
+    chosen: dict[str, set[str]] = {}
+    filtered = [b.id for b in bases if b.kind != "structured"] if not doc_filter.empty and not records else []
     if filtered:
+        chosen = {base_id: set() for base_id in filtered}
         query = select(
             KnowledgeDocument.id, KnowledgeDocument.base_id, KnowledgeDocument.tags, KnowledgeDocument.meta
         ).where(KnowledgeDocument.base_id.in_(filtered), KnowledgeDocument.status == READY)
@@ -288,6 +307,15 @@ def _searched(
         for row in conn.execute(query):
             if doc_filter.matches(row.id, row.tags, row.meta):
                 chosen[row.base_id].add(row.id)
+    return _masks(bases, records, chosen)
+
+
+def _masks(
+    bases: Sequence[KnownBase], records: dict[str, str] | None, chosen: dict[str, set[str]]
+) -> list[tuple[str, int, ChunkMask]]:
+    """The searches of these (ready) bases; ``chosen``: the matching documents of filtered bases."""
+    if records:  # a structured filter searches structured bases alone, on their records
+        return [(b.id, b.version, ChunkMask(records=records)) for b in bases if b.kind == "structured"]
     masks = []
     for base in bases:
         if base.id not in chosen:

@@ -32,7 +32,7 @@ from openbailian.files.safety import SafetyLimits, UnsafeFile, check_document
 from openbailian.files.store import ObjectStore
 from openbailian.knowledge.ingest import Status, record_transition
 from openbailian.knowledge.parse import supported_types
-from openbailian.knowledge.retrieve import Hit, Retriever
+from openbailian.knowledge.retrieve import Hit, KnownBase, Retriever, has_ready_document
 from openbailian.services.workspaces import ensure_workspace
 from openbailian.storage.db import Database
 from openbailian.storage.files_models import SessionFile
@@ -587,6 +587,7 @@ class SearchRequest:
     tags: list[str] | None = None
     metadata: dict[str, str] | None = None
     structured: dict[str, str] | None = None
+    bases: tuple[KnownBase, ...] = ()  # as read while checking the options: the search reads them no more
 
 
 def _string_list(options: Mapping[str, Any], key: str) -> list[str] | None:
@@ -635,7 +636,8 @@ async def parse_search_options(
     metadata = _string_map(options, "metadata_filter")
     structured = _string_map(options, "structured_filter")
     base_ids = pipeline_ids if pipeline_ids else list(dict.fromkeys(default_base_ids))
-    bases = await db.read(lambda conn: _base_rows(conn, base_ids, workspace_id))
+    rows = await db.read(lambda conn: _base_rows(conn, base_ids, workspace_id))
+    bases = [info for info, _ in rows]
     documents: list[DocumentInfo] = []
     outside: list[str] = []
     if file_ids:
@@ -675,22 +677,26 @@ async def parse_search_options(
         tags=tags,
         metadata=metadata,
         structured=structured,
+        bases=tuple(KnownBase(info.id, info.kind, info.version, ready) for info, ready in rows),
     )
 
 
-def _base_rows(conn: Connection, base_ids: Sequence[str], workspace_id: str) -> list[KnowledgeBaseInfo]:
-    """The bases of these ids, in one query; the first one missing (or of another workspace)
-    is reported as :func:`get_base` reports it."""
+def _base_rows(
+    conn: Connection, base_ids: Sequence[str], workspace_id: str
+) -> list[tuple[KnowledgeBaseInfo, bool]]:
+    """The bases of these ids and whether each has a ready document, in one query; the first
+    one missing (or of another workspace) is reported as :func:`get_base` reports it."""
     if not base_ids:
         return []
+    query = select(KnowledgeBase, has_ready_document()).where(KnowledgeBase.id.in_(list(base_ids)))
     with Session(conn) as session:
-        rows = {row.id: row for row in session.scalars(select(KnowledgeBase).where(KnowledgeBase.id.in_(list(base_ids))))}
+        rows = {row.id: (row, bool(ready)) for row, ready in session.execute(query)}
     bases = []
     for base_id in base_ids:
-        row = rows.get(base_id)
-        if row is None or row.workspace_id != workspace_id:
+        found = rows.get(base_id)
+        if found is None or found[0].workspace_id != workspace_id:
             raise KnowledgeBaseNotFound(f"Knowledge base '{base_id}' does not exist in workspace '{workspace_id}'")
-        bases.append(KnowledgeBaseInfo.of(row))
+        bases.append((KnowledgeBaseInfo.of(found[0]), found[1]))
     return bases
 
 
@@ -731,5 +737,5 @@ async def search(
     return await retriever.search(
         request.base_ids, query, top_k=top_k, document_ids=request.document_ids, tags=request.tags,
         metadata=request.metadata, structured=request.structured, rerank=rerank,
-        rerank_min_score=rerank_min_score,
+        rerank_min_score=rerank_min_score, known=request.bases or None,
     )
