@@ -43,7 +43,6 @@ import itertools
 import json
 import os
 import queue
-import signal
 import struct
 import subprocess
 import sys
@@ -709,37 +708,16 @@ def memory_rows(n: int, records: list[dict[str, Any]], budget: float, graph: boo
 
 
 def serve_memory(url: str, data: Dataset, queries: int, home: Path) -> str:
-    import httpx
+    from bench.serving import serving
 
-    from tests.support import free_port
-
-    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("OPENBAILIAN_")},
         "OPENBAILIAN_HOME": str(home), "OPENBAILIAN_DATABASE_URL": url, "OPENBAILIAN_ADMIN_TOKEN": ADMIN,
         "OPENBAILIAN_KNOWLEDGE_SEARCH": "pgvector", "OPENBAILIAN_DEFAULT_MODEL": "echo",
         "OPENBAILIAN_RATE_LIMIT_PER_MINUTE": "100000",
     }
-    command = [str(Path(sys.executable).with_name("openbailian")), "serve", "--workers", "1", "--no-workers",
-               "--port", str(port), "--log-level", "warning"]
-    log = (home / "serve.log").open("wb")
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
-        deadline = time.monotonic() + 300
-        while True:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("serve did not start: " + (home / "serve.log").read_text(errors="replace"))
-            try:
-                if client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+    with serving(env, home, admin=ADMIN, workspace=WORKSPACE, timeout=600) as (server, client):
         started = _status_kb("VmRSS", server.pid) / 1024
-        key = client.post(f"/manage/v1/workspaces/{WORKSPACE}/keys", json={"name": "bench"},
-                          headers={"Authorization": f"Bearer {ADMIN}"})
-        key.raise_for_status()
-        client.headers["Authorization"] = f"Bearer {key.json()['api_key']}"
         times, counts = [], []
         first = 0.0
         for i in range(queries):
@@ -753,19 +731,10 @@ def serve_memory(url: str, data: Dataset, queries: int, home: Path) -> str:
             if i == 0:
                 first = _status_kb("VmRSS", server.pid) / 1024
         last, peak = _status_kb("VmRSS", server.pid) / 1024, _status_kb("VmHWM", server.pid) / 1024
-        client.close()
-        return (
-            f"| {data.size:,} | {started:.0f} | {first:.0f} | {last:.0f} | {peak:.0f} | {_pct(times[1:], 50):.0f} | "
-            f"{_pct(times[1:], 95):.0f} | {min(counts)} |"
-        )
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+    return (
+        f"| {data.size:,} | {started:.0f} | {first:.0f} | {last:.0f} | {peak:.0f} | {_pct(times[1:], 50):.0f} | "
+        f"{_pct(times[1:], 95):.0f} | {min(counts)} |"
+    )
 
 
 # --- the run -------------------------------------------------------------------------------------

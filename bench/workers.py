@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.knowledge import SENTENCES  # noqa: E402
+from bench.serving import command, serving, stop  # noqa: E402
 
 ADMIN = "ob-admin-bench-workers"
 TERMINAL = {"FILE_IS_READY", "PARSE_FAILED", "INDEX_BUILDING_FAILED", "SAFE_CHECK_FAILED"}
@@ -50,58 +50,17 @@ def documents(count: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def _command(*args: str) -> list[str]:
-    return [str(Path(sys.executable).with_name("openbailian")), *args]
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def queue(env: dict[str, str], home: Path, files: list[tuple[str, bytes]]) -> str:
     """The documents uploaded to a new base by a server that runs no background work."""
-    import httpx
-
-    from tests.support import free_port
-
-    port = free_port()
-    with (home / "serve.log").open("wb") as log:
-        server = subprocess.Popen(
-            _command("serve", "--workers", "1", "--no-workers", "--port", str(port), "--log-level", "warning"),
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
-            deadline = time.monotonic() + 300
-            while True:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("serve did not start: " + (home / "serve.log").read_text(errors="replace"))
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            key = client.post("/manage/v1/workspaces/bench/keys", json={"name": "bench"},
-                              headers={"Authorization": f"Bearer {ADMIN}"})
-            key.raise_for_status()
-            client.headers["Authorization"] = f"Bearer {key.json()['api_key']}"
-            base = client.post("/manage/v1/knowledge/bases", json={"name": "handbooks"})
-            base.raise_for_status()
-            base_id = str(base.json()["index_id"])
-            for start in range(0, len(files), 8):
-                added = client.post(f"/manage/v1/knowledge/bases/{base_id}/files",
-                                    files=[("files", f) for f in files[start : start + 8]])
-                added.raise_for_status()
-            client.close()
-            return base_id
-        finally:
-            _stop(server)
+    with serving(env, home, admin=ADMIN, workspace="bench") as (_, client):
+        base = client.post("/manage/v1/knowledge/bases", json={"name": "handbooks"})
+        base.raise_for_status()
+        base_id = str(base.json()["index_id"])
+        for start in range(0, len(files), 8):
+            added = client.post(f"/manage/v1/knowledge/bases/{base_id}/files",
+                                files=[("files", f) for f in files[start : start + 8]])
+            added.raise_for_status()
+        return base_id
 
 
 def _statuses(url: str, base_id: str) -> list[tuple[str, list[dict[str, Any]], int]]:
@@ -129,7 +88,7 @@ def _timestamp(iso: str) -> float:
 def ingest(url: str, env: dict[str, str], home: Path, base_id: str, workers: int, timeout: float) -> dict[str, Any]:
     start_wall, started = time.time(), time.perf_counter()
     logs = [(home / f"worker-{w}.log").open("wb") for w in range(workers)]
-    processes = [subprocess.Popen(_command("worker", "--log-level", "info"), env=env, stdout=log, stderr=subprocess.STDOUT)
+    processes = [subprocess.Popen(command("worker", "--log-level", "info"), env=env, stdout=log, stderr=subprocess.STDOUT)
                  for log in logs]
     try:
         while True:
@@ -142,7 +101,7 @@ def ingest(url: str, env: dict[str, str], home: Path, base_id: str, workers: int
         wall = time.perf_counter() - started
     finally:
         for process in processes:
-            _stop(process)
+            stop(process)
         for log in logs:
             log.close()
     times = [(entry["status"], _timestamp(entry["at"])) for _, history, _ in rows for entry in history]
