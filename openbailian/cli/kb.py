@@ -146,26 +146,45 @@ async def _ingest(runtime: Runtime, workspace: str | None, results: dict[str, di
     ingestor = runtime.knowledge.ingestor
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-        TimeRemainingColumn(), console=console, disable=not show, transient=False,
+        TextColumn("{task.fields[chunks]}"), TimeRemainingColumn(), console=console, disable=not show,
+        transient=False,
     ) as progress:
-        # The first row counts finished files; its time left is estimated from their pace.
-        overall = progress.add_task(f"all {len(results)} files", total=len(results), status="")
+        # The first row counts finished files; its time left is estimated from their pace. A
+        # file's row counts its steps until its chunks are embedded, then its chunks, so one big
+        # file has a time left too.
+        overall = progress.add_task(f"all {len(results)} files", total=len(results), status="", chunks="")
         tasks = {
-            file_id: progress.add_task(row["name"], total=5, status=row["status"])
+            file_id: progress.add_task(row["name"], total=5, status=row["status"], chunks="")
             for file_id, row in results.items()
         }
+        in_chunks: set[str] = set()
 
         def on_status(file_id: str, status: str) -> None:
-            if file_id in tasks:
+            if file_id not in tasks:
+                return
+            if file_id in in_chunks:  # the bar counts chunks now: a final status fills it
+                done = progress.tasks[tasks[file_id]].total if status in TERMINAL else None
+                progress.update(tasks[file_id], completed=done, status=status)
+            else:
                 progress.update(tasks[file_id], completed=_STEPS.get(status, 0), status=status)
-                if status in TERMINAL:
-                    progress.advance(overall)
+            if status in TERMINAL:
+                progress.advance(overall)
+
+        def on_chunks(file_id: str, embedded: int, total: int) -> None:
+            if file_id not in tasks:
+                return
+            if file_id not in in_chunks:  # new units: the pace so far would mislead the time left
+                in_chunks.add(file_id)
+                progress.reset(tasks[file_id], total=total, completed=0)
+            progress.update(tasks[file_id], completed=embedded, chunks=f"{embedded}/{total} chunks")
 
         ingestor.listeners.append(on_status)
+        ingestor.progress_listeners.append(on_chunks)
         try:
             await ingest_together(ingestor, list(results))
         finally:
             ingestor.listeners.remove(on_status)
+            ingestor.progress_listeners.remove(on_chunks)
     async with runtime.db.session() as session:
         for file_id, row in results.items():
             document = await service.get_document(session, file_id, workspace)

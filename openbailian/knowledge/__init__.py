@@ -32,7 +32,8 @@ bases and documents are opaque strings (uuid4 hex), scoped to a workspace.
     ``IngestLimits(parse=Budget(seconds, memory_mb), embed_seconds, max_chunks)``, ``.of(settings)``.
     ``ingestor.in_flight`` — ``{document_id: InFlight(stage, child_pid)}`` of the work now;
     ``ingestor.cancel(document_id)`` stops it.
-    ``ingestor.listeners`` — callbacks ``(document_id, status)`` on every transition.
+    ``ingestor.listeners`` — callbacks ``(document_id, status)`` on every transition;
+    ``ingestor.progress_listeners`` — ``(document_id, embedded, total)`` after each embedding batch.
 ``openbailian.knowledge.budget``
     ``await run_in_child(work, *args, budget=Budget(seconds, memory_mb))`` — ``work(*args)`` in a
     killable child process with ``setrlimit`` caps; ``OverBudget(reason)`` when stopped.

@@ -146,6 +146,8 @@ class Ingestor:
         self.watch_seconds = watch_seconds  # how often a document in work is looked up (deleted?)
         # Called with (document_id, status) on every transition (the CLI's progress bars).
         self.listeners: list[Callable[[str, str], None]] = []
+        # Called with (document_id, chunks embedded, chunks in all) after each embedding batch.
+        self.progress_listeners: list[Callable[[str, int, int], None]] = []
         self.in_flight: dict[str, InFlight] = {}  # the documents being ingested here, now
 
     # ------------------------------------------------------------ queue
@@ -337,17 +339,19 @@ class Ingestor:
                 _embedding_waits(), self.embedder.embed_passages, texts[start : start + self.batch_size]
             )
             parts.append(await _until_stopped(work, batch))
-            await self._embedded(work.document_id, start + len(parts[-1]))
+            await self._embedded(work.document_id, start + len(parts[-1]), len(texts))
         vectors = np.vstack(parts) if parts else np.zeros((0, self.embedder.dim), np.float32)
         term_lists = await asyncio.to_thread(lambda: [" ".join(terms(t)) for t in texts])
         return vectors.astype(np.float32), term_lists
 
-    async def _embedded(self, document_id: str, count: int) -> None:
+    async def _embedded(self, document_id: str, count: int, total: int) -> None:
         """Record how many of the document's chunks are embedded (its progress)."""
         async with self.db.transaction() as session:
             await session.execute(
                 update(KnowledgeDocument).where(KnowledgeDocument.id == document_id).values(chunks_embedded=count)
             )
+        for listener in self.progress_listeners:
+            listener(document_id, count, total)
 
     async def _store(
         self, document_id: str, base_id: str, chunks: list[Chunk], vectors: np.ndarray, term_lists: list[str]

@@ -37,6 +37,15 @@ def test_create_add_wait_and_list(run, corpus):
     assert json.loads(run("kb", "list", "--json").output)["indexes"][0]["index_id"] == index_id
 
 
+def test_add_wait_shows_each_files_chunks_embedded(run, corpus):
+    index_id = json.loads(run("kb", "create", "--name", "phones", "--json").output)["index_id"]
+    added = run("kb", "add", index_id, str(corpus["phones"]), str(corpus["hr"]), "--wait")
+    assert added.exit_code == 0, added.output
+    for document in json.loads(run("kb", "docs", index_id, "--json").output)["files"]:
+        row = next(line for line in added.output.splitlines() if line.startswith(document["name"]))
+        assert f"{document['chunks']}/{document['chunks']} chunks" in row, added.output
+
+
 def test_errors_exit_non_zero_and_store_nothing(run, corpus, tmp_path):
     index_id = json.loads(run("kb", "create", "--name", "x", "--json").output)["index_id"]
     bad = tmp_path / "a.exe"
