@@ -157,13 +157,13 @@ async def _ingest(runtime: Runtime, workspace: str | None, results: dict[str, di
             file_id: progress.add_task(row["name"], total=5, status=row["status"], chunks="")
             for file_id, row in results.items()
         }
-        in_chunks: set[str] = set()
+        chunks_of: dict[str, int] = {}  # files whose bar counts chunks now: their chunks in all
 
         def on_status(file_id: str, status: str) -> None:
             if file_id not in tasks:
                 return
-            if file_id in in_chunks:  # the bar counts chunks now: a final status fills it
-                done = progress.tasks[tasks[file_id]].total if status in TERMINAL else None
+            if file_id in chunks_of:  # a final status fills the chunk bar
+                done = chunks_of[file_id] if status in TERMINAL else None
                 progress.update(tasks[file_id], completed=done, status=status)
             else:
                 progress.update(tasks[file_id], completed=_STEPS.get(status, 0), status=status)
@@ -173,8 +173,8 @@ async def _ingest(runtime: Runtime, workspace: str | None, results: dict[str, di
         def on_chunks(file_id: str, embedded: int, total: int) -> None:
             if file_id not in tasks:
                 return
-            if file_id not in in_chunks:  # new units: the pace so far would mislead the time left
-                in_chunks.add(file_id)
+            if file_id not in chunks_of:  # new units: the pace so far would mislead the time left
+                chunks_of[file_id] = total
                 progress.reset(tasks[file_id], total=total, completed=0)
             progress.update(tasks[file_id], completed=embedded, chunks=f"{embedded}/{total} chunks")
 
