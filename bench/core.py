@@ -142,11 +142,13 @@ class CpuMeter:
         return max(0.0, (busy - ours) / total) if total else 0.0
 
 
-def start_server(name: str, argv: list[str], env: dict[str, str], port: int, log: Path) -> Server:
+def start_server(
+    name: str, argv: list[str], env: dict[str, str], port: int, log: Path, *, timeout: float = 60
+) -> Server:
     out = log.open("wb")
     process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     server = Server(name, process, f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited early; see {log}:\n{log.read_text()[-2000:]}")
@@ -157,7 +159,7 @@ def start_server(name: str, argv: list[str], env: dict[str, str], port: int, log
             pass
         time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"{name} did not start in 60 s; see {log}")
+    raise RuntimeError(f"{name} did not start in {timeout:g} s; see {log}")
 
 
 def cli(env: dict[str, str], *args: str) -> dict[str, Any]:
