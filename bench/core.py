@@ -23,7 +23,9 @@ and time, runs on 127.0.0.1 only, and stops the servers it started.
    the other (never at the same time), interleaved round by round.
 
 4. ``openbailian serve --workers N`` on PostgreSQL (``--postgres-url``), N = 1 then 2:
-   JSON echo calls from a light raw-socket client, req/s of two processes against one.
+   JSON echo calls from wrk (a prerequisite: ``apt-get install wrk``; the part is skipped
+   with that message without it), req/s of two processes against one, and the CPU each
+   party took (client, every server process, PostgreSQL, the rest of the machine).
 
 After part 1 the steps of one call (app lookup, prepare, storing the turn) are timed
 in-process, with and without SQLite writes serialised. ``--profile`` also samples the
@@ -819,13 +821,22 @@ def _others(results: dict[str, Any], part: str) -> str:
     return "" if share is None else f" Other processes kept {share:.0%} of the machine's CPU busy during this part."
 
 
-def workers_table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| processes | req/s | × one | p50 ms | p99 ms | requests (errors) |", "|---:|---:|---:|---:|---:|---|"]
-    one = rows[0]["level"].rps or float("nan")
-    for row in rows:
-        level = row["level"]
-        lines.append(f"| {row['workers']} | {level.rps:.0f} | {level.rps / one:.2f} | {level.pct(.5):.2f} | "
-                     f"{level.pct(.99):.2f} | {level.requests} ({level.errors}) |")
+def workers_table(runs: list[WorkersRun]) -> list[str]:
+    """req/s, latency and where the machine's CPU went (in cores) for each N."""
+    lines = [
+        "| processes | req/s | × one | p50 ms | p99 ms | requests (errors) | client (wrk) | server processes "
+        "| PostgreSQL | others | left for the server | server CPU ms per request |",
+        "|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|",
+    ]
+    one = runs[0].rps or float("nan")
+    for run in runs:
+        each = " + ".join(f"{cores:.2f}" for cores in run.servers)
+        database = "?" if run.database is None else f"{run.database:.2f}"
+        lines.append(
+            f"| {run.workers} | {run.rps:.0f} | {run.rps / one:.2f} | {run.p50_ms:.2f} | {run.p99_ms:.2f} | "
+            f"{run.requests} ({run.errors}) | {run.client:.2f} | {each} = {run.server:.2f} | {database} | "
+            f"{run.others:.2f} | {run.left_for_server:.2f} | {run.ms_per_request(run.server):.2f} |"
+        )
     return lines
 
 
@@ -843,7 +854,7 @@ def _verdicts(results: dict[str, Any]) -> list[str]:
             verdict = "met" if share >= RPS_TARGET else "**missed**"
             lines.append(f"- req/s ≥ {RPS_TARGET:.0%} of the bare endpoint ({row['mode']}, {row['clients']} clients): "
                          f"{verdict}, {share:.0%}.")
-    workers = {row["workers"]: row["level"] for row in results.get("workers", [])}
+    workers = {run.workers: run for run in results.get("workers", [])}
     if 1 in workers and 2 in workers and workers[1].rps:
         gain = workers[2].rps / workers[1].rps
         verdict = "met" if gain >= WORKERS_TARGET else "**missed**"
@@ -914,16 +925,17 @@ def report(info: dict[str, str], command: str, results: dict[str, Any], args: ar
         ]
     if "workers" in results:
         out += [
-            f"### `openbailian serve --workers N` on PostgreSQL (`echo`, JSON, {args.workers_clients} clients, "
-            f"{args.workers_requests} requests after a warm-up)",
+            f"### `openbailian serve --workers N` on PostgreSQL (`echo`, JSON, {args.workers_clients} connections, "
+            f"{args.workers_seconds} s after a 3 s warm-up)",
             "",
             *workers_table(results["workers"]),
             "",
-            "Each N on a fresh database of one local PostgreSQL server (`serve --no-background`: no "
-            "background work beside the HTTP processes). The load comes from one asyncio process writing "
-            "pre-built HTTP/1.1 requests on keep-alive connections (no httpx: it would take more of the 2 "
-            "cores than the servers), so client, PostgreSQL and the N server processes share the machine."
-            + _others(results, "workers"),
+            "Each N on a fresh database of one PostgreSQL server (`serve --no-background`: no background "
+            "work beside the HTTP processes). The load comes from wrk (one thread, keep-alive connections); "
+            "CPU columns are cores busy during the measured run, from the kernel's accounting of each "
+            "process (wrk's own rusage, every process of serve's tree, every process of the PostgreSQL "
+            "server when it runs on this machine; others: the rest of the machine's busy time). "
+            "\"Left for the server\" is the cores minus client, PostgreSQL and others.",
             "",
         ]
     if "breakdown" in results:
@@ -975,62 +987,162 @@ def write_doc(section: str) -> None:
 
 # ---------------------------------------------------------------- part 4: serve --workers N
 
+# wrk (C, one thread) costs ~0.05 ms of CPU per request against the server's several:
+# a Python load generator would take about as much of the two cores as the server.
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = os.getenv("OB_BENCH_BODY")
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("OB_BENCH_KEY")
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'OB_BENCH {"requests": %d, "us": %d, "connect": %d, "read": %d, "write": %d, "status": %d, '
+    .. '"timeout": %d, "p50": %d, "p99": %d}\\n', summary.requests, summary.duration, e.connect, e.read,
+    e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"""
+WRK_MISSING = "needs wrk, the load generator (Debian/Ubuntu: apt-get install wrk)"
+_TICK = os.sysconf("SC_CLK_TCK")
 
-async def drive_raw(
-    host: str, port: int, request: bytes, *, clients: int, total: int, time_limit: float, warmup: int = 0
-) -> Level:
-    """Like ``drive`` (JSON only), with a client far lighter than httpx: each simulated client
-    writes the same pre-built HTTP/1.1 request on its own keep-alive connection and reads the
-    answer by its Content-Length. On two cores the load generator shares the CPU with the
-    servers; the less it takes, the more a second server process can show."""
-    result = Level()
-    connections = [await asyncio.open_connection(host, port) for _ in range(clients)]
 
-    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        found = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
-        body = await reader.readexactly(int(found.group(1))) if found else b""
-        return head.startswith(b"HTTP/1.1 200") and FINISH_STOP in body
+@dataclass
+class WorkersRun:
+    """One ``serve --workers N`` run under wrk: the rate and the CPU each party took (in cores)."""
 
+    workers: int
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    stored: int  # sessions in the database afterwards (each answered call stored its turn)
+    client: float  # wrk
+    servers: list[float]  # each process of serve's tree
+    database: float | None  # the local PostgreSQL server's processes; None when not on this machine
+    others: float  # every other process on the machine
+    cores: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def server(self) -> float:
+        return sum(self.servers)
+
+    @property
+    def left_for_server(self) -> float:
+        """Cores the client, the database and other processes left to the server processes."""
+        return self.cores - self.client - (self.database or 0.0) - self.others
+
+    def ms_per_request(self, cores: float) -> float:
+        return cores / self.rps * 1000 if self.rps else float("nan")
+
+
+def _proc_ticks(pid: int) -> int:
     try:
-        for _ in range(-(-warmup // clients)):
-            await asyncio.gather(*(one(r, w) for r, w in connections))
-        remaining = total
-        start = time.perf_counter()
-        deadline = start + time_limit
-
-        async def loop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            nonlocal remaining
-            while remaining > 0 and time.perf_counter() < deadline:
-                remaining -= 1
-                began = time.perf_counter()
-                try:
-                    ok = await one(reader, writer)
-                except (OSError, asyncio.IncompleteReadError, ValueError):
-                    ok = False
-                result.requests += 1
-                if ok:
-                    result.latencies_ms.append((time.perf_counter() - began) * 1000)
-                else:
-                    result.errors += 1
-                    return
-
-        await asyncio.gather(*(loop(r, w) for r, w in connections))
-        result.seconds = time.perf_counter() - start
-    finally:
-        for _, writer in connections:
-            writer.close()
-    return result
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(stat[11]) + int(stat[12])
+    except (OSError, IndexError):
+        return 0
 
 
-def raw_request(port: int, app_id: str, key: str) -> bytes:
-    body = json.dumps(echo_payload(sse=False), ensure_ascii=False).encode()
-    head = (
-        f"POST /api/v1/apps/{app_id}/completion HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+def _parents() -> dict[int, int]:
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+def _tree(root: int) -> list[int]:
+    """``root`` and its descendants."""
+    parents = _parents()
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
+
+
+def _ticks(root: int | None) -> dict[int, int]:
+    """CPU ticks of ``root``'s tree by process (a process started since the last look counts
+    from its start; one that ended in between is missed: the pools here live on)."""
+    return {pid: _proc_ticks(pid) for pid in _tree(root)} if root else {}
+
+
+def _machine_busy_ticks() -> int:
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4]
+
+
+def _postgres_root(database_url: str) -> int | None:
+    """The postmaster of the server at ``database_url`` when it runs on this machine."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    plain = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(plain) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert backend is not None
+        try:
+            parent = int(Path(f"/proc/{backend[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            return None  # another machine (or another PID namespace)
+    return parent
+
+
+def _stored_sessions(database_url: str) -> int:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    plain = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(plain) as conn:
+        row = conn.execute("SELECT count(*) FROM chat_sessions").fetchone()
+    return int(row[0]) if row else 0
+
+
+def wrk_run(url: str, script: Path, env: dict[str, str], *, clients: int, seconds: int) -> tuple[dict[str, Any], float]:
+    """One wrk run (one thread, ``clients`` keep-alive connections): its summary and its own CPU
+    (from the kernel's accounting of the child, in CPU seconds)."""
+    argv = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "30s", "-s", str(script), url]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    output = process.stdout.read().decode()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0 or "OB_BENCH " not in output:
+        raise RuntimeError(f"wrk failed ({process.returncode}):\n{output[-2000:]}")
+    return json.loads(output.split("OB_BENCH ", 1)[1].splitlines()[0]), usage.ru_utime + usage.ru_stime
+
+
+def measure_workers(
+    workers: int, server: Server, url: str, script: Path, env: dict[str, str], database_url: str,
+    args: argparse.Namespace,
+) -> WorkersRun:
+    """Warm up, then one measured wrk run with the CPU of every party taken around it."""
+    wrk_run(url, script, env, clients=args.workers_clients, seconds=3)
+    database_root = _postgres_root(database_url)
+    before = _ticks(server.process.pid), _ticks(database_root), _machine_busy_ticks()
+    began = time.monotonic()
+    summary, client_cpu = wrk_run(url, script, env, clients=args.workers_clients, seconds=args.workers_seconds)
+    wall = time.monotonic() - began
+    after = _ticks(server.process.pid), _ticks(database_root), _machine_busy_ticks()
+    server_cores = [(ticks - before[0].get(pid, 0)) / _TICK / wall for pid, ticks in after[0].items()]
+    database_cores = sum(t - before[1].get(pid, 0) for pid, t in after[1].items()) / _TICK / wall if database_root else None
+    busy = (after[2] - before[2]) / _TICK / wall
+    client = client_cpu / wall
+    errors = sum(summary[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return WorkersRun(
+        workers=workers, requests=summary["requests"], errors=errors, seconds=summary["us"] / 1e6,
+        p50_ms=summary["p50"] / 1000, p99_ms=summary["p99"] / 1000, stored=_stored_sessions(database_url),
+        client=client, servers=[c for c in server_cores if c >= 0.005] or [0.0], database=database_cores,
+        others=max(0.0, busy - client - sum(server_cores) - (database_cores or 0.0)), cores=os.cpu_count() or 1,
     )
-    return head.encode() + body
 
 
 def _pg_database(server_url: str, name: str) -> str:
@@ -1046,16 +1158,19 @@ def _pg_database(server_url: str, name: str) -> str:
     return url.set(database=name).render_as_string(hide_password=False)
 
 
-def run_workers(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
-    """``openbailian serve --workers N`` (N = 1, then 2) on PostgreSQL: JSON echo calls at
-    ``args.workers_clients`` clients with the light client, each N on a fresh database."""
-    rows = []
+def run_workers(args: argparse.Namespace, tmp: Path) -> list[WorkersRun]:
+    """``openbailian serve --workers N`` (N = 1, then 2) on PostgreSQL: JSON echo calls from wrk
+    at ``args.workers_clients`` connections, each N on a fresh database."""
+    runs = []
     exe = str(Path(sys.executable).parent / "openbailian")
+    script = tmp / "completion.lua"
+    script.write_text(WRK_SCRIPT)
     for workers in (1, 2):
         home = tmp / f"workers-{workers}"
         home.mkdir()
         env = base_env(home, None)
-        env["OPENBAILIAN_DATABASE_URL"] = _pg_database(args.postgres_url, f"ob_bench_workers_{workers}")
+        database_url = _pg_database(args.postgres_url, f"ob_bench_workers_{workers}")
+        env["OPENBAILIAN_DATABASE_URL"] = database_url
         key = cli(env, "keys", "create", "--workspace", "bench")["api_key"]
         app_id = cli(env, "apps", "create", "--name", "bench-echo", "--model", "echo", "--workspace", "bench")["app_id"]
         port = free_port()
@@ -1064,15 +1179,22 @@ def run_workers(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
             env, port, tmp / f"workers-{workers}.log",
         )
         try:
-            level = asyncio.run(drive_raw(
-                "127.0.0.1", port, raw_request(port, app_id, key), clients=args.workers_clients,
-                total=args.workers_requests, time_limit=args.level_seconds, warmup=4 * args.workers_clients,
-            ))
+            url = completion_url(server, app_id)
+            answer = httpx.post(url, json=echo_payload(sse=False), headers=auth(key), timeout=30)
+            if answer.status_code != 200 or FINISH_STOP not in answer.content:
+                raise RuntimeError(f"the echo app did not answer: {answer.status_code} {answer.text[:300]}")
+            wrk_env = {**os.environ, "OB_BENCH_BODY": json.dumps(echo_payload(sse=False), ensure_ascii=False),
+                       "OB_BENCH_KEY": key}
+            run = measure_workers(workers, server, url, script, wrk_env, database_url, args)
+            if run.stored < run.requests:
+                raise RuntimeError(f"{run.requests} calls answered but only {run.stored} turns stored")
         finally:
             server.stop()
-        rows.append({"workers": workers, "level": level})
-        print(f"  --workers {workers}: {level.rps:7.0f} req/s p50 {level.pct(.5):6.2f} ms  errors {level.errors}", flush=True)
-    return rows
+        runs.append(run)
+        print(f"  --workers {workers}: {run.rps:7.0f} req/s p50 {run.p50_ms:6.2f} ms  errors {run.errors}  "
+              f"CPU: client {run.client:.2f}, server {run.server:.2f}, PostgreSQL "
+              f"{'?' if run.database is None else f'{run.database:.2f}'}, others {run.others:.2f} cores", flush=True)
+    return runs
 
 
 # ---------------------------------------------------------------- main
@@ -1117,8 +1239,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--postgres-url", default=os.environ.get("OPENBAILIAN_TEST_POSTGRES_URL"),
                         help="PostgreSQL server for the 'workers' part (a database per run is created on it; "
                         "default OPENBAILIAN_TEST_POSTGRES_URL); without it that part is skipped")
-    parser.add_argument("--workers-clients", type=int, default=32, help="clients of the 'workers' part")
-    parser.add_argument("--workers-requests", type=int, default=4000, help="requests per N in the 'workers' part")
+    parser.add_argument("--workers-clients", type=int, default=32, help="connections of the 'workers' part")
+    parser.add_argument("--workers-seconds", type=int, default=20, help="measured seconds per N in the 'workers' part")
     parser.add_argument("--no-write", action="store_true", help=f"print only; leave {DOC.relative_to(ROOT)} alone")
     return parser.parse_args(argv)
 
@@ -1148,6 +1270,9 @@ def measure(meter: CpuMeter, results: dict[str, Any], part: str, work: Any) -> N
 
 
 def run_all(args: argparse.Namespace, tmp: Path, results: dict[str, Any], servers: list[Server]) -> None:
+    if args.parts == ["workers"]:  # it starts its own servers
+        run_workers_part(args, tmp, results, CpuMeter())
+        return
     home = tmp / "home"
     home.mkdir()
     env = base_env(home, args.local_threads)
@@ -1195,12 +1320,18 @@ def run_all(args: argparse.Namespace, tmp: Path, results: dict[str, Any], server
         print("3. local model: API vs xllamacpp direct", flush=True)
         measure(meter, results, "local", lambda: run_local(ours, apps["local"], key, model_path, args))
     if "workers" in args.parts:
-        if not args.postgres_url:
-            print("4. serve --workers N: skipped (no --postgres-url)", flush=True)
-        else:
-            ours.stop()
-            print("4. serve --workers 1 and 2 on PostgreSQL", flush=True)
-            measure(meter, results, "workers", lambda: run_workers(args, tmp))
+        ours.stop()
+        run_workers_part(args, tmp, results, meter)
+
+
+def run_workers_part(args: argparse.Namespace, tmp: Path, results: dict[str, Any], meter: CpuMeter) -> None:
+    if not args.postgres_url:
+        print("4. serve --workers N: skipped (no --postgres-url)", flush=True)
+    elif shutil.which("wrk") is None:
+        print(f"4. serve --workers N: skipped: {WRK_MISSING}", flush=True)
+    else:
+        print("4. serve --workers 1 and 2 on PostgreSQL", flush=True)
+        measure(meter, results, "workers", lambda: run_workers(args, tmp))
 
 
 def main(argv: list[str]) -> None:
