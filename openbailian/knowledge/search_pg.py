@@ -80,7 +80,6 @@ __all__ = [
 
 logger = logging.getLogger("openbailian.knowledge")
 
-_BATCH = 5000
 _LOCK_PREFIX = "openbailian-search:"
 _MAX_LEXEME_BYTES = 2046
 _MAX_POSITIONS = 256  # PostgreSQL keeps at most 256 positions per lexeme: tf counts up to there
@@ -240,19 +239,6 @@ _FROM_STAGE = (
 )
 
 
-def _copy_rows(connection: Connection, rows: Sequence[Any]) -> None:
-    """Insert chunk rows (id, base, document, terms, embedding) through the staging table."""
-    raw = connection.connection.driver_connection
-    with raw.cursor() as cursor:  # type: ignore[union-attr]  # driver_connection is Optional; a checked-out one is psycopg's
-        cursor.execute(_STAGE)
-        with cursor.copy(_COPY) as copy:
-            copy.set_types(_COPY_TYPES)
-            for row in rows:
-                copy.write_row(_row(*row))
-        cursor.execute(_FROM_STAGE)
-        cursor.execute("DROP TABLE knowledge_search_stage")
-
-
 async def _copy_rows_async(connection: AsyncConnection, rows: Sequence[Any]) -> None:
     raw = (await connection.get_raw_connection()).driver_connection
     async with raw.cursor() as cursor:  # type: ignore[union-attr]  # driver_connection is Optional; a checked-out one is psycopg's
@@ -265,11 +251,87 @@ async def _copy_rows_async(connection: AsyncConnection, rows: Sequence[Any]) -> 
         await cursor.execute("DROP TABLE knowledge_search_stage")
 
 
-_MISSING = (
-    "SELECT c.id, c.base_id, c.document_id, c.terms, c.embedding FROM knowledge_chunks c "
-    "WHERE c.base_id = :base_id AND c.id > :after AND NOT EXISTS "
-    "(SELECT 1 FROM knowledge_chunk_search s WHERE s.chunk_id = c.id) ORDER BY c.id LIMIT :limit"
+# What :func:`tsvector_literal` makes of a chunk's stored terms (each lexeme quoted, with
+# positions 1..tf up to 256; over-long terms left out), and the row's length, made by the
+# server (chr(39) is the quote, chr(92) the backslash: both escaped as _quote does).
+TSV_OF_TERMS = (
+    "coalesce((SELECT string_agg(chr(39) || replace(replace(t, chr(92), chr(92) || chr(92)), chr(39), chr(39) || chr(39)) "
+    "|| chr(39) || ':' || array_to_string(ARRAY(SELECT generate_series(1, least(tf, 256))), ','), ' ') "
+    "FROM (SELECT t, count(*) AS tf FROM unnest(string_to_array(c.terms, ' ')) AS u(t) "
+    f"WHERE t <> '' AND octet_length(t) <= {_MAX_LEXEME_BYTES} GROUP BY t) g), '')::tsvector"
 )
+LENGTH_OF_TERMS = "cardinality(array_remove(string_to_array(c.terms, ' '), ''))"
+
+# The vectors of the chunks to write, copied in binary (pgvector's own wire format, made by
+# numpy), so that only the bytes of each embedding pass through Python.
+_VECTORS_STAGE = "CREATE TEMP TABLE knowledge_search_vectors (chunk_id integer, embedding vector) ON COMMIT DROP"
+_VECTORS_COPY = "COPY knowledge_search_vectors FROM STDIN (FORMAT BINARY)"
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+_CHUNKS_OF = (
+    "SELECT c.id, c.embedding FROM knowledge_chunks c WHERE c.embedding IS NOT NULL AND c.id > :after{missing} "
+    "ORDER BY c.id LIMIT :limit"
+)
+_ONLY_MISSING = " AND NOT EXISTS (SELECT 1 FROM knowledge_chunk_search s WHERE s.chunk_id = c.id)"
+_ROWS_FROM_CHUNKS = (
+    "INSERT INTO knowledge_chunk_search (chunk_id, base_id, document_id, dim, embedding, tsv, length) "
+    "SELECT c.id, c.base_id, c.document_id, coalesce(vector_dims(v.embedding), 0), v.embedding, "
+    f"{TSV_OF_TERMS}, {LENGTH_OF_TERMS} "
+    "FROM knowledge_chunks c LEFT JOIN knowledge_search_vectors v ON v.chunk_id = c.id WHERE true{missing} "
+    "ON CONFLICT (chunk_id) DO NOTHING"
+)
+_COPY_BATCH = 20_000
+
+
+def _binary_vector_rows(rows: Sequence[Any]) -> bytes:
+    """Binary COPY rows (chunk id, vector) of float32 embeddings, built by numpy per dimension."""
+    by_size: dict[int, list[tuple[int, bytes]]] = {}
+    for chunk_id, embedding in rows:
+        if embedding and len(embedding) % 4 == 0:
+            by_size.setdefault(len(embedding), []).append((int(chunk_id), bytes(embedding)))
+    blocks = []
+    for size, group in by_size.items():
+        dim = size // 4
+        layout = np.dtype([
+            ("fields", ">i2"), ("id_length", ">i4"), ("id", ">i4"), ("vector_length", ">i4"),
+            ("dim", ">i2"), ("unused", ">i2"), ("values", ">f4", (dim,)),
+        ])
+        block = np.zeros(len(group), dtype=layout)
+        block["fields"], block["id_length"], block["vector_length"], block["dim"] = 2, 4, 4 + size, dim
+        block["id"] = [chunk_id for chunk_id, _ in group]
+        block["values"] = np.frombuffer(b"".join(e for _, e in group), dtype="<f4").reshape(len(group), dim)
+        blocks.append(block.tobytes())
+    return b"".join(blocks)
+
+
+def _write_rows(connection: Connection, *, only_missing: bool) -> None:
+    """The search rows of every chunk (or of those without one), written by the server from
+    the stored chunks: tsvector and length in SQL, the vectors by binary COPY (the statistics
+    follow by trigger)."""
+    missing = _ONLY_MISSING if only_missing else ""
+    raw = connection.connection.driver_connection
+    with raw.cursor() as cursor:  # type: ignore[union-attr]  # driver_connection is Optional; a checked-out one is psycopg's
+        cursor.execute(_VECTORS_STAGE)
+        after = 0
+        while rows := connection.execute(
+            text(_CHUNKS_OF.format(missing=missing)), {"after": after, "limit": _COPY_BATCH}
+        ).all():
+            with cursor.copy(_VECTORS_COPY) as copy:  # one per batch: no query runs during a COPY
+                copy.write(_COPY_HEADER + _binary_vector_rows(rows) + _COPY_TRAILER)
+            after = rows[-1][0]
+        cursor.execute(_ROWS_FROM_CHUNKS.format(missing=missing))
+        cursor.execute("DROP TABLE knowledge_search_vectors")
+
+
+def _rows_per_base(connection: Connection) -> dict[str, int]:
+    """Search rows of every base (0 for a base without any)."""
+    rows = connection.execute(
+        text(
+            "SELECT b.id, count(s.chunk_id) FROM knowledge_bases b "
+            "LEFT JOIN knowledge_chunk_search s ON s.base_id = b.id GROUP BY b.id ORDER BY b.id"
+        )
+    )
+    return {str(base_id): int(count) for base_id, count in rows}
 
 
 def pgvector_version(connection: Connection) -> str | None:
@@ -302,44 +364,41 @@ def ensure_dim_index(connection: Connection, dim: int) -> None:
 
 
 def _add_missing(connection: Connection) -> dict[str, int]:
-    """Rows for every chunk that has none (the statistics follow by trigger); rows per base."""
-    counts: dict[str, int] = {}
-    for (base_id,) in connection.execute(text("SELECT id FROM knowledge_bases ORDER BY id")).all():
-        after, total = 0, 0
-        while True:
-            rows = connection.execute(text(_MISSING), {"base_id": base_id, "after": after, "limit": _BATCH}).all()
-            if not rows:
-                break
-            _copy_rows(connection, rows)
-            after, total = rows[-1][0], total + len(rows)
-        counts[base_id] = total
-    return counts
+    """Rows for every chunk that has none (the statistics follow by trigger); rows added per base."""
+    before = _rows_per_base(connection)
+    _write_rows(connection, only_missing=True)
+    return {base: count - before.get(base, 0) for base, count in _rows_per_base(connection).items()}
 
 
 def rebuild(connection: Connection, dims: Iterable[int] = ()) -> dict[str, int]:
     """Every base's rows anew from ``knowledge_chunks`` (migration ``0015``, ``openbailian
-    search reindex``): the HNSW indexes are dropped, the rows and statistics refilled, then
-    an index made for each dimension found and for ``dims``. Returns rows per base."""
+    search reindex``): the table's indexes are dropped, the rows and statistics refilled by
+    the server, the keyword indexes made again, then an HNSW index for each dimension found
+    and for ``dims``. Returns rows per base."""
     ensure_schema(connection)
     for name in connection.execute(
-        text("SELECT indexname FROM pg_indexes WHERE tablename = 'knowledge_chunk_search' AND indexname LIKE 'knowledge_chunk_search_hnsw_%'")
+        text(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'knowledge_chunk_search' "
+            "AND indexname <> 'knowledge_chunk_search_pkey'"
+        )
     ).scalars():
         connection.execute(text(f'DROP INDEX IF EXISTS "{name}"'))
     connection.execute(text("TRUNCATE knowledge_chunk_search, knowledge_term_stats, knowledge_search_stats"))
-    counts = _add_missing(connection)
-    found = connection.execute(text("SELECT DISTINCT dim FROM knowledge_chunk_search WHERE dim > 0")).scalars()
-    # The HNSW build is much faster when the graph fits in memory (this transaction only): at
-    # least 1GB, never less than the server was given (1M 384-d vectors need ~3GB).
+    # Index builds are much faster in memory (this transaction only): at least 1GB, never
+    # less than the server was given (a 1M-chunk 384-d graph needs ~3GB).
     connection.execute(
         text(
             "SELECT set_config('maintenance_work_mem', '1GB', true) "
             "WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes('1GB')"
         )
     )
+    _write_rows(connection, only_missing=False)
+    ensure_schema(connection)  # the keyword and document indexes, built once over all rows
+    found = connection.execute(text("SELECT DISTINCT dim FROM knowledge_chunk_search WHERE dim > 0")).scalars().all()
     for dim in sorted(set(found) | {int(d) for d in dims}):
         ensure_dim_index(connection, dim)
     connection.execute(text("ANALYZE knowledge_chunk_search"))
-    return counts
+    return _rows_per_base(connection)
 
 
 def upgrade(connection: Connection) -> dict[str, int]:

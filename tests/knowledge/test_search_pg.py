@@ -109,6 +109,41 @@ async def test_a_process_that_never_ingested_answers_from_postgresql_and_reindex
     assert f"knowledge_chunk_search_hnsw_{knowledge.embedder.dim}" in indexes
 
 
+def _search_rows(settings: Settings) -> list[tuple]:
+    return _sql(
+        settings,
+        "SELECT chunk_id, base_id, document_id, dim, embedding::text, tsv::text, length FROM knowledge_chunk_search ORDER BY chunk_id",
+    )
+
+
+@on_postgres
+async def test_reindex_writes_in_sql_the_rows_ingestion_writes(knowledge, settings, corpus):
+    """``search reindex`` makes the rows on the server (tsvector and length from the stored
+    terms, vectors copied in binary): the same rows, lexemes and statistics as ingestion,
+    whatever characters the terms hold."""
+    await _ingested_base(knowledge, corpus["phones"])
+    words_id = await _text_base(knowledge, {"plain.md": "价格 价格 tail", "other.md": "zephyr price"})
+    # Terms jieba would not make, stored as they could be: quotes, backslashes, an over-long one.
+    awkward = "it's a\\b O'Brien's \\\\ 价格 价格 价格 " + "x" * 3000 + " tail"
+    chunk_id = _sql(settings, f"SELECT min(id) FROM knowledge_chunks WHERE base_id = '{words_id}'")[0][0]
+    url = settings.resolved_database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("UPDATE knowledge_chunks SET terms = %s WHERE id = %s", (awkward, chunk_id))
+        connection.execute("DELETE FROM knowledge_chunk_search WHERE chunk_id = %s", (chunk_id,))
+        connection.execute(
+            "INSERT INTO knowledge_chunk_search (chunk_id, base_id, document_id, dim, embedding, tsv, length) "
+            "SELECT id, base_id, document_id, 0, NULL, CAST(%s AS tsvector), %s FROM knowledge_chunks WHERE id = %s",
+            (tsvector_literal(awkward), len(awkward.split()), chunk_id),
+        )
+        connection.execute("UPDATE knowledge_chunks SET embedding = NULL WHERE id = %s", (chunk_id,))
+    written = _search_rows(settings)
+    _sql(settings, "TRUNCATE knowledge_chunk_search, knowledge_term_stats, knowledge_search_stats")
+    result = await _reindex(settings)
+    assert _search_rows(settings) == written and sum(result["bases"].values()) == len(written)
+    assert "'it''s':1" in dict((r[0], r[5]) for r in written)[chunk_id]
+    assert _statistics_agree_with_the_rows(settings, words_id) == 2
+
+
 @on_postgres
 async def test_the_dense_query_walks_the_hnsw_index(knowledge, settings, corpus):
     await _ingested_base(knowledge, corpus["hr"])
