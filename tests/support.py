@@ -7,6 +7,7 @@ database of its own, created and dropped around it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
@@ -127,6 +128,11 @@ class LiveServer:
                 raise RuntimeError("the test server did not start")
             time.sleep(0.02)
         return self
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The server's event loop (for a test that must occupy it the way a workload would)."""
+        return self._server.servers[0].get_loop()
 
     def stop(self) -> None:
         self.http.close()

@@ -272,7 +272,11 @@ async def run_for_query(function: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(_query_threads(), functools.partial(function, *args))
 
 
-async def query_vector(embedder: Embedder, text: str) -> np.ndarray:
+class _EmbedsQueries(Protocol):
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+async def query_vector(embedder: _EmbedsQueries, text: str) -> np.ndarray:
     """The vector of a question: straight from the LRU when it is kept there (no thread hop),
     else computed on the query path's threads."""
     if isinstance(embedder, QueryCache):

@@ -35,6 +35,7 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openbailian.errors import MemoryNotFound
+from openbailian.knowledge.embed import query_vector
 from openbailian.memory.extract import Fact
 from openbailian.memory.vectors_pg import PgMemoryVectors
 from openbailian.storage.db import Database
@@ -46,7 +47,8 @@ __all__ = ["Embedder", "MemoryStore", "Recalled", "Change", "estimate_tokens", "
 
 class Embedder(Protocol):
     """The knowledge-base embedder's interface (openbailian.knowledge.embed): blocking,
-    float32, L2-normalised."""
+    float32, L2-normalised. A recall's question is embedded on the query path's own threads
+    (``query_vector``), never in the default executor where ingestion's work waits."""
 
     dim: int
 
@@ -144,7 +146,7 @@ class MemoryStore:
         index = await self._index(memory_id)
         if not index.ids:
             return []
-        vector = await asyncio.to_thread(self._embedder.embed_query, query or " ")
+        vector = await query_vector(self._embedder, query or " ")
         scores = index.matrix @ np.asarray(vector, dtype=np.float32)
         return self._within_budget(index.ids, index.contents, scores, index.updated, limit, budget_tokens)
 
@@ -152,7 +154,7 @@ class MemoryStore:
         self, pg: PgMemoryVectors, memory_id: str, query: str, limit: int, budget_tokens: int
     ) -> list[Recalled]:
         await self._embed_missing(memory_id)
-        vector = np.asarray(await asyncio.to_thread(self._embedder.embed_query, query or " "), dtype=np.float32)
+        vector = np.asarray(await query_vector(self._embedder, query or " "), dtype=np.float32)
         # The recency bonus (at most recency_weight) reorders near neighbours only: a margin of them.
         nearest = await pg.nearest(memory_id, vector, max(4 * limit, 32))
         return self._within_budget(

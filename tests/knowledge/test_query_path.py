@@ -1,8 +1,10 @@
-"""The query path through a live server: a retrieval never waits behind a document batch, and
+"""The query path through a live server: a retrieval never waits behind a document batch, a memory
+recall never waits for the default thread pool (where ingestion's work queues), and
 one call's knowledge retrieval, memory recall and session-file search embed its question once."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -124,3 +126,52 @@ def test_one_call_embeds_its_question_once_for_knowledge_memory_and_session_file
     assert "<knowledge>" in context and "Vivid 7" in context
     assert "<user_memory>" in context and "3000元以内" in context
     assert watched.queries.count(question) == 1, watched.queries
+
+
+def _occupy_default_threads(server: LiveServer, release: threading.Event) -> threading.Event:
+    """Every thread of the server loop's default executor waits on ``release`` (as ingestion's
+    parses and term lists of many documents do); the returned event is set once they all wait."""
+    waiting = threading.Semaphore(0)
+    all_waiting = threading.Event()
+
+    def wait() -> None:
+        waiting.release()
+        release.wait(timeout=600)
+
+    workers = min(32, (os.cpu_count() or 1) + 4)  # the size of a default ThreadPoolExecutor
+
+    def fill() -> None:
+        for _ in range(workers + 4):  # the pool's threads and a queue behind them
+            server.loop.run_in_executor(None, wait)
+
+        def watch() -> None:
+            for _ in range(workers):
+                waiting.acquire()
+            all_waiting.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    server.loop.call_soon_threadsafe(fill)
+    return all_waiting
+
+
+def test_a_memory_recall_of_a_new_question_does_not_wait_for_the_default_thread_pool(server):
+    watched = watch(server)
+    auth = server.auth()
+    memory_id = server.http.post("/manage/v1/memories", json={}, headers=auth).json()["memory_id"]
+    node = server.http.post(f"/manage/v1/memories/{memory_id}/nodes", json={"content": "用户住在杭州西湖区"}, headers=auth)
+    assert node.status_code == 201, node.text
+    app_id = server.app(memory_enabled=True)
+    warm = server.call(app_id, {"input": {"prompt": "你好", "memory_id": memory_id}})  # memory index and models loaded
+    assert warm.status_code == 200, warm.text
+
+    release = threading.Event()
+    try:
+        assert _occupy_default_threads(server, release).wait(timeout=60), "the default executor's threads never all waited"
+        question = "我住在哪个城市？"
+        response = server.call(app_id, {"input": {"prompt": question, "memory_id": memory_id}}, timeout=120)
+        assert response.status_code == 200, response.text
+        assert "杭州西湖区" in response.json()["output"]["text"]  # the echo model repeats the recalled memory
+        assert watched.queries.count(question) == 1
+    finally:
+        release.set()
