@@ -3,7 +3,9 @@
 Days are UTC days. ``record_call`` is called once per finished app call (answered or
 failed) and adds to the day's counters with one atomic upsert
 (``INSERT … ON CONFLICT DO UPDATE SET calls = calls + 1 …``, on SQLite and PostgreSQL), so
-calls finishing together in any number of processes never lose a count.
+calls finishing together in any number of processes never lose a count. On PostgreSQL a
+day's counts are spread over several rows (``storage/usage_models.py`` ``SLOTS``) so that
+concurrent calls do not queue on one row's lock; ``usage_report`` adds them up.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openbailian.storage.db import Database
@@ -100,12 +102,16 @@ async def usage_report(
     last = today or utc_today()
     first = last - timedelta(days=days - 1)
     query = (
-        select(UsageDay)
+        select(
+            UsageDay.day, UsageDay.app_id, func.sum(UsageDay.calls), func.sum(UsageDay.errors),
+            func.sum(UsageDay.input_tokens), func.sum(UsageDay.output_tokens),
+        )
         .where(UsageDay.workspace_id == workspace_id, UsageDay.day >= first, UsageDay.day <= last)
+        .group_by(UsageDay.day, UsageDay.app_id)
         .order_by(UsageDay.day.desc(), UsageDay.app_id)
     )
     rows = [
-        UsageRow(r.day, r.app_id, r.calls, r.errors, r.input_tokens, r.output_tokens)
-        for r in await session.scalars(query)
+        UsageRow(day, app_id, int(calls), int(errors), int(input_tokens), int(output_tokens))
+        for day, app_id, calls, errors, input_tokens, output_tokens in await session.execute(query)
     ]
     return UsageReport(workspace_id=workspace_id, first=first, last=last, rows=rows)
