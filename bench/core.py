@@ -1040,10 +1040,11 @@ class WorkersRun:
         return cores / self.rps * 1000 if self.rps else float("nan")
 
 
-def _proc_ticks(pid: int) -> int:
+def _proc_ticks(pid: int, *, reaped: bool = False) -> int:
+    """User + system ticks of ``pid``; ``reaped``: with those of its children that ended."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(stat[11]) + int(stat[12])
+        return sum(int(stat[i]) for i in ((11, 12, 13, 14) if reaped else (11, 12)))
     except (OSError, IndexError):
         return 0
 
@@ -1071,8 +1072,9 @@ def _tree(root: int) -> list[int]:
 
 def _ticks(root: int | None) -> dict[int, int]:
     """CPU ticks of ``root``'s tree by process (a process started since the last look counts
-    from its start; one that ended in between is missed: the pools here live on)."""
-    return {pid: _proc_ticks(pid) for pid in _tree(root)} if root else {}
+    from its start; one that ended in between, e.g. a PostgreSQL backend whose connection
+    closed, counts in ``root``'s, which reaped it)."""
+    return {pid: _proc_ticks(pid, reaped=pid == root) for pid in _tree(root)} if root else {}
 
 
 def _machine_busy_ticks() -> int:

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=lambda: Path.home() / ".openbailian")
     database_url: str | None = None
+    # PostgreSQL connections each process keeps open for its requests (storage/db.py).
+    database_pool_size: int = Field(default=15, ge=1)
     host: str = "127.0.0.1"
     port: int = 8000
 

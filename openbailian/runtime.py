@@ -75,7 +75,7 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         private_dir(settings.home)  # 0700 whatever the umask: transcripts, memory, keys live here
-        db = Database(settings.resolved_database_url)
+        db = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
         models = ModelRegistry(settings)
         objects = _shared_object_store(settings)
         # Session files read images, audio and video; their parsers serve their documents only.

@@ -26,12 +26,13 @@ from sqlalchemy.pool import NullPool
 
 from openbailian.storage.private import private_sqlite
 
-__all__ = ["Database", "alembic_config", "async_url", "sync_url", "migrate"]
+__all__ = ["Database", "DEFAULT_POOL_SIZE", "alembic_config", "async_url", "sync_url", "migrate"]
 
 T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_KEY = 0x6F62_6D69_6772  # "obmigr": any constant shared by every process
+DEFAULT_POOL_SIZE = 15  # PostgreSQL connections one process keeps (OPENBAILIAN_DATABASE_POOL_SIZE)
 
 
 def async_url(url: str) -> str:
@@ -123,10 +124,15 @@ def alembic_config(url: str) -> Config:
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = DEFAULT_POOL_SIZE) -> None:
         self.url = url
         self.is_sqlite = _is_sqlite(url)
-        self.engine: AsyncEngine = create_async_engine(async_url(url), echo=echo)
+        # PostgreSQL: ``pool_size`` connections kept open, none beyond (a caller past them waits
+        # for one). SQLAlchemy's default, 5 kept and 10 more opened on demand, closes each extra
+        # one when it comes back: under load a call in five or so paid for a new connection (a
+        # server process forked, its statements prepared again), in the API and the database.
+        pool = {} if self.is_sqlite else {"pool_size": pool_size, "max_overflow": 0}
+        self.engine: AsyncEngine = create_async_engine(async_url(url), echo=echo, **pool)
         if self.is_sqlite:
             _private_database_file(url)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
