@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         """Ready when the database answers (load balancers poll this)."""
-        await runtime.db.read(lambda conn: conn.execute(_PING).scalar())
+        await runtime.db.read(lambda conn: conn.execute(_PING).scalar(), quick=True)
         return {"status": "ok"}
 
     return app

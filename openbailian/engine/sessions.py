@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from openbailian.engine.call import SessionAhead, UsageSlip
 from openbailian.errors import SessionNotFound
 from openbailian.providers.base import ChatMessage
-from openbailian.storage.db import Database, async_url
+from openbailian.storage.db import Database, Prepared, async_url
 from openbailian.storage.models import ChatSession, SessionMessage, utcnow
 from openbailian.storage.usage_models import count_call
 
@@ -128,9 +128,7 @@ class SessionStore:
         self.locks = SessionLocks(db)
 
     async def check(self, session_id: str, app_id: str) -> None:
-        found = await self._db.read(
-            lambda conn: conn.execute(_SESSION_APP, {"session_id": session_id}).scalar()
-        )
+        found = await self._db.read(lambda conn: _SESSION_APP.scalar(conn, {"session_id": session_id}), quick=True)
         if found is None or found != app_id:
             raise _session_not_found(session_id)
 
@@ -143,10 +141,10 @@ class SessionStore:
         with_history = self._db.is_sqlite
 
         def work(conn: Connection) -> SessionAhead:
-            app_id = conn.execute(_SESSION_APP, {"session_id": session_id}).scalar()
+            app_id = _SESSION_APP.scalar(conn, {"session_id": session_id})
             history = None
             if with_history and app_id is not None:
-                rows = conn.execute(_HISTORY, {"session_id": session_id}).all()
+                rows = _HISTORY.all(conn, {"session_id": session_id})
                 history = tuple({"role": role, "content": content} for role, content in rows)
             return SessionAhead(session_id, app_id, history, generation)
 
@@ -164,9 +162,7 @@ class SessionStore:
         return list(ahead.history)
 
     async def history(self, session_id: str) -> list[ChatMessage]:
-        rows = await self._db.read(
-            lambda conn: conn.execute(_HISTORY, {"session_id": session_id}).all()
-        )
+        rows = await self._db.read(lambda conn: _HISTORY.all(conn, {"session_id": session_id}), quick=True)
         return [{"role": role, "content": content} for role, content in rows]
 
     async def append(
@@ -212,16 +208,16 @@ class SessionStore:
 
         def store(conn: Connection) -> None:
             if new:
-                conn.execute(_NEW_SESSION, session)
-                conn.execute(_FIRST_MESSAGES, rows)
+                _NEW_SESSION.run_many(conn, [session])
+                _FIRST_MESSAGES.run_many(conn, rows)
             else:
-                conn.execute(_touch_session(conn.dialect.name), session)
-                conn.execute(_NEXT_MESSAGE, rows)
+                _touch_session(conn.dialect.name).run_many(conn, [session])
+                _NEXT_MESSAGE.run_many(conn, rows)
             if usage is not None:
                 count_call(conn, workspace_id=workspace_id, app_id=app_id, ok=True,
                            input_tokens=tokens[0], output_tokens=tokens[1])
 
-        await self._db.write(store)
+        await self._db.write(store, quick=True)
         self.locks.stored(session_id)
         if usage is not None:
             usage.counted = True
@@ -234,17 +230,18 @@ def _session_not_found(session_id: str) -> SessionNotFound:
     )
 
 
-_SESSION_APP = select(ChatSession.app_id).where(ChatSession.id == bindparam("session_id"))
-_HISTORY = (
+_SESSION_APP = Prepared(select(ChatSession.app_id).where(ChatSession.id == bindparam("session_id")))
+_HISTORY = Prepared(
     select(SessionMessage.role, SessionMessage.content)
     .where(SessionMessage.session_id == bindparam("session_id"))
     .order_by(SessionMessage.seq)
 )
-_NEW_SESSION = insert(ChatSession)
-_FIRST_MESSAGES = insert(SessionMessage)
+_SESSION_COLUMNS = ["id", "app_id", "workspace_id", "created_at", "updated_at"]
 _MESSAGE_COLUMNS = ["session_id", "seq", "role", "content", "cut", "request_id", "created_at"]
+_NEW_SESSION = Prepared(insert(ChatSession), columns=_SESSION_COLUMNS)
+_FIRST_MESSAGES = Prepared(insert(SessionMessage), columns=_MESSAGE_COLUMNS)
 # Each row's seq is one past the session's last, read by the INSERT itself.
-_NEXT_MESSAGE = insert(SessionMessage).from_select(
+_NEXT_MESSAGE = Prepared(insert(SessionMessage).from_select(
     _MESSAGE_COLUMNS,
     select(
         bindparam("session_id", type_=String),
@@ -261,7 +258,7 @@ _NEXT_MESSAGE = insert(SessionMessage).from_select(
         bindparam("request_id", type_=String),
         bindparam("created_at", type_=DateTime),
     ),
-)
+))
 def _upsert_session(dialect_insert: Any) -> Any:
     """INSERT the session row, or on conflict only set its ``updated_at``."""
     statement = dialect_insert(ChatSession)
@@ -270,9 +267,12 @@ def _upsert_session(dialect_insert: Any) -> Any:
     )
 
 
-_TOUCH = {"sqlite": _upsert_session(sqlite_insert), "postgresql": _upsert_session(postgresql_insert)}
+_TOUCH = {
+    "sqlite": Prepared(_upsert_session(sqlite_insert), columns=_SESSION_COLUMNS),
+    "postgresql": Prepared(_upsert_session(postgresql_insert), columns=_SESSION_COLUMNS),
+}
 
 
-def _touch_session(dialect: str) -> Any:
+def _touch_session(dialect: str) -> Prepared:
     """The upsert of the session row in the database's own words (ON CONFLICT DO UPDATE)."""
     return _TOUCH[dialect]

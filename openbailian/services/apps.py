@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openbailian.engine.app_config import AppConfig
@@ -33,7 +33,7 @@ from openbailian.services.knowledge import get_base
 from openbailian.services.lookup import check_owner, get_in_workspace
 from openbailian.services.plugins import check_plugin_ids
 from openbailian.services.workspaces import ensure_workspace
-from openbailian.storage.db import Database
+from openbailian.storage.db import Database, Prepared
 from openbailian.storage.models import App, AppVersion
 
 __all__ = [
@@ -279,6 +279,9 @@ def stamp_of(workspace_id: str | None, version: int | None) -> AppStamp:
     return AppStamp(workspace_id=workspace_id, published_version=version or 0)
 
 
+_STAMP = Prepared(select(App.workspace_id, App.published_version).where(App.id == bindparam("app_id")))
+
+
 class DatabaseAppLoader(AppLoader):
     """Published configs, parsed once per process and reused while the version is unchanged.
 
@@ -306,8 +309,7 @@ class DatabaseAppLoader(AppLoader):
         return await self._load(app_id, workspace_id)
 
     async def _read_stamp(self, app_id: str) -> AppStamp:
-        query = select(App.workspace_id, App.published_version).where(App.id == app_id)
-        row = await self._db.read(lambda conn: conn.execute(query).first())
+        row = await self._db.read(lambda conn: _STAMP.first(conn, {"app_id": app_id}), quick=True)
         return stamp_of(*(row or (None, None)))
 
     def _check(self, app_id: str, workspace_id: str, stamp: AppStamp) -> None:
@@ -323,7 +325,7 @@ class DatabaseAppLoader(AppLoader):
         query = select(App.workspace_id, App.published_version, App.published).where(
             App.id == app_id
         )
-        row = await self._db.read(lambda conn: conn.execute(query).first())
+        row = await self._db.read(lambda conn: conn.execute(query).first(), quick=True)
         stamp = stamp_of(*(row[:2] if row else (None, None)))
         self._check(app_id, workspace_id, stamp)
         assert row is not None and row.published is not None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +29,7 @@ from openbailian.services.limits import AddressCheck
 from openbailian.services.lookup import get_in_workspace
 from openbailian.services.workspaces import ensure_workspace
 from openbailian.storage.buckets import TOKENS_OF
-from openbailian.storage.db import Database
+from openbailian.storage.db import Database, Prepared
 from openbailian.storage.models import ApiKey, App, SignatureNonce, utcnow
 
 __all__ = [
@@ -175,10 +175,10 @@ _KEY_AND_APP = _KEY.add_columns(
 ).outerjoin(App, App.id == bindparam("app_id"))
 # (with the app's row, with the source address's failure bucket) → the one query of a key check.
 _KEY_QUERIES = {
-    (False, False): _KEY,
-    (True, False): _KEY_AND_APP,
-    (False, True): _KEY.add_columns(TOKENS_OF.label("address_tokens")),
-    (True, True): _KEY_AND_APP.add_columns(TOKENS_OF.label("address_tokens")),
+    (False, False): Prepared(_KEY),
+    (True, False): Prepared(_KEY_AND_APP),
+    (False, True): Prepared(_KEY.add_columns(TOKENS_OF.label("address_tokens"))),
+    (True, True): Prepared(_KEY_AND_APP.add_columns(TOKENS_OF.label("address_tokens"))),
 }
 
 
@@ -201,11 +201,11 @@ async def check_key(
         params.update(address.params)
     query = _KEY_QUERIES[(app_id is not None, address is not None)]
 
-    def work(conn: Connection) -> tuple[Row[Any] | None, SessionAhead | None]:
-        row = conn.execute(query, params).first()
+    def work(conn: Connection) -> tuple[Any, SessionAhead | None]:
+        row = query.first(conn, params)
         return row, (session(conn) if session is not None and row is not None else None)
 
-    row, ahead = await db.read(work)
+    row, ahead = await db.read(work, quick=True)
     if address is not None:
         if row is None:  # no such key: the address's budget in a read of its own (failures only)
             await address.limiter.check(address.address)

@@ -91,7 +91,7 @@ async def record_call(db: Database, outcome: CallOutcome, *, day: date | None = 
     await db.write(lambda conn: count_call(
         conn, workspace_id=outcome.workspace_id, app_id=outcome.app_id, ok=outcome.ok,
         input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens, day=day,
-    ))
+    ), quick=True)
 
 
 async def usage_report(

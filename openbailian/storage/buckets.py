@@ -128,7 +128,7 @@ class SharedBuckets:
             tokens = conn.execute(_TOKENS, params).scalar()
             return Taken(0, bucket.retry_after(float(tokens or 0.0)))
 
-        return await self._db.write(work)
+        return await self._db.write(work, quick=True)
 
     async def spend(self, key: str, bucket: Bucket) -> float:
         """Take one token if there is one, never below zero (counting failures); the tokens left."""
@@ -140,12 +140,12 @@ class SharedBuckets:
             _prune(conn, bucket, params["bucket_now"], prune)
             return float(left or 0.0)
 
-        return await self._db.write(work)
+        return await self._db.write(work, quick=True)
 
     async def tokens(self, key: str, bucket: Bucket) -> float | None:
         """The bucket's tokens now (None: no row, a full bucket), without taking any."""
         params = bucket.params(key, self._clock())
-        found = await self._db.read(lambda conn: conn.execute(_TOKENS, params).scalar())
+        found = await self._db.read(lambda conn: conn.execute(_TOKENS, params).scalar(), quick=True)
         return None if found is None else float(found)
 
     def params(self, key: str, bucket: Bucket) -> dict[str, Any]:

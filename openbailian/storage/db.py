@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+import sqlite3
+import threading
+from collections import namedtuple
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -13,7 +16,7 @@ from typing import Any, TypeVar
 
 import anyio
 from alembic.config import Config
-from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy import Connection, Dialect, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -22,17 +25,21 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, SingletonThreadPool
+from sqlalchemy.sql.expression import ClauseElement
 
 from openbailian.storage.private import private_sqlite
 
-__all__ = ["Database", "DEFAULT_POOL_SIZE", "alembic_config", "async_url", "sync_url", "migrate"]
+__all__ = ["Database", "DEFAULT_POOL_SIZE", "Prepared", "alembic_config", "async_url", "sync_url", "migrate"]
 
 T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_KEY = 0x6F62_6D69_6772  # "obmigr": any constant shared by every process
 DEFAULT_POOL_SIZE = 15  # PostgreSQL connections one process keeps (OPENBAILIAN_DATABASE_POOL_SIZE)
+# One quick write in this many goes through a thread's connection, which checkpoints the WAL
+# when it has grown past SQLite's 1000 pages (the event loop's own connection never does).
+CHECKPOINT_EVERY = 64
 
 
 def async_url(url: str) -> str:
@@ -67,6 +74,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:  # a DBAPI con
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _on_loop_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """The event loop's own connection never waits: a lock it meets sends the work to a
+    thread that may wait (``Database.read``/``write``, ``quick``), and it leaves checkpoints
+    (an fsync of the whole WAL) to the threads' connections."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=0")
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.close()
+
+
+def _is_busy(error: BaseException) -> bool:
+    """SQLite's SQLITE_BUSY (a lock held by another connection), raw or wrapped by SQLAlchemy."""
+    found = getattr(error, "orig", error)
+    return isinstance(found, sqlite3.OperationalError) and getattr(found, "sqlite_errorname", "").startswith("SQLITE_BUSY")
 
 
 def _private_database_file(url: str) -> None:
@@ -123,6 +146,107 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+
+class _Compiled:
+    """One statement in one dialect's words: its SQL, how to bind a call's values, and how
+    to read its rows, all worked out once."""
+
+    __slots__ = ("sql", "_compiled", "_order", "_binds", "_columns", "_dialect", "_results", "_row")
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect, columns: Sequence[str] | None) -> None:
+        compiled: Any = statement.compile(dialect=dialect, column_keys=list(columns) if columns else None)
+        if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
+            raise ValueError("a prepared INSERT/UPDATE names every column it sets (no Python-side defaults)")
+        if any(bind.expanding for bind in compiled.bind_names):
+            raise ValueError("a prepared statement takes no expanding IN parameters")
+        self.sql: str = compiled.string
+        self._compiled = compiled
+        self._order: list[str] | None = list(compiled.positiontup) if dialect.positional else None
+        self._binds = {
+            name: processor
+            for bind, name in compiled.bind_names.items()
+            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+        self._columns: list[Any] = list(getattr(statement, "selected_columns", None) or ())
+        self._dialect = dialect
+        self._results: list[Any] | None = None  # the columns' processors, known at the first rows
+        names = [getattr(column, "key", None) or f"_{i}" for i, column in enumerate(self._columns)]
+        row_type: Any = namedtuple("Row", names, rename=True) if names else None  # noqa: PYI024
+        self._row: Callable[[Any], Any] = row_type._make if row_type is not None else tuple
+
+    def bind(self, params: Mapping[str, Any]) -> Any:
+        values = self._compiled.construct_params(params)
+        for name, processor in self._binds.items():
+            values[name] = processor(values[name])
+        return values if self._order is None else [values[name] for name in self._order]
+
+    def rows(self, raw: Sequence[Any], description: Sequence[Any]) -> list[Any]:
+        """The rows as named tuples (``row.column`` or ``row[i]``), values as their types read them."""
+        if self._results is None:  # a driver's processors may depend on the type it reports
+            dialect = self._dialect
+            self._results = [
+                column.type.dialect_impl(dialect).result_processor(dialect, found[1])
+                for column, found in zip(self._columns, description)
+            ]
+        make, processors = self._row, self._results
+        if not any(processors):
+            return [make(row) for row in raw]
+        return [
+            make([value if process is None else process(value) for process, value in zip(processors, row)])
+            for row in raw
+        ]
+
+
+class Prepared:
+    """A Core statement compiled once per dialect and run on the driver's own cursor.
+
+    For the call path's statements (a key check, a session's turn): SQLAlchemy's
+    ``Connection.execute`` spends more Python per statement (cache key, compiled-cache
+    lookup, execution context, result object) than SQLite spends running it. Values are
+    bound and rows read with the column types' own processors, so what is stored and read
+    is exactly what ``execute`` would store and read. An INSERT names its ``columns`` and
+    is given every one of them (column defaults computed in Python are not applied).
+    """
+
+    def __init__(self, statement: ClauseElement, *, columns: Sequence[str] | None = None) -> None:
+        self.statement = statement
+        self._columns = tuple(columns) if columns else None
+        self._by_dialect: dict[str, _Compiled] = {}
+
+    def _for(self, dialect: Dialect) -> _Compiled:
+        compiled = self._by_dialect.get(dialect.name)
+        if compiled is None:
+            compiled = self._by_dialect[dialect.name] = _Compiled(self.statement, dialect, self._columns)
+        return compiled
+
+    def all(self, conn: Connection, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """The rows of the statement run with ``params``."""
+        compiled = self._for(conn.dialect)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(compiled.sql, compiled.bind(params or {}))
+            return compiled.rows(cursor.fetchall(), cursor.description) if cursor.description else []
+        finally:
+            cursor.close()
+
+    def first(self, conn: Connection, params: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
+        rows = self.all(conn, params)
+        return rows[0] if rows else None
+
+    def scalar(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Any:
+        row = self.first(conn, params)
+        return row[0] if row else None
+
+    def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """The statement once per row of values (an INSERT of several rows)."""
+        compiled = self._for(conn.dialect)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany(compiled.sql, [compiled.bind(row) for row in rows])
+        finally:
+            cursor.close()
+
+
 class Database:
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = DEFAULT_POOL_SIZE) -> None:
         self.url = url
@@ -145,32 +269,89 @@ class Database:
         self._sync_engine: Any = None
         self._threads: ThreadPoolExecutor | None = None
         self._echo = echo
+        # ``quick`` work on SQLite: one connection per event-loop thread (see ``_on_loop``).
+        self._loop_engine: Any = None
+        self._loop_local = threading.local()
+        self._loop_connections: list[Connection] = []
+        self._quick_writes = 0
 
-    async def read(self, work: Callable[[Connection], T]) -> T:
+    async def read(self, work: Callable[[Connection], T], *, quick: bool = False) -> T:
         """One round trip for the call path: ``work`` runs Core statements on a sync
         ``Connection`` (no transaction kept open, nothing written).
 
         aiosqlite hands every cursor, execute, fetch and close to its thread and back, five
         hops for one SELECT; here all of ``work`` runs in one hop to a thread with a plain
-        sqlite3 connection. On PostgreSQL it runs on the async driver in autocommit, so a
-        SELECT is one message to the server (no BEGIN/ROLLBACK), and psycopg prepares
-        statements it has seen a few times.
+        sqlite3 connection. ``quick``: ``work`` is a few lookups by key, run on the event
+        loop itself, no hop at all — in WAL mode a reader never waits for a writer, and the
+        rare lock it could meet sends it to a thread instead. On PostgreSQL it runs on the
+        async driver in autocommit, so a SELECT is one message to the server (no
+        BEGIN/ROLLBACK), and psycopg prepares statements it has seen a few times.
         """
         if self.is_sqlite:
+            if quick:
+                done, result = self._on_loop(work, write=False)
+                if done:
+                    return result  # type: ignore[return-value]
             return await self._in_thread(work, write=False)
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             return await conn.run_sync(work)
 
-    async def write(self, work: Callable[[Connection], T]) -> T:
+    async def write(self, work: Callable[[Connection], T], *, quick: bool = False) -> T:
         """Like ``read``, in one transaction committed at the end (rolled back on error);
-        on SQLite queued behind the other writers of this process."""
+        on SQLite queued behind the other writers of this process. ``quick``: a few rows
+        by key, written on the event loop when SQLite's write lock is free at once
+        (``BEGIN IMMEDIATE`` without waiting; held by another process, the work goes to a
+        thread that waits for it as every writer does, up to the busy timeout)."""
         if not self.is_sqlite:
             async with self.engine.begin() as conn:
                 return await conn.run_sync(work)
         assert self._write_lock is not None
         async with self._write_lock:
+            if quick:
+                self._quick_writes += 1
+                if self._quick_writes % CHECKPOINT_EVERY:
+                    done, result = self._on_loop(work, write=True)
+                    if done:
+                        return result  # type: ignore[return-value]
             return await self._in_thread(work, write=True)
+
+    def _on_loop(self, work: Callable[[Connection], T], *, write: bool) -> tuple[bool, T | None]:
+        """(True, what ``work`` returned) on this thread's own connection, or (False, None)
+        when SQLite was busy (a writer of another process; rolled back, nothing done)."""
+        conn = self._loop_connection()
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        try:
+            if write:
+                raw.execute("BEGIN IMMEDIATE")
+            result = work(conn)
+            if write:
+                raw.commit()
+        except BaseException as error:
+            raw.rollback()
+            if conn.in_transaction():
+                conn.rollback()
+            if _is_busy(error):
+                return False, None
+            raise
+        if conn.in_transaction():  # Core statements ran through ``conn`` itself
+            conn.rollback()  # nothing left open: a write was committed above
+        return True, result
+
+    def _loop_connection(self) -> Connection:
+        conn: Connection | None = getattr(self._loop_local, "conn", None)
+        if conn is None:
+            if self._loop_engine is None:
+                self._loop_engine = create_engine(
+                    sync_url(self.url), echo=self._echo, poolclass=SingletonThreadPool,
+                    connect_args={"check_same_thread": False},
+                )
+                event.listen(self._loop_engine, "connect", _sqlite_pragmas)
+                event.listen(self._loop_engine, "connect", _on_loop_pragmas)
+            conn = self._loop_local.conn = self._loop_engine.connect()
+            self._loop_connections.append(conn)
+        return conn
 
     async def _in_thread(self, work: Callable[[Connection], T], *, write: bool) -> T:
         if self._threads is None:
@@ -218,6 +399,13 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        for conn in self._loop_connections:
+            conn.close()
+        self._loop_connections.clear()
+        self._loop_local = threading.local()
+        if self._loop_engine is not None:
+            self._loop_engine.dispose()
+            self._loop_engine = None
         if self._threads is not None:
             self._threads.shutdown(wait=True)
             self._sync_engine.dispose()

@@ -10,6 +10,7 @@ from sqlalchemy import BigInteger, Connection, Date, Integer, SmallInteger, Stri
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
+from openbailian.storage.db import Prepared
 from openbailian.storage.models import Base
 
 __all__ = ["SLOTS", "UsageDay", "count_call", "utc_today"]
@@ -54,7 +55,11 @@ def _add_to_day(dialect_insert: Any) -> Any:
     )
 
 
-_ADD_TO_DAY = {"sqlite": _add_to_day(sqlite.insert), "postgresql": _add_to_day(postgresql.insert)}
+_DAY_COLUMNS = ["workspace_id", "app_id", "day", "slot", "calls", "errors", "input_tokens", "output_tokens"]
+_ADD_TO_DAY = {
+    "sqlite": Prepared(_add_to_day(sqlite.insert), columns=_DAY_COLUMNS),
+    "postgresql": Prepared(_add_to_day(postgresql.insert), columns=_DAY_COLUMNS),
+}
 
 
 def count_call(
@@ -63,11 +68,11 @@ def count_call(
 ) -> None:
     """Add one finished call to its UTC day's counters, in ``conn``'s transaction (one
     atomic upsert, so calls finishing together in any number of processes never lose a count)."""
-    conn.execute(_ADD_TO_DAY[conn.dialect.name], {
+    _ADD_TO_DAY[conn.dialect.name].run_many(conn, [{
         "workspace_id": workspace_id, "app_id": app_id, "day": day or utc_today(), "slot": _slot(conn),
         "calls": calls, "errors": 0 if ok else 1,
         "input_tokens": max(0, input_tokens), "output_tokens": max(0, output_tokens),
-    })
+    }])
 
 
 def _slot(conn: Connection) -> int:
