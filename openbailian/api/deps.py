@@ -16,7 +16,7 @@ from openbailian.runtime import Runtime
 from openbailian.services.keys import check_key
 from openbailian.services.limits import AuthFailureLimiter
 
-__all__ = ["Caller", "CurrentCaller", "KeyCaller", "MeteredCaller", "AdminCaller", "RuntimeDep"]
+__all__ = ["Caller", "CurrentCaller", "KeyCaller", "AdminCaller", "RuntimeDep", "get_runtime", "metered_caller"]
 
 
 @dataclass(frozen=True)
@@ -109,16 +109,14 @@ async def get_key_caller(request: Request, runtime: RuntimeDep) -> Caller:
 KeyCaller = Annotated[Caller, Depends(get_key_caller)]
 
 
-@checks_address
-async def get_metered_caller(app_id: str, request: Request, runtime: RuntimeDep) -> Caller:
-    """The caller of a model call of app ``app_id`` (a path parameter), counted against the
-    per-key rate limit; the app's row is read with the key, in one query."""
+async def metered_caller(request: Request, runtime: Runtime, app_id: str) -> Caller:
+    """The caller of a model call of app ``app_id``, counted against the per-key rate limit;
+    the app's row is read with the key, in one query. Called by the route itself, not as a
+    dependency: on the completion call FastAPI's solving of nested dependencies cost more
+    than the key check it wraps. The route is marked :func:`checks_address`."""
     caller = await _authenticate(request, runtime, app_id)
     await request.app.state.rate_limiter.check(caller.key_id)
     return caller
-
-
-MeteredCaller = Annotated[Caller, Depends(get_metered_caller)]
 
 
 def require_admin(request: Request) -> None:

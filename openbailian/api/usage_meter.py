@@ -77,7 +77,7 @@ class _Meter:
         return cls(db, caller.workspace_id, app_id)
 
     async def finish(self, *, ok: bool, input_tokens: int = 0, output_tokens: int = 0) -> None:
-        if self._done or self.slip.counted:
+        if not self.pending:
             return
         self._done = True
         outcome = CallOutcome(self._workspace_id, self._app_id, ok, input_tokens, output_tokens)
@@ -87,9 +87,15 @@ class _Meter:
         except Exception:  # a lost count must not fail the call it counts
             logger.exception("could not count a call of app %s", self._app_id)
 
+    @property
+    def pending(self) -> bool:
+        """Not counted yet, by this meter or by the turn's write."""
+        return not (self._done or self.slip.counted)
+
     async def finish_with(self, body: bytes) -> None:
         """A JSON answer: a call with the tokens of its ``usage``."""
-        await self.finish(ok=True, **_tokens(_json(body)))
+        if self.pending:  # (the body is read only when the turn's write did not count it)
+            await self.finish(ok=True, **_tokens(_json(body)))
 
     async def watch(self, blocks: AsyncIterable[Any]) -> AsyncIterator[Any]:
         try:
@@ -101,6 +107,8 @@ class _Meter:
             await self.finish(ok=True)  # the client left before the end: a call, no tokens known
 
     async def _see(self, block: bytes) -> None:
+        if not self.pending:
+            return
         if b"\nevent:error\n" in block:
             await self.finish(ok=False)
         elif b'"usage":' in block:  # only the last result block carries usage

@@ -18,8 +18,9 @@ from openbailian.api.completion.render import (
     StreamRenderer,
     collect_response,
 )
-from openbailian.api.deps import MeteredCaller, RuntimeDep
+from openbailian.api.deps import Caller, get_runtime, metered_caller
 from openbailian.api.errors import error_status_and_code, request_id_of
+from openbailian.api.ratelimit import checks_address
 from openbailian.api.sse import EventStreamResponse
 from openbailian.api.usage_meter import counts_usage
 from openbailian.engine.call import AppStamp, Call, SessionAhead, UsageSlip
@@ -27,6 +28,7 @@ from openbailian.engine.events import Event
 from openbailian.engine.run import PreparedRun
 from openbailian.errors import InvalidParameter, RequestTooLarge
 from openbailian.inputs import DEFAULT_MAX_JSON_DEPTH, parse_json
+from openbailian.runtime import Runtime
 
 __all__ = ["router", "read_json_body"]
 
@@ -151,10 +153,15 @@ def wants_stream(request: Request) -> bool:
 
 
 @router.post("/api/v1/apps/{app_id}/completion")
+@checks_address  # in the key's query (metered_caller)
+async def completion(app_id: str, request: Request) -> Response:
+    runtime = get_runtime(request)
+    caller = await metered_caller(request, runtime, app_id)
+    return await _complete(app_id=app_id, request=request, caller=caller, runtime=runtime)
+
+
 @counts_usage
-async def completion(
-    app_id: str, request: Request, caller: MeteredCaller, runtime: RuntimeDep
-) -> Response:
+async def _complete(app_id: str, request: Request, caller: Caller, runtime: Runtime) -> Response:
     request_id = request_id_of(request)
     body = parse_completion(await read_json_body(request, runtime.settings.max_body_bytes, runtime.settings.max_json_depth))
     run = await runtime.engine.prepare(
