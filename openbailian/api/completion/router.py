@@ -157,7 +157,8 @@ def wants_stream(request: Request) -> bool:
 async def completion(app_id: str, request: Request) -> Response:
     runtime = get_runtime(request)
     caller = await metered_caller(request, runtime, app_id)
-    return await _complete(app_id=app_id, request=request, caller=caller, runtime=runtime)
+    response: Response = await _complete(app_id=app_id, request=request, caller=caller, runtime=runtime)
+    return response
 
 
 @counts_usage
