@@ -22,15 +22,23 @@ transaction at a time (an advisory lock), so concurrent ingestion cannot deadloc
 
 Keyword ranking is BM25 as in process (``bm25.BM25Index``: k1 1.2, b 0.75, the same idf)
 with the base's statistics; within a filter the idf stays the base's (in process it is
-the filtered rows'). It is exact and scores few rows (MaxScore): the chunks holding the
-rarest query terms are scored first; the k-th score found then bounds what the commonest
-terms could add, a chunk holding only terms whose bounds sum below it cannot reach the top
-k, and so those terms find no candidates of their own; the next rarest term still needed
-is scored in a pass of its own (at most four passes, the last takes the rest), and the
-bound is drawn again. Only the query's lexemes of a candidate are read (``setweight`` +
-``ts_filter``). A pass scores at most 10,000 chunks: a term needed though held by more (a
-query of stop words only) finds only the first 10,000 the index gives, no longer exactly
-the best.
+the filtered rows'). It is exact and scores few rows, by impact classes (``0023``): each
+row's generated ``cells`` tsvector holds one lexeme per term, 'base term tf-class
+length-class', under a GIN index, and ``knowledge_term_cells`` counts a base's chunks per
+(term, tf class, length class). A term's BM25 weight grows with tf and shrinks with the
+length, so a cell bounds the weight of every chunk in it whatever the base's average
+length (``cell_bound``). A search reads the totals and its terms' cells (one trip), scores
+the chunks of the cells of the largest bounds first (about ``_FIRST_PASS_POSTINGS``; the
+rare terms' and the common terms' highest-tf cells), and takes the k-th score found as the
+threshold; the second pass scores every chunk whose cells' bounds can still add up to it,
+found by one tsquery that the GIN index answers (WAND pushed into the index: a chunk in a
+common term's cell must hold enough of the other terms too; ``threshold_query``). Any chunk
+left out cannot reach the top k. Exact scores are computed in SQL from the chunk's tsvector
+(only the query's lexemes: ``setweight`` + ``ts_filter``). When a threshold query would be
+too large, the terms of the smallest bounds are left out of it with their largest bounds
+taken off the threshold; when even that fails, passes of the cells that lower the bound of
+unseen chunks most per chunk follow (at most ``_MAX_PASSES``), and only a query still not
+done after them is no longer exact.
 """
 
 from __future__ import annotations
@@ -66,6 +74,7 @@ __all__ = [
     "ensure_dim_index",
     "rebuild",
     "upgrade",
+    "add_cells",
     "reindex",
     "tsvector_literal",
     "tsquery_literal",
@@ -73,7 +82,12 @@ __all__ = [
     "dense_sql",
     "keyword_sql",
     "keyword_terms",
-    "essential_terms",
+    "Cell",
+    "CellPlan",
+    "cell_bound",
+    "term_weight",
+    "cells_query",
+    "threshold_query",
     "filters",
     "TABLES",
 ]
@@ -83,17 +97,17 @@ logger = logging.getLogger("openbailian.knowledge")
 _LOCK_PREFIX = "openbailian-search:"
 _MAX_LEXEME_BYTES = 2046
 _MAX_POSITIONS = 256  # PostgreSQL keeps at most 256 positions per lexeme: tf counts up to there
-# The first keyword pass scores the chunks of the rarest terms up to this many postings
-# (at least one term's): enough for a k-th score that usually rules the common terms out.
+# The first keyword pass scores the chunks of the cells of the largest bounds up to this
+# many postings (at least k): enough for a k-th score that rules most chunks out.
 _FIRST_PASS_POSTINGS = 2000
-# Chunks scored per pass at most: a term held by more (a stop word) finds only this many
-# of its chunks, as BM25 engines cap common terms; the ranking is then no longer exact.
-_MAX_CANDIDATES = 10_000
-_MAX_PASSES = 4  # round trips of a keyword search at most (after the statistics)
+# Chunks a pass after the first adds cells for, at most (a cell whose bound must fall is
+# taken whole, so a pass may score more); after _MAX_PASSES the best found are returned.
+_MAX_CANDIDATES = 20_000
+_MAX_PASSES = 6  # round trips of a keyword search at most (after the statistics)
 K1, B = BM25Index().k1, BM25Index().b
 
 # PostgreSQL-only tables, outside the SQLAlchemy models (their types need the extension).
-TABLES = frozenset({"knowledge_chunk_search", "knowledge_term_stats", "knowledge_search_stats"})
+TABLES = frozenset({"knowledge_chunk_search", "knowledge_term_stats", "knowledge_term_cells", "knowledge_search_stats"})
 
 # Statistics of the rows a statement added (+1) or removed (-1), per base; in base order
 # (and each base under its advisory lock) so two transactions never wait on each other.
@@ -108,6 +122,19 @@ BEGIN
         SELECT c.base_id, e.lexeme, sign * count(*) FROM changed c, unnest(c.tsv) e
         GROUP BY 1, 2 ORDER BY 1, 2
         ON CONFLICT (base_id, term) DO UPDATE SET df = t.df + EXCLUDED.df;
+    IF to_regclass('knowledge_term_cells') IS NOT NULL THEN  -- 0023
+        INSERT INTO knowledge_term_cells AS t (base_id, term, tf_class, length_class, df)
+            SELECT c.base_id, e.lexeme, openbailian_tf_class(cardinality(e.positions)),
+                openbailian_length_class(c.length), sign * count(*)
+            FROM changed c, unnest(c.tsv) e WHERE octet_length(e.lexeme) <= 2000
+            GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+            ON CONFLICT (base_id, term, tf_class, length_class) DO UPDATE SET df = t.df + EXCLUDED.df;
+        IF sign < 0 THEN
+            DELETE FROM knowledge_term_cells t
+                USING (SELECT DISTINCT c.base_id, e.lexeme FROM changed c, unnest(c.tsv) e) gone
+                WHERE t.base_id = gone.base_id AND t.term = gone.lexeme AND t.df <= 0;
+        END IF;
+    END IF;
     INSERT INTO knowledge_search_stats AS s (base_id, chunks, total_length)
         SELECT base_id, sign * count(*), sign * coalesce(sum(length), 0) FROM changed
         GROUP BY 1 ORDER BY 1
@@ -133,6 +160,26 @@ BEGIN
     RETURN NULL;
 END $$"""
 
+# A chunk's cell of a term: its tf class (tf itself up to 16, then four classes per
+# doubling) and its length class (four per doubling of the length). BM25's term weight
+# grows with tf and shrinks with the length, so the largest weight a cell can hold is
+# known from the two classes alone, whatever the base's average length (``cell_bound``).
+_CLASS_FUNCTIONS = [
+    """CREATE OR REPLACE FUNCTION openbailian_tf_class(tf integer) RETURNS smallint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+    $$ SELECT (CASE WHEN coalesce(tf, 1) <= 16 THEN coalesce(tf, 1) ELSE 16 + floor(4 * ln(tf / 16.0) / ln(2)) END)::smallint $$""",
+    """CREATE OR REPLACE FUNCTION openbailian_length_class(length integer) RETURNS smallint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+    $$ SELECT (CASE WHEN length <= 1 THEN 0 ELSE floor(4 * ln(length::float8) / ln(2)) END)::smallint $$""",
+    # One lexeme per (term, chunk): 'base term tf-class length-class' (terms hold no spaces),
+    # so the GIN index over them finds a base's chunks of a term by cell, or all ('base term ':*).
+    """CREATE OR REPLACE FUNCTION openbailian_search_cells(base_id text, tsv tsvector, length integer) RETURNS tsvector
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+    $$ SELECT coalesce(array_to_tsvector(array_agg(base_id || ' ' || e.lexeme || ' ' ||
+        openbailian_tf_class(cardinality(e.positions)) || ' ' || openbailian_length_class(length))), ''::tsvector)
+    FROM unnest(tsv) e WHERE octet_length(e.lexeme) <= 2000 $$""",
+]
+
 SCHEMA = [
     "CREATE EXTENSION IF NOT EXISTS vector",
     """CREATE TABLE IF NOT EXISTS knowledge_chunk_search (
@@ -150,12 +197,31 @@ SCHEMA = [
     "DROP TABLE IF EXISTS knowledge_search_sync",
     "CREATE INDEX IF NOT EXISTS knowledge_chunk_search_doc ON knowledge_chunk_search (base_id, document_id)",
     "CREATE INDEX IF NOT EXISTS knowledge_chunk_search_tsv ON knowledge_chunk_search USING gin (tsv)",
+    *_CLASS_FUNCTIONS,
+    # 0023: the cells of every row, computed by the server from its terms (whoever writes it).
+    "ALTER TABLE knowledge_chunk_search ADD COLUMN IF NOT EXISTS cells tsvector "
+    "GENERATED ALWAYS AS (openbailian_search_cells(base_id, tsv, length)) STORED",
+    "CREATE INDEX IF NOT EXISTS knowledge_chunk_search_cells ON knowledge_chunk_search USING gin (cells)",
     """CREATE TABLE IF NOT EXISTS knowledge_term_stats (
         base_id varchar(32) NOT NULL,
         term text NOT NULL,
         df integer NOT NULL,
         PRIMARY KEY (base_id, term)
     )""",
+    """CREATE TABLE IF NOT EXISTS knowledge_term_cells (
+        base_id varchar(32) NOT NULL,
+        term text NOT NULL,
+        tf_class smallint NOT NULL,
+        length_class smallint NOT NULL,
+        df integer NOT NULL,
+        PRIMARY KEY (base_id, term, tf_class, length_class)
+    )""",
+    # Whoever empties the term statistics empties their cells too (bench/search.py's loader does).
+    """CREATE OR REPLACE FUNCTION openbailian_search_uncount() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN TRUNCATE knowledge_term_cells; RETURN NULL; END $$""",
+    "DROP TRIGGER IF EXISTS knowledge_term_stats_emptied ON knowledge_term_stats",
+    "CREATE TRIGGER knowledge_term_stats_emptied AFTER TRUNCATE ON knowledge_term_stats "
+    "FOR EACH STATEMENT EXECUTE FUNCTION openbailian_search_uncount()",
     """CREATE TABLE IF NOT EXISTS knowledge_search_stats (
         base_id varchar(32) PRIMARY KEY,
         chunks bigint NOT NULL,
@@ -179,6 +245,9 @@ _RECOUNT = [
     "TRUNCATE knowledge_term_stats, knowledge_search_stats",
     "INSERT INTO knowledge_term_stats (base_id, term, df) "
     "SELECT s.base_id, e.lexeme, count(*) FROM knowledge_chunk_search s, unnest(s.tsv) e GROUP BY 1, 2",
+    "INSERT INTO knowledge_term_cells (base_id, term, tf_class, length_class, df) "
+    "SELECT s.base_id, e.lexeme, openbailian_tf_class(cardinality(e.positions)), openbailian_length_class(s.length), count(*) "
+    "FROM knowledge_chunk_search s, unnest(s.tsv) e WHERE octet_length(e.lexeme) <= 2000 GROUP BY 1, 2, 3, 4",
     "INSERT INTO knowledge_search_stats (base_id, chunks, total_length) "
     "SELECT base_id, count(*), coalesce(sum(length), 0) FROM knowledge_chunk_search GROUP BY 1",
 ]
@@ -420,6 +489,15 @@ def upgrade(connection: Connection) -> dict[str, int]:
     return added
 
 
+def add_cells(connection: Connection) -> None:
+    """Migration ``0023`` on a ``0017`` schema: the cells column (computed in place for the
+    existing rows), its GIN index, the cells' table and trigger, and their counts."""
+    ensure_schema(connection)
+    for statement in _RECOUNT:
+        connection.execute(text(statement))
+    connection.execute(text("ANALYZE knowledge_chunk_search"))
+
+
 async def reindex(db: Database, dim: int) -> dict[str, int]:
     """Rebuild the PostgreSQL search rows of every base (``openbailian search reindex``): creates
     the extension and tables when missing, so a database migrated before pgvector was installed
@@ -463,39 +541,205 @@ class SearchRows:
 
 
 @dataclass(frozen=True, slots=True)
+class Cell:
+    """A base's chunks holding a term with the same tf class and length class: how many,
+    and the most BM25 weight the term can give one of them (``cell_bound``)."""
+
+    term: str
+    tf_class: int
+    length_class: int
+    df: int
+    bound: float
+
+
+@dataclass(frozen=True, slots=True)
 class KeywordTerm:
-    """A query term present in the base: its document frequency and BM25 idf."""
+    """A query term present in the base: its document frequency, BM25 idf and cells (the
+    largest bound first)."""
 
     term: str
     df: int
     idf: float
-
-    @property
-    def bound(self) -> float:
-        """The most it can add to a chunk's score (tf saturates at k1 + 1)."""
-        return self.idf * (K1 + 1)
+    cells: tuple[Cell, ...] = ()
 
 
-def keyword_terms(dfs: dict[str, int], chunks: int) -> list[KeywordTerm]:
-    """The query's terms found in the base, rarest first, with BM25Index's idf."""
-    present = sorted(((t, df) for t, df in dfs.items() if df > 0), key=lambda pair: (pair[1], pair[0]))
-    return [KeywordTerm(t, df, math.log(1 + (chunks - df + 0.5) / (df + 0.5))) for t, df in present]
+def _largest_tf(tf_class: int) -> float:
+    """The largest tf of a class (``openbailian_tf_class``: tf up to 16, then 4 per doubling)."""
+    return float(tf_class) if tf_class <= 16 else 16.0 * math.pow(2.0, (tf_class - 15) / 4)
 
 
-def essential_terms(terms: list[KeywordTerm], threshold: float) -> list[KeywordTerm]:
-    """MaxScore: the terms (rarest first) a chunk must hold one of to score above
-    ``threshold``, a k-th best score already found; the commonest terms whose bounds sum
-    below it cannot get a chunk there by themselves."""
-    kept, bound = list(terms), 0.0
-    while kept and bound + kept[-1].bound < threshold:
-        bound += kept.pop().bound
-    return kept
+def _shortest_length(length_class: int) -> float:
+    """The shortest length of a class (``openbailian_length_class``: 4 per doubling), a hair
+    under it so that the server's rounding at a power of two can only loosen the bound."""
+    return max(1.0, math.pow(2.0, length_class / 4) * (1 - 1e-9))
 
 
-# The base's totals and the document frequency of each query term it holds, in one trip.
+def term_weight(idf: float, tf: float, length: float, avgdl: float) -> float:
+    """BM25's weight of one term in a chunk (as ``BM25Index``)."""
+    return float(idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avgdl)))
+
+
+def cell_bound(idf: float, tf_class: int, length_class: int, avgdl: float) -> float:
+    """The most weight a chunk of this cell gets: the weight grows with tf and shrinks with
+    the length, so the class's largest tf at its shortest length."""
+    return term_weight(idf, _largest_tf(tf_class), _shortest_length(length_class), avgdl)
+
+
+def keyword_terms(cells: Iterable[tuple[str, int, int, int]], chunks: int, avgdl: float) -> list[KeywordTerm]:
+    """The query's terms found in the base from their cells (term, tf class, length class,
+    chunks), rarest first, with BM25Index's idf and the cells' bounds."""
+    by_term: dict[str, list[tuple[int, int, int]]] = {}
+    for term, tf_class, length_class, df in cells:
+        if df > 0:
+            by_term.setdefault(term, []).append((tf_class, length_class, df))
+    found = []
+    for term, rows in by_term.items():
+        df = sum(row[2] for row in rows)
+        idf = math.log(1 + (chunks - df + 0.5) / (df + 0.5))
+        ranked = sorted(
+            (Cell(term, c, length, n, cell_bound(idf, c, length, avgdl)) for c, length, n in rows),
+            key=lambda cell: (-cell.bound, cell.df, cell.tf_class, cell.length_class),
+        )
+        found.append(KeywordTerm(term, df, idf, tuple(ranked)))
+    return sorted(found, key=lambda t: (t.df, t.term))
+
+
+class CellPlan:
+    """Which cells of the query's terms have been scored (a prefix of each term's, largest
+    bound first), and so how much a chunk not scored yet can score at most."""
+
+    def __init__(self, terms: list[KeywordTerm]) -> None:
+        self.terms = terms
+        self.taken = [0] * len(terms)
+
+    def unseen_bound(self) -> float:
+        """The most a chunk holding none of the scored cells can score."""
+        return sum(t.cells[i].bound for t, i in zip(self.terms, self.taken, strict=True) if i < len(t.cells))
+
+    def first(self, postings: int, k: int) -> list[Cell]:
+        """The cells of the largest bounds until they hold ``postings`` chunks (more when
+        that is fewer than ``k``, which would leave no k-th score to prune by)."""
+        ranked = sorted(
+            ((cell.bound, n, j) for n, t in enumerate(self.terms) for j, cell in enumerate(t.cells)),
+            key=lambda entry: -entry[0],
+        )
+        held = 0
+        for _, n, j in ranked:
+            if held >= k and held + self.terms[n].cells[j].df > postings:
+                break
+            held += self.terms[n].cells[j].df
+            self.taken[n] = max(self.taken[n], j + 1)  # bounds fall within a term: a prefix
+        return self._newly_taken([0] * len(self.terms))
+
+    def more(self, threshold: float, postings: int) -> list[Cell]:
+        """Cells until a chunk holding none of them cannot beat ``threshold`` (a k-th best
+        score found), or until they hold ``postings`` chunks: each time the next cell of the
+        term whose bound it lowers most per chunk it holds (MaxScore over the cells)."""
+        before = list(self.taken)
+        held = 0
+        while self.unseen_bound() >= threshold and held < postings:
+            best, gain = -1, -1.0
+            for n, (t, i) in enumerate(zip(self.terms, self.taken, strict=True)):
+                if i < len(t.cells):
+                    after = t.cells[i + 1].bound if i + 1 < len(t.cells) else 0.0
+                    if (ratio := (t.cells[i].bound - after) / max(t.cells[i].df, 1)) > gain:
+                        best, gain = n, ratio
+            if best < 0:
+                break
+            held += self.terms[best].cells[self.taken[best]].df
+            self.taken[best] += 1
+        return self._newly_taken(before)
+
+    def _newly_taken(self, before: list[int]) -> list[Cell]:
+        return [cell for t, b, i in zip(self.terms, before, self.taken, strict=True) for cell in t.cells[b:i]]
+
+    def taken_before(self, cells: list[Cell]) -> list[Cell]:
+        """The cells scored before these (taken last)."""
+        new = {(c.term, c.tf_class, c.length_class) for c in cells}
+        return [
+            cell for t, i in zip(self.terms, self.taken, strict=True) for cell in t.cells[:i]
+            if (cell.term, cell.tf_class, cell.length_class) not in new
+        ]
+
+
+def cells_query(base_id: str, cells: Sequence[Cell], terms: Sequence[KeywordTerm]) -> str:
+    """A tsquery of the chunks holding any of these cells (``openbailian_search_cells``'
+    lexemes); a term whose every cell is among them by its prefix, one key for them all."""
+    chosen: dict[str, list[Cell]] = {}
+    for cell in cells:
+        chosen.setdefault(cell.term, []).append(cell)
+    whole = {t.term for t in terms if len(chosen.get(t.term, ())) == len(t.cells)}
+    keys = [f"'{_quote(f'{base_id} {term} ')}':*" for term in sorted(whole)]
+    keys += [
+        f"'{_quote(f'{base_id} {c.term} {c.tf_class} {c.length_class}')}'"
+        for term, group in sorted(chosen.items()) if term not in whole for c in group
+    ]
+    return " | ".join(keys)
+
+
+_MAX_QUERY_KEYS = 300  # cells named in a threshold query at most: PostgreSQL tests it on every candidate
+
+
+def threshold_query(base_id: str, terms: Sequence[KeywordTerm], threshold: float) -> str | None:
+    """A tsquery of the chunks whose cells' bounds add up to ``threshold`` or more (WAND
+    pushed into the GIN index: a chunk holding a common term's cell must hold enough of the
+    other terms too). When that names more than ``_MAX_QUERY_KEYS`` cells the terms of the
+    smallest bounds are left out of it, their largest bounds taken off the threshold (more
+    candidates, never fewer than needed); None when even that cannot be small."""
+    ordered = sorted(terms, key=lambda t: -t.cells[0].bound)
+    for used in range(len(ordered), 0, -1):
+        left_out = sum(t.cells[0].bound for t in ordered[used:])
+        if threshold - left_out <= threshold * 1e-9:
+            return None  # the terms left out alone could reach it
+        try:
+            found = _threshold_query(base_id, ordered[:used], threshold - left_out)
+        except OverflowError:
+            continue
+        return found if isinstance(found, str) else None
+    return None
+
+
+def _threshold_query(base_id: str, ordered: Sequence[KeywordTerm], threshold: float) -> str | bool:
+    rest = [sum(t.cells[0].bound for t in ordered[i:]) for i in range(len(ordered) + 1)]
+    slack = threshold * 1e-9  # float sums in another order: never drop a chunk at the threshold
+    keys = calls = 0
+
+    def needed(i: int, need: float) -> str | bool:
+        nonlocal keys, calls
+        calls += 1
+        if calls > 10 * _MAX_QUERY_KEYS:
+            raise OverflowError
+        if need <= slack:
+            return True
+        if i == len(ordered) or rest[i] < need - slack:
+            return False
+        groups: dict[str | bool, list[Cell]] = {}
+        for cell in ordered[i].cells:
+            sub = needed(i + 1, need - cell.bound)
+            if sub is False:
+                break  # the cells' bounds only fall from here
+            groups.setdefault(sub, []).append(cell)
+        parts = []
+        for sub, cells in groups.items():
+            keys += len(cells)
+            if keys > _MAX_QUERY_KEYS:
+                raise OverflowError
+            held = " | ".join(f"'{_quote(f'{base_id} {c.term} {c.tf_class} {c.length_class}')}'" for c in cells)
+            parts.append(f"({held})" if sub is True else f"({held}) & ({sub})")
+        without = needed(i + 1, need)
+        if without is True:
+            return True
+        if without is not False:
+            parts.append(f"({without})")
+        return " | ".join(parts) if parts else False
+
+    return needed(0, threshold)
+
+
+# The base's totals and the cells of each query term it holds, in one trip.
 _STATISTICS = text(
-    "SELECT b.chunks, b.total_length, t.term, t.df FROM knowledge_search_stats b "
-    "LEFT JOIN knowledge_term_stats t ON t.base_id = b.base_id AND t.term = ANY(:terms) AND t.df > 0 "
+    "SELECT b.chunks, b.total_length, t.term, t.tf_class, t.length_class, t.df FROM knowledge_search_stats b "
+    "LEFT JOIN knowledge_term_cells t ON t.base_id = b.base_id AND t.term = ANY(:terms) AND t.df > 0 "
     "WHERE b.base_id = :base_id"
 )
 
@@ -552,35 +796,56 @@ class PgSearch:
         wanted = sorted(set(_lexemes(query_terms)))
         if not wanted:
             return []
-        found = (await connection.execute(_STATISTICS, {"base_id": params["base_id"], "terms": wanted})).all()
+        base_id = params["base_id"]
+        found = (await connection.execute(_STATISTICS, {"base_id": base_id, "terms": wanted})).all()
         chunks, total_length = (int(found[0].chunks), int(found[0].total_length)) if found else (0, 0)
-        terms = keyword_terms({str(r.term): int(r.df) for r in found if r.term is not None}, chunks)
-        if chunks <= 0 or not terms:
+        if chunks <= 0:
+            return []
+        avgdl = (total_length / chunks) or 1.0
+        terms = keyword_terms(
+            ((str(r.term), int(r.tf_class), int(r.length_class), int(r.df)) for r in found if r.term is not None),
+            chunks, avgdl,
+        )
+        if not terms:
             return []
         scoring = {
             **params, "k": k, "terms": [t.term for t in terms], "idfs": [t.idf for t in terms],
-            "k1": K1, "b": B, "avgdl": (total_length / chunks) or 1.0,
+            "k1": K1, "b": B, "avgdl": avgdl,
         }
-        first = _first_pass(terms, k)
-        hits = dict(await self._score(connection, where, scoring, first))
-        done = len(first)  # terms whose chunks are all scored: always the rarest ones
-        for passes in range(1, len(terms)):
-            needed = essential_terms(terms, _kth_score(hits, k))
-            if len(needed) <= done:
-                break
-            # One more term per pass, its bound recomputed after; the rest together in the last.
-            upto = done + 1 if passes < _MAX_PASSES - 1 else len(needed)
-            hits.update(await self._score(connection, where, scoring, needed[done:upto]))
-            done = upto
+        plan = CellPlan(terms)
+        cells = plan.first(_FIRST_PASS_POSTINGS, min(k, _FIRST_PASS_POSTINGS))
+        hits: dict[int, float] = {}
+        hits.update(await self._score(connection, where, scoring, base_id, plan, cells))
+        threshold = _kth_score(hits, k)
+        if not (plan.unseen_bound() == 0 or threshold > plan.unseen_bound()):
+            wand = threshold_query(base_id, terms, threshold)
+            if wand is not None:  # the second pass scores every chunk that can still reach the top k
+                hits.update(await self._score(connection, where, scoring, base_id, plan, plan.taken_before([]), wand))
+            else:
+                for passes in range(1, _MAX_PASSES):
+                    cells = plan.more(threshold, _MAX_CANDIDATES)
+                    hits.update(await self._score(connection, where, scoring, base_id, plan, cells))
+                    threshold = _kth_score(hits, k)
+                    if plan.unseen_bound() == 0 or threshold > plan.unseen_bound():
+                        break
         return [chunk for chunk, _ in sorted(hits.items(), key=lambda pair: (-pair[1], pair[0]))[:k]]
 
     @staticmethod
     async def _score(
-        connection: AsyncConnection, where: str, scoring: dict[str, Any], candidates: list[KeywordTerm]
+        connection: AsyncConnection, where: str, scoring: dict[str, Any], base_id: str,
+        plan: CellPlan, cells: list[Cell], query: str | None = None,
     ) -> list[tuple[int, float]]:
+        """The best ``k`` of the chunks holding these cells (or matching ``query``, then
+        ``cells`` are those scored before) and none scored before."""
+        if query is None:
+            if not cells:
+                return []
+            before, query = plan.taken_before(cells), cells_query(base_id, cells, plan.terms)
+        else:
+            before = cells
         rows = await connection.execute(
-            text(keyword_sql(where)),
-            {**scoring, "tq": tsquery_literal([t.term for t in candidates]), "cap": _MAX_CANDIDATES},
+            text(keyword_sql(where, exclude=bool(before))),
+            {**scoring, "tq": query, "done": cells_query(base_id, before, plan.terms)},
         )
         return [(int(chunk), float(score)) for chunk, score in rows]
 
@@ -607,12 +872,14 @@ def dense_sql(dim: int, where: str) -> str:
     )
 
 
-def keyword_sql(where: str) -> str:
-    """BM25 of (at most ``:cap``) chunks holding any term of ``:tq``, found by the GIN index,
-    scored on every query term (``:terms`` with their ``:idfs``; tf is a lexeme's positions)."""
+def keyword_sql(where: str, *, exclude: bool = False) -> str:
+    """BM25 of the chunks holding any cell of ``:tq`` (and, with ``exclude``, none of
+    ``:done``), found by the cells' GIN index, scored on every query term (``:terms`` with
+    their ``:idfs``; tf is a lexeme's positions); the best ``:k``."""
+    unscored = " AND NOT s.cells @@ CAST(:done AS tsquery)" if exclude else ""
     return (
         "WITH c AS MATERIALIZED (SELECT s.chunk_id, s.length, s.tsv FROM knowledge_chunk_search s "
-        f"WHERE s.tsv @@ CAST(:tq AS tsquery) AND {where} LIMIT :cap) "
+        f"WHERE s.cells @@ CAST(:tq AS tsquery){unscored} AND {where}) "
         "SELECT c.chunk_id, sum(q.idf * e.tf * (:k1 + 1) / (e.tf + :k1 * (1 - :b + :b * c.length / :avgdl))) AS score "
         "FROM c CROSS JOIN LATERAL (SELECT u.lexeme, cardinality(u.positions) AS tf "
         # Only the query's lexemes (marked A, the rest filtered out): 4x cheaper than them all.
@@ -620,19 +887,6 @@ def keyword_sql(where: str) -> str:
         "JOIN unnest(CAST(:terms AS text[]), CAST(:idfs AS float8[])) AS q(term, idf) ON q.term = e.lexeme "
         "GROUP BY c.chunk_id ORDER BY score DESC, c.chunk_id LIMIT :k"
     )
-
-
-def _first_pass(terms: list[KeywordTerm], k: int) -> list[KeywordTerm]:
-    """The rarest terms until they hold ``4 k`` postings (for a useful k-th score), at most
-    ``_FIRST_PASS_POSTINGS`` of them (but at least one term)."""
-    first: list[KeywordTerm] = []
-    postings = 0
-    for term in terms:
-        if first and (postings >= 4 * k or postings + term.df > _FIRST_PASS_POSTINGS):
-            break
-        first.append(term)
-        postings += term.df
-    return first
 
 
 def _kth_score(hits: dict[int, float], k: int) -> float:

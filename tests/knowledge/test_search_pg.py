@@ -185,8 +185,8 @@ async def test_migration_0015_moves_an_existing_base_into_pgvector(knowledge, se
     # As before 0015: no search tables, the revision not applied.
     _sql(
         settings,
-        "DROP TABLE knowledge_chunk_search, knowledge_term_stats, knowledge_search_stats; "
-        "DELETE FROM alembic_version WHERE version_num IN ('0015', '0017', '0017a')",
+        "DROP TABLE knowledge_chunk_search, knowledge_term_stats, knowledge_term_cells, knowledge_search_stats; "
+        "DELETE FROM alembic_version WHERE version_num IN ('0015', '0017', '0017a', '0023')",
     )
     migrate(settings.resolved_database_url)
     moved = _sql(settings, f"SELECT count(*), min(dim) FROM knowledge_chunk_search WHERE base_id = '{index_id}'")
@@ -222,6 +222,17 @@ def _statistics_agree_with_the_rows(settings: Settings, base_id: str) -> int:
         f"WHERE s.base_id = '{base_id}' GROUP BY 1 ORDER BY 1",
     )
     assert stored == counted
+    # The cells: per term, tf class and length class (as the server classes them), the chunks there.
+    cells = _sql(
+        settings,
+        f"SELECT term, tf_class, length_class, df FROM knowledge_term_cells WHERE base_id = '{base_id}' ORDER BY 1, 2, 3",
+    )
+    classed = _sql(
+        settings,
+        f"SELECT e.lexeme, openbailian_tf_class(cardinality(e.positions)), openbailian_length_class(s.length), count(*) "
+        f"FROM knowledge_chunk_search s, unnest(s.tsv) e WHERE s.base_id = '{base_id}' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    )
+    assert cells == classed
     totals = _sql(settings, f"SELECT chunks, total_length FROM knowledge_search_stats WHERE base_id = '{base_id}'")
     terms = _sql(settings, f"SELECT terms FROM knowledge_chunks WHERE base_id = '{base_id}'")
     expected = [(len(terms), sum(len(t.split()) for (t,) in terms))] if terms else []
@@ -339,7 +350,8 @@ async def test_migration_0017_brings_a_0015_database_up_to_date(knowledge, setti
         settings,
         "DROP FUNCTION openbailian_search_count() CASCADE",
         "DROP FUNCTION openbailian_search_unchunk() CASCADE",
-        "DROP TABLE knowledge_term_stats, knowledge_search_stats",
+        "ALTER TABLE knowledge_chunk_search DROP COLUMN cells",  # 0023's
+        "DROP TABLE knowledge_term_stats, knowledge_term_cells, knowledge_search_stats",
         "ALTER TABLE knowledge_chunk_search DROP COLUMN length",
         "ALTER TABLE knowledge_chunk_search ADD CONSTRAINT knowledge_chunk_search_chunk_id_fkey "
         "FOREIGN KEY (chunk_id) REFERENCES knowledge_chunks(id) ON DELETE CASCADE",
@@ -347,6 +359,7 @@ async def test_migration_0017_brings_a_0015_database_up_to_date(knowledge, setti
         f"DELETE FROM knowledge_chunk_search WHERE chunk_id IN "
         f"(SELECT id FROM knowledge_chunks WHERE base_id = '{index_id}' ORDER BY id DESC LIMIT 3)",
         "UPDATE alembic_version SET version_num = '0015' WHERE version_num = '0017a'",  # 0017a follows 0017
+        "DELETE FROM alembic_version WHERE version_num = '0023'",  # and 0023 too
     )
     migrate(settings.resolved_database_url)
     assert _statistics_agree_with_the_rows(settings, index_id) == chunks
