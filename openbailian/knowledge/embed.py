@@ -41,6 +41,7 @@ __all__ = [
     "pin_blas_threads",
     "query_vector",
     "run_for_query",
+    "start_query_vector",
 ]
 
 T = TypeVar("T")
@@ -284,6 +285,19 @@ async def query_vector(embedder: _EmbedsQueries, text: str) -> np.ndarray:
         if vector is not None:
             return vector
     return await run_for_query(embedder.embed_query, text)
+
+
+def start_query_vector(embedder: _EmbedsQueries, text: str) -> asyncio.Future[np.ndarray]:
+    """:func:`query_vector` handed to a query thread now (call it on the event loop): the model
+    starts on the question at once, while the caller goes on; await the future for the vector."""
+    loop = asyncio.get_running_loop()
+    if isinstance(embedder, QueryCache):
+        vector = embedder.cached(text)
+        if vector is not None:
+            done: asyncio.Future[np.ndarray] = loop.create_future()
+            done.set_result(vector)
+            return done
+    return loop.run_in_executor(_query_threads(), embedder.embed_query, text)
 
 
 class _Request:

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, bindparam, exists, select
 
-from openbailian.knowledge.bm25 import known_query_terms, query_terms
-from openbailian.knowledge.embed import Embedder, QueryCache, query_vector, run_for_query
+from openbailian.knowledge.bm25 import known_query_terms, query_terms, quick_query_terms
+from openbailian.knowledge.embed import Embedder, QueryCache, run_for_query, start_query_vector
 from openbailian.knowledge.index import MemoryIndex
 from openbailian.knowledge.rerank import Ranked, Reranker, RerankError
 from openbailian.knowledge.search import BaseHits, ChunkMask, SearchIndex
@@ -30,7 +30,7 @@ from openbailian.storage.knowledge_models import (
     KnowledgeDocument,
 )
 
-__all__ = ["Hit", "DocumentFilter", "KnownBase", "Retriever", "rrf", "READY", "has_ready_document"]
+__all__ = ["Hit", "DocumentFilter", "KnownBase", "QueryAhead", "Retriever", "rrf", "READY", "has_ready_document"]
 
 READY = "FILE_IS_READY"
 RRF_K = 60
@@ -89,6 +89,26 @@ class KnownBase:
     ready: bool  # has a ready document
 
 
+@dataclass(frozen=True, slots=True)
+class QueryAhead:
+    """A new question's vector and BM25 terms, computed since the caller knew the question
+    (:meth:`Retriever.ahead`), while it reads and checks the rest of its request."""
+
+    query: str
+    vector: asyncio.Future[np.ndarray]  # already on a query thread
+    terms: tuple[str, ...] | asyncio.Future[tuple[str, ...]]
+
+    async def result(self) -> tuple[np.ndarray, list[str]]:
+        terms = self.terms if isinstance(self.terms, tuple) else await self.terms
+        return await self.vector, list(terms)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """A caller whose checks failed never awaits its :class:`QueryAhead`: its error is not news."""
+    if not future.cancelled():
+        future.exception()
+
+
 def has_ready_document() -> Any:
     """``EXISTS`` a ready document of the ``KnowledgeBase`` row being selected (a column for its select)."""
     return (
@@ -144,6 +164,7 @@ class Retriever:
         rerank: bool = True,
         rerank_min_score: float | None = None,
         known: Sequence[KnownBase] | None = None,
+        ahead: QueryAhead | None = None,
     ) -> list[Hit]:
         """The best chunks of these bases for ``query``.
 
@@ -152,7 +173,8 @@ class Retriever:
         best first) and leaves unstructured bases out; those are never reranked.
         ``rerank=False`` keeps the fused order; ``rerank_min_score`` replaces the configured
         threshold for this search. ``known``: the bases as the caller has just read them (then
-        an unfiltered search reads nothing before the index).
+        an unfiltered search reads nothing before the index). ``ahead``: this question's vector
+        and terms, already being computed (:meth:`ahead`).
         """
         doc_filter = DocumentFilter(
             frozenset(document_ids) if document_ids is not None else None,
@@ -167,7 +189,10 @@ class Retriever:
             masks = await self.db.read(lambda conn: _searched(conn, base_ids, doc_filter, records))
         if not masks or not query.strip() and not structured:
             return []
-        query_vector, query_terms = await self._understand(query)
+        if ahead is not None and ahead.query == query:
+            query_vector, query_terms = await ahead.result()
+        else:
+            query_vector, query_terms = await self._understand(query)
         limit = max_records if structured else top_k
         rerank = rerank and self.reranker is not None and not structured
         fetch = max(limit, self.rerank_candidates) if rerank else limit
@@ -178,14 +203,37 @@ class Retriever:
         min_score = self.rerank_min_score if rerank_min_score is None else rerank_min_score
         return await self._rerank(query, hits, limit, min_score)
 
+    def ahead(self, query: str) -> QueryAhead | None:
+        """Start a new question's vector now (on a query thread) and its terms, so the model runs
+        while the caller reads and checks its options; pass the result to :meth:`search`. None
+        for a blank or a repeated question (its two come from the LRUs at once). Call it on the
+        event loop."""
+        if not query.strip() or self._known(query) is not None:
+            return None
+        return self._start(query)
+
+    def _start(self, query: str) -> QueryAhead:
+        vector = start_query_vector(self.embedder, query or " ")
+        vector.add_done_callback(_retrieved)
+        # A short question is cut here, while the model runs: cheaper than another thread.
+        terms: tuple[str, ...] | asyncio.Future[tuple[str, ...]] | None = quick_query_terms(query)
+        if terms is None:
+            terms = asyncio.ensure_future(run_for_query(query_terms, query))
+            terms.add_done_callback(_retrieved)
+        return QueryAhead(query, vector, terms)
+
+    def _known(self, query: str) -> tuple[np.ndarray, list[str]] | None:
+        """A repeated question's vector and terms, from their LRUs (no thread at all)."""
+        vector = self.embedder.cached(query or " ") if isinstance(self.embedder, QueryCache) else None
+        words = known_query_terms(query) if vector is not None else None
+        return (vector, list(words)) if vector is not None and words is not None else None
+
     async def _understand(self, query: str) -> tuple[np.ndarray, list[str]]:
         """The query's vector and BM25 terms; a new query's two are computed side by side."""
-        vector = self.embedder.cached(query or " ") if isinstance(self.embedder, QueryCache) else None
-        words = known_query_terms(query)
-        if vector is not None and words is not None:  # a repeated query: no thread at all
-            return vector, list(words)
-        vector, words = await asyncio.gather(query_vector(self.embedder, query or " "), run_for_query(query_terms, query))
-        return vector, list(words)
+        known = self._known(query)
+        if known is not None:
+            return known
+        return await self._start(query).result()
 
     async def _rerank(self, query: str, hits: list[Hit], limit: int, min_score: float | None = None) -> list[Hit]:
         """The reranker's best ``limit`` of ``hits``; the fused order when it fails."""

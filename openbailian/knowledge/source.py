@@ -88,13 +88,14 @@ class KnowledgeSource:
         if not config.knowledge_enabled and not named:
             return Augmentation()
         defaults = config.knowledge_base_ids if config.knowledge_enabled else []
+        ahead = self.retriever.ahead(context.query)  # a new question is embedded while the options are read
         request = await service.parse_search_options(self.db, call.workspace_id, defaults, options, self.retriever)
         if request is None:
             return Augmentation()
         top_k = config.knowledge_top_k or self.top_k
         if context.numbered:
             top_k = min(top_k, self.top_k_after_files)
-        hits = await service.search(self.retriever, request, context.query, top_k=top_k)
+        hits = await service.search(self.retriever, request, context.query, top_k=top_k, ahead=ahead)
         return augmentation_for(
             hits, indexed=call.doc_reference_type == "indexed", show_sources=config.show_sources,
             start=context.numbered + 1,

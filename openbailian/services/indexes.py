@@ -446,13 +446,14 @@ async def retrieve(
     top ``max(dense_top_k, sparse_top_k)``."""
     _check_retrieve(request)
     options = {"pipeline_ids": [index_id], **_filters(request.search_filters)}
+    ahead = retriever.ahead(request.query)  # a new question is embedded while the options are read
     search = await kb.parse_search_options(files.db, workspace_id, [], options, retriever)
     if search is None:
         return []
     limit = request.rerank_top_n if request.enable_reranking else max(request.dense_top_k, request.sparse_top_k)
     hits = await kb.search(
         retriever, search, request.query, top_k=limit, rerank=request.enable_reranking,
-        rerank_min_score=request.rerank_min_score,
+        rerank_min_score=request.rerank_min_score, ahead=ahead,
     )
     return [
         RetrievedNode(

@@ -32,7 +32,7 @@ from openbailian.files.safety import SafetyLimits, UnsafeFile, check_document
 from openbailian.files.store import ObjectStore
 from openbailian.knowledge.ingest import Status, record_transition
 from openbailian.knowledge.parse import supported_types
-from openbailian.knowledge.retrieve import Hit, KnownBase, Retriever, has_ready_document
+from openbailian.knowledge.retrieve import Hit, KnownBase, QueryAhead, Retriever, has_ready_document
 from openbailian.services.workspaces import ensure_workspace
 from openbailian.storage.db import Database
 from openbailian.storage.files_models import SessionFile
@@ -733,9 +733,12 @@ async def search(
     top_k: int = 5,
     rerank: bool = True,
     rerank_min_score: float | None = None,
+    ahead: QueryAhead | None = None,
 ) -> list[Hit]:
+    """``ahead``: the question's vector and terms, started before the options were checked
+    (``retriever.ahead(query)``), so a new question's embedding overlaps that read."""
     return await retriever.search(
         request.base_ids, query, top_k=top_k, document_ids=request.document_ids, tags=request.tags,
         metadata=request.metadata, structured=request.structured, rerank=rerank,
-        rerank_min_score=rerank_min_score, known=request.bases or None,
+        rerank_min_score=rerank_min_score, known=request.bases or None, ahead=ahead,
     )

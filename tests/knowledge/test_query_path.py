@@ -112,7 +112,8 @@ def test_one_call_embeds_its_question_once_for_knowledge_memory_and_session_file
     assert node.status_code == 201, node.text
     # Longer than a call takes whole (1500 tokens): the call searches its chunks with the question.
     file_id = upload(server, "stores.docx", _stores_docx(tmp_path / "stores.docx"))
-    assert wait_final(server, file_id)["Status"] == "FILE_IS_READY"
+    final = wait_final(server, file_id)
+    assert final["Status"] == "FILE_IS_READY", final
     app_id = server.app(knowledge_enabled=True, knowledge_base_ids=[base], memory_enabled=True, file_parsing=True)
 
     question = "门店17号的营业时间，以及3000元以下的手机推荐？"
@@ -175,3 +176,25 @@ def test_a_memory_recall_of_a_new_question_does_not_wait_for_the_default_thread_
         assert watched.queries.count(question) == 1
     finally:
         release.set()
+
+
+def test_a_new_question_refused_for_its_options_answers_in_the_face_shape_and_is_embedded_once(server, corpus):
+    watched = watch(server)
+    base = _create(server, "handbook")
+    [hr] = _upload(server, base, corpus["hr"])
+    assert _wait(server, hr["file_id"])["status"] == "FILE_IS_READY"
+    foreign = _create(server, "theirs", workspace="ws2")
+    question = "How many days of paid annual leave per year?"
+
+    refused = server.http.post("/manage/v1/knowledge/retrieve", json={"query": question, "index_ids": [foreign]},
+                               headers=server.auth())
+    assert refused.status_code == 404, refused.text
+    assert refused.json()["code"] == "Index.NotFound" and foreign in refused.json()["message"]
+
+    unknown = server.http.post("/manage/v1/knowledge/retrieve", json={"query": question, "index_ids": [base, "kb-none"]},
+                               headers=server.auth())
+    assert unknown.status_code == 404 and "kb-none" in unknown.json()["message"], unknown.text
+
+    chunks = _retrieve(server, base, question)  # asked right: the answer, from the vector made meanwhile
+    assert chunks[0]["file_id"] == hr["file_id"] and "15 days" in chunks[0]["text"]
+    assert watched.queries.count(question) == 1, watched.queries

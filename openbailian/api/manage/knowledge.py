@@ -156,8 +156,9 @@ async def retrieve(body: RetrieveRequest, caller: CurrentCaller, runtime: Runtim
     retriever = runtime.knowledge.retriever
     options = body.model_dump(exclude={"query", "top_k", "index_ids"}, exclude_none=True)
     options["pipeline_ids"] = body.index_ids
+    ahead = retriever.ahead(body.query)  # a new question is embedded while its options are read
     request = await service.parse_search_options(runtime.db, caller.workspace_id, [], options, retriever)
-    hits = await service.search(retriever, request, body.query, top_k=body.top_k) if request else []
+    hits = await service.search(retriever, request, body.query, top_k=body.top_k, ahead=ahead) if request else []
     return {
         "chunks": [
             {"index_id": h.base_id, "file_id": h.document_id, "doc_name": h.doc_name, "title": h.title,
