@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
@@ -24,7 +22,6 @@ from openbailian.api.ratelimit import checks_address
 from openbailian.api.sse import EventStreamResponse
 from openbailian.api.usage_meter import counts_usage
 from openbailian.engine.call import AppStamp, Call, SessionAhead, UsageSlip
-from openbailian.engine.events import Event
 from openbailian.engine.run import PreparedRun
 from openbailian.errors import InvalidParameter, RequestTooLarge
 from openbailian.inputs import DEFAULT_MAX_JSON_DEPTH, parse_json
@@ -187,53 +184,19 @@ async def _complete(app_id: str, request: Request, caller: Caller, runtime: Runt
         has_thoughts=has_thoughts,
     )
     return EventStreamResponse(
-        _sse(run, renderer, runtime.settings.sse_keepalive_seconds),
+        _sse(run, renderer),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        keepalive=runtime.settings.sse_keepalive_seconds,
+        keepalive_block=KEEPALIVE,
     )
 
 
-async def _sse(
-    run: PreparedRun, renderer: StreamRenderer, keepalive: float
-) -> AsyncGenerator[bytes, None]:
+async def _sse(run: PreparedRun, renderer: StreamRenderer) -> AsyncGenerator[bytes, None]:
     try:
-        async for item in _with_keepalive(run.events(), keepalive):
-            if item is None:
-                yield KEEPALIVE
-                continue
-            block = renderer.render(item)
+        async for event in run.events():
+            block = renderer.render(event)
             if block is not None:
                 yield block
     except Exception as error:  # reported in-stream: the 200 status line is already sent
         status, code, message = error_status_and_code(error)
         yield renderer.error(status, code, message)
-
-
-async def _with_keepalive(
-    events: AsyncGenerator[Event, None], interval: float
-) -> AsyncGenerator[Event | None, None]:
-    """The events, with a None whenever ``interval`` seconds pass without one."""
-    iterator = events
-    pending: asyncio.Task[Event] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait({pending}, timeout=interval)
-            if not done:
-                yield None
-                continue
-            try:
-                event = pending.result()
-            except StopAsyncIteration:
-                return
-            finally:
-                pending = None
-            yield event
-    finally:
-        # Shielded, and with asyncio.wait rather than gather: a cancelled caller
-        # must not cancel the run a second time while it stores the cut answer.
-        with anyio.CancelScope(shield=True):
-            if pending is not None:
-                pending.cancel()
-                await asyncio.wait({pending})
-            await iterator.aclose()
