@@ -822,20 +822,23 @@ def _others(results: dict[str, Any], part: str) -> str:
 
 
 def workers_table(runs: list[WorkersRun]) -> list[str]:
-    """req/s, latency and where the machine's CPU went (in cores) for each N."""
+    """req/s, latency and where the machine's CPU went (in cores) for each code and N."""
     lines = [
-        "| processes | req/s | × one | p50 ms | p99 ms | requests (errors) | client (wrk) | server processes "
-        "| PostgreSQL | others | left for the server | server CPU ms per request |",
-        "|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|",
+        "| code | processes | req/s | × one | p50 ms | p99 ms | requests (errors) | client (wrk) | server processes "
+        "| PostgreSQL | others | left for the server | server CPU ms per request | PostgreSQL CPU ms per request "
+        "| start-up s |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    one = runs[0].rps or float("nan")
     for run in runs:
+        one = next((r.rps for r in runs if r.code == run.code and r.workers == 1), float("nan"))
         each = " + ".join(f"{cores:.2f}" for cores in run.servers)
         database = "?" if run.database is None else f"{run.database:.2f}"
+        database_ms = "?" if run.database is None else f"{run.ms_per_request(run.database):.2f}"
         lines.append(
-            f"| {run.workers} | {run.rps:.0f} | {run.rps / one:.2f} | {run.p50_ms:.2f} | {run.p99_ms:.2f} | "
+            f"| {run.code} | {run.workers} | {run.rps:.0f} | {run.rps / one:.2f} | {run.p50_ms:.2f} | {run.p99_ms:.2f} | "
             f"{run.requests} ({run.errors}) | {run.client:.2f} | {each} = {run.server:.2f} | {database} | "
-            f"{run.others:.2f} | {run.left_for_server:.2f} | {run.ms_per_request(run.server):.2f} |"
+            f"{run.others:.2f} | {run.left_for_server:.2f} | {run.ms_per_request(run.server):.2f} | {database_ms} | "
+            f"{run.startup:.1f} |"
         )
     return lines
 
@@ -854,7 +857,7 @@ def _verdicts(results: dict[str, Any]) -> list[str]:
             verdict = "met" if share >= RPS_TARGET else "**missed**"
             lines.append(f"- req/s ≥ {RPS_TARGET:.0%} of the bare endpoint ({row['mode']}, {row['clients']} clients): "
                          f"{verdict}, {share:.0%}.")
-    workers = {run.workers: run for run in results.get("workers", [])}
+    workers = {run.workers: run for run in results.get("workers", []) if run.code == THIS_CODE}
     if 1 in workers and 2 in workers and workers[1].rps:
         gain = workers[2].rps / workers[1].rps
         verdict = "met" if gain >= WORKERS_TARGET else "**missed**"
@@ -935,7 +938,10 @@ def report(info: dict[str, str], command: str, results: dict[str, Any], args: ar
             "CPU columns are cores busy during the measured run, from the kernel's accounting of each "
             "process (wrk's own rusage, every process of serve's tree, every process of the PostgreSQL "
             "server when it runs on this machine; others: the rest of the machine's busy time). "
-            "\"Left for the server\" is the cores minus client, PostgreSQL and others.",
+            "\"Left for the server\" is the cores minus client, PostgreSQL and others; start-up is from "
+            "starting `serve` until every HTTP process had logged its startup (each is a fresh interpreter)."
+            + (f" Rows `{args.workers_before.name}`: the servers ran that checkout's code (same client, "
+               "same PostgreSQL, in the same run)." if args.workers_before else ""),
             "",
         ]
     if "breakdown" in results:
@@ -1002,6 +1008,7 @@ done = function(summary, latency, requests)
     e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(99)))
 end
 """
+THIS_CODE = "this checkout"
 WRK_MISSING = "needs wrk, the load generator (Debian/Ubuntu: apt-get install wrk)"
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -1010,6 +1017,7 @@ _TICK = os.sysconf("SC_CLK_TCK")
 class WorkersRun:
     """One ``serve --workers N`` run under wrk: the rate and the CPU each party took (in cores)."""
 
+    code: str  # which openbailian served: THIS_CODE, or the --workers-before checkout
     workers: int
     requests: int
     errors: int
@@ -1022,6 +1030,7 @@ class WorkersRun:
     database: float | None  # the local PostgreSQL server's processes; None when not on this machine
     others: float  # every other process on the machine
     cores: int
+    startup: float = float("nan")  # seconds from starting serve until all its HTTP processes were up
 
     @property
     def rps(self) -> float:
@@ -1108,6 +1117,17 @@ def _stored_sessions(database_url: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _all_started(server: Server, log: Path, processes: int, timeout: float = 300) -> float:
+    """When all ``processes`` HTTP processes of ``server`` had started (uvicorn logs each one's
+    startup; healthz answers as soon as the first is up)."""
+    deadline = time.monotonic() + timeout
+    while log.read_text(errors="replace").count("Application startup complete") < processes:
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{server.name}: not all {processes} processes started; see {log}")
+        time.sleep(0.05)
+    return time.monotonic()
+
+
 def wrk_run(url: str, script: Path, env: dict[str, str], *, clients: int, seconds: int) -> tuple[dict[str, Any], float]:
     """One wrk run (one thread, ``clients`` keep-alive connections): its summary and its own CPU
     (from the kernel's accounting of the child, in CPU seconds)."""
@@ -1123,7 +1143,7 @@ def wrk_run(url: str, script: Path, env: dict[str, str], *, clients: int, second
 
 
 def measure_workers(
-    workers: int, server: Server, url: str, script: Path, env: dict[str, str], database_url: str,
+    code: str, workers: int, server: Server, url: str, script: Path, env: dict[str, str], database_url: str,
     args: argparse.Namespace,
 ) -> WorkersRun:
     """Warm up, then one measured wrk run with the CPU of every party taken around it."""
@@ -1140,7 +1160,7 @@ def measure_workers(
     client = client_cpu / wall
     errors = sum(summary[k] for k in ("connect", "read", "write", "status", "timeout"))
     return WorkersRun(
-        workers=workers, requests=summary["requests"], errors=errors, seconds=summary["us"] / 1e6,
+        code=code, workers=workers, requests=summary["requests"], errors=errors, seconds=summary["us"] / 1e6,
         p50_ms=summary["p50"] / 1000, p99_ms=summary["p99"] / 1000, stored=_stored_sessions(database_url),
         client=client, servers=[c for c in server_cores if c >= 0.005] or [0.0], database=database_cores,
         others=max(0.0, busy - client - sum(server_cores) - (database_cores or 0.0)), cores=os.cpu_count() or 1,
@@ -1167,33 +1187,42 @@ def run_workers(args: argparse.Namespace, tmp: Path) -> list[WorkersRun]:
     exe = str(Path(sys.executable).parent / "openbailian")
     script = tmp / "completion.lua"
     script.write_text(WRK_SCRIPT)
-    for workers in (1, 2):
-        home = tmp / f"workers-{workers}"
+    codes: list[tuple[str, Path | None]] = [(THIS_CODE, None)]
+    if args.workers_before:
+        codes.insert(0, (f"`{args.workers_before.name}`", args.workers_before))
+    for (code, checkout), workers in ((c, n) for c in codes for n in (1, 2)):
+        home = tmp / f"workers-{len(runs)}"
         home.mkdir()
         env = base_env(home, None)
-        database_url = _pg_database(args.postgres_url, f"ob_bench_workers_{workers}")
+        if checkout is not None:  # its openbailian package ahead of this one (installed editable)
+            env["PYTHONPATH"] = str(checkout.resolve())
+        database_url = _pg_database(args.postgres_url, f"ob_bench_workers_{len(runs)}")
         env["OPENBAILIAN_DATABASE_URL"] = database_url
         key = cli(env, "keys", "create", "--workspace", "bench")["api_key"]
         app_id = cli(env, "apps", "create", "--name", "bench-echo", "--model", "echo", "--workspace", "bench")["app_id"]
         port = free_port()
+        log = tmp / f"workers-{len(runs)}.log"
+        began = time.monotonic()
         server = start_server(
-            f"workers-{workers}", [exe, "serve", "--port", str(port), "--workers", str(workers), "--no-background"],
-            env, port, tmp / f"workers-{workers}.log",
+            f"workers-{len(runs)}", [exe, "serve", "--port", str(port), "--workers", str(workers), "--no-background"],
+            env, port, log,
         )
         try:
+            startup = _all_started(server, log, workers) - began
             url = completion_url(server, app_id)
             answer = httpx.post(url, json=echo_payload(sse=False), headers=auth(key), timeout=30)
             if answer.status_code != 200 or FINISH_STOP not in answer.content:
                 raise RuntimeError(f"the echo app did not answer: {answer.status_code} {answer.text[:300]}")
             wrk_env = {**os.environ, "OB_BENCH_BODY": json.dumps(echo_payload(sse=False), ensure_ascii=False),
                        "OB_BENCH_KEY": key}
-            run = measure_workers(workers, server, url, script, wrk_env, database_url, args)
+            run = measure_workers(code, workers, server, url, script, wrk_env, database_url, args)
+            run.startup = startup
             if run.stored < run.requests:
                 raise RuntimeError(f"{run.requests} calls answered but only {run.stored} turns stored")
         finally:
             server.stop()
         runs.append(run)
-        print(f"  --workers {workers}: {run.rps:7.0f} req/s p50 {run.p50_ms:6.2f} ms  errors {run.errors}  "
+        print(f"  {code}, --workers {workers}: {run.rps:7.0f} req/s p50 {run.p50_ms:6.2f} ms  errors {run.errors}  "
               f"CPU: client {run.client:.2f}, server {run.server:.2f}, PostgreSQL "
               f"{'?' if run.database is None else f'{run.database:.2f}'}, others {run.others:.2f} cores", flush=True)
     return runs
@@ -1243,6 +1272,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "default OPENBAILIAN_TEST_POSTGRES_URL); without it that part is skipped")
     parser.add_argument("--workers-clients", type=int, default=32, help="connections of the 'workers' part")
     parser.add_argument("--workers-seconds", type=int, default=20, help="measured seconds per N in the 'workers' part")
+    parser.add_argument("--workers-before", type=Path, default=None, metavar="CHECKOUT",
+                        help="also run the 'workers' part with the openbailian package of this checkout (e.g. a "
+                        "`git worktree add --detach DIR <commit>`), before this one's: a before/after in one run")
     parser.add_argument("--no-write", action="store_true", help=f"print only; leave {DOC.relative_to(ROOT)} alone")
     return parser.parse_args(argv)
 
@@ -1332,6 +1364,8 @@ def run_workers_part(args: argparse.Namespace, tmp: Path, results: dict[str, Any
     elif shutil.which("wrk") is None:
         print(f"4. serve --workers N: skipped: {WRK_MISSING}", flush=True)
     else:
+        if args.wait_quiet:
+            results["quiet_start"] = wait_quiet(meter, args.wait_quiet)
         print("4. serve --workers 1 and 2 on PostgreSQL", flush=True)
         measure(meter, results, "workers", lambda: run_workers(args, tmp))
 
