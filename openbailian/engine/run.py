@@ -170,7 +170,8 @@ class Engine:
     async def _augment(self, context: CallContext) -> Augmentation:
         merged = Augmentation()
         for source in self.context_sources:
-            found = await source.gather(replace(context, numbered=merged.numbered))
+            numbered = context if context.numbered == merged.numbered else replace(context, numbered=merged.numbered)
+            found = await source.gather(numbered)
             merged.numbered += found.numbered
             merged.context_blocks += found.context_blocks
             merged.thoughts += found.thoughts
