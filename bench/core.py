@@ -26,6 +26,8 @@ and time, runs on 127.0.0.1 only, and stops the servers it started.
    JSON echo calls from wrk (a prerequisite: ``apt-get install wrk``; the part is skipped
    with that message without it), req/s of two processes against one, and the CPU each
    party took (client, every server process, PostgreSQL, the rest of the machine).
+   ``--workers-before CHECKOUT`` runs the same with another checkout's code first (a
+   before/after in one run); ``--workers-database sqlite`` on SQLite instead.
 
 After part 1 the steps of one call (app lookup, prepare, storing the turn) are timed
 in-process, with and without SQLite writes serialised. ``--profile`` also samples the
@@ -861,7 +863,8 @@ def _verdicts(results: dict[str, Any]) -> list[str]:
     if 1 in workers and 2 in workers and workers[1].rps:
         gain = workers[2].rps / workers[1].rps
         verdict = "met" if gain >= WORKERS_TARGET else "**missed**"
-        lines.append(f"- `serve --workers 2` ≥ {WORKERS_TARGET:g}× one worker (JSON, PostgreSQL): {verdict}, {gain:.2f}×.")
+        lines.append(f"- `serve --workers 2` ≥ {WORKERS_TARGET:g}× one worker (JSON, {results.get('workers_database', '?')}): "
+                     f"{verdict}, {gain:.2f}×.")
     for row in results.get("local", []):
         ratio = statistics.median(row["pairs"])
         verdict = "met" if ratio >= 0.95 else "**missed**"
@@ -928,12 +931,13 @@ def report(info: dict[str, str], command: str, results: dict[str, Any], args: ar
         ]
     if "workers" in results:
         out += [
-            f"### `openbailian serve --workers N` on PostgreSQL (`echo`, JSON, {args.workers_clients} connections, "
+            f"### `openbailian serve --workers N` on {DATABASES[args.workers_database]} (`echo`, JSON, "
+            f"{args.workers_clients} connections, "
             f"{args.workers_seconds} s after a 3 s warm-up)",
             "",
             *workers_table(results["workers"]),
             "",
-            "Each N on a fresh database of one PostgreSQL server (`serve --no-background`: no background "
+            f"Each N on a fresh database ({DATABASES[args.workers_database]}; `serve --no-background`: no background "
             "work beside the HTTP processes). The load comes from wrk (one thread, keep-alive connections); "
             "CPU columns are cores busy during the measured run, from the kernel's accounting of each "
             "process (wrk's own rusage, every process of serve's tree, every process of the PostgreSQL "
@@ -1009,6 +1013,7 @@ done = function(summary, latency, requests)
 end
 """
 THIS_CODE = "this checkout"
+DATABASES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
 WRK_MISSING = "needs wrk, the load generator (Debian/Ubuntu: apt-get install wrk)"
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -1092,10 +1097,13 @@ def _machine_busy_ticks() -> int:
 
 
 def _postgres_root(database_url: str) -> int | None:
-    """The postmaster of the server at ``database_url`` when it runs on this machine."""
+    """The postmaster of the server at ``database_url`` when it runs on this machine (None: not
+    here, or SQLite, which runs inside the server processes)."""
     import psycopg
     from sqlalchemy.engine import make_url
 
+    if make_url(database_url).get_backend_name() != "postgresql":
+        return None
     plain = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(plain) as conn:
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()
@@ -1108,13 +1116,14 @@ def _postgres_root(database_url: str) -> int | None:
 
 
 def _stored_sessions(database_url: str) -> int:
-    import psycopg
-    from sqlalchemy.engine import make_url
+    from sqlalchemy import create_engine, text
 
-    plain = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(plain) as conn:
-        row = conn.execute("SELECT count(*) FROM chat_sessions").fetchone()
-    return int(row[0]) if row else 0
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM chat_sessions")).scalar() or 0)
+    finally:
+        engine.dispose()
 
 
 def _all_started(server: Server, log: Path, processes: int, timeout: float = 300) -> float:
@@ -1196,7 +1205,10 @@ def run_workers(args: argparse.Namespace, tmp: Path) -> list[WorkersRun]:
         env = base_env(home, None)
         if checkout is not None:  # its openbailian package ahead of this one (installed editable)
             env["PYTHONPATH"] = str(checkout.resolve())
-        database_url = _pg_database(args.postgres_url, f"ob_bench_workers_{len(runs)}")
+        database_url = (
+            f"sqlite:///{home / 'bench.db'}" if args.workers_database == "sqlite"
+            else _pg_database(args.postgres_url, f"ob_bench_workers_{len(runs)}")
+        )
         env["OPENBAILIAN_DATABASE_URL"] = database_url
         key = cli(env, "keys", "create", "--workspace", "bench")["api_key"]
         app_id = cli(env, "apps", "create", "--name", "bench-echo", "--model", "echo", "--workspace", "bench")["app_id"]
@@ -1272,6 +1284,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "default OPENBAILIAN_TEST_POSTGRES_URL); without it that part is skipped")
     parser.add_argument("--workers-clients", type=int, default=32, help="connections of the 'workers' part")
     parser.add_argument("--workers-seconds", type=int, default=20, help="measured seconds per N in the 'workers' part")
+    parser.add_argument("--workers-database", choices=list(DATABASES), default="postgresql",
+                        help="the database of the 'workers' part (sqlite: a file in each run's home)")
     parser.add_argument("--workers-before", type=Path, default=None, metavar="CHECKOUT",
                         help="also run the 'workers' part with the openbailian package of this checkout (e.g. a "
                         "`git worktree add --detach DIR <commit>`), before this one's: a before/after in one run")
@@ -1359,14 +1373,15 @@ def run_all(args: argparse.Namespace, tmp: Path, results: dict[str, Any], server
 
 
 def run_workers_part(args: argparse.Namespace, tmp: Path, results: dict[str, Any], meter: CpuMeter) -> None:
-    if not args.postgres_url:
+    if args.workers_database == "postgresql" and not args.postgres_url:
         print("4. serve --workers N: skipped (no --postgres-url)", flush=True)
     elif shutil.which("wrk") is None:
         print(f"4. serve --workers N: skipped: {WRK_MISSING}", flush=True)
     else:
         if args.wait_quiet:
             results["quiet_start"] = wait_quiet(meter, args.wait_quiet)
-        print("4. serve --workers 1 and 2 on PostgreSQL", flush=True)
+        results["workers_database"] = DATABASES[args.workers_database]
+        print(f"4. serve --workers 1 and 2 on {results['workers_database']}", flush=True)
         measure(meter, results, "workers", lambda: run_workers(args, tmp))
 
 
