@@ -14,8 +14,10 @@ terms of a chunk) then go to:
   (every ready document of the base);
 - PostgreSQL's ``ts_rank`` over the same tsvector (what the keyword side was before 0017).
 
-Each reports p50/p95 of the top-40 (the retriever's candidates) and its overlap with the
-reference: top-10 and top-40. Prints markdown.
+Each reports p50/p95 of the top-40 (the retriever's candidates), its overlap with the
+reference (top-10 and top-40), and how many queries got exactly the reference's top-k
+scores (ties at the cut may pick other chunks of the same score). Prints markdown. Any
+checkout's ``openbailian`` can be measured: run this file from a copy in that checkout.
 """
 
 from __future__ import annotations
@@ -83,16 +85,27 @@ def _load(server_url: str, data: Dataset) -> str:
     return url
 
 
-def _reference(data: Dataset) -> tuple[list[list[int]], list[float]]:
+def _reference(data: Dataset) -> tuple[list[list[int]], list[float], list[dict[int, float]]]:
+    """The in-process top 40 of each query, its times, and every chunk's score (for exactness)."""
     index = BM25Index()
     index.add([terms.split() for terms in data.terms()])
-    hits, times = [], []
+    hits, times, scores = [], [], []
     for words in data.query_words:
         start = time.perf_counter()
         found = index.search(words, CANDIDATES)
         times.append(time.perf_counter() - start)
         hits.append([row + 1 for row, _ in found])  # row i is chunk i + 1
-    return hits, times
+        scores.append({row + 1: score for row, score in index.search(words, data.size)})
+    return hits, times, scores
+
+
+def _exact(found: list[list[int]], truth: list[list[int]], scores: list[dict[int, float]], k: int) -> float:
+    """Queries whose top k holds chunks of exactly the reference's top-k scores (chunks tied
+    at the k-th score may differ: the in-process cut among equal scores is arbitrary)."""
+    def same(a: list[int], b: list[int], score: dict[int, float]) -> bool:
+        ours, theirs = [score.get(c, 0.0) for c in a[:k]], [score[c] for c in b[:k]]
+        return len(ours) == len(theirs) and np.allclose(sorted(ours), sorted(theirs), rtol=1e-5, atol=1e-6)
+    return float(np.mean([same(a, b, s) for a, b, s in zip(found, truth, scores, strict=True)]))
 
 
 async def _port(db: Database, base_id: str, data: Dataset, mask: ChunkMask) -> tuple[list[list[int]], list[float]]:
@@ -131,7 +144,7 @@ async def bench(server_url: str, cache: Path, n: int, queries: int) -> list[str]
     t0 = time.perf_counter()
     url = await asyncio.to_thread(_load, server_url, data)
     load = time.perf_counter() - t0
-    reference, reference_times = await asyncio.to_thread(_reference, data)
+    reference, reference_times, scores = await asyncio.to_thread(_reference, data)
     base_id = base_id_of(n)
     every_document = ChunkMask(
         document_ids=frozenset(f"{base_id}d{d}" for d in range((n + CHUNKS_PER_DOCUMENT - 1) // CHUNKS_PER_DOCUMENT))
@@ -149,7 +162,8 @@ async def bench(server_url: str, cache: Path, n: int, queries: int) -> list[str]
         _admin(server_url, f'DROP DATABASE IF EXISTS "obbench_keyword_{n}" WITH (FORCE)')
     rows = [
         f"| {n:,} | {label} | {_pct(times, 50):.1f} | {_pct(times, 95):.1f} | "
-        f"{_overlap(hits, reference, 10):.3f} | {_overlap(hits, reference, 40):.3f} |"
+        f"{_overlap(hits, reference, 10):.3f} | {_overlap(hits, reference, 40):.3f} | "
+        f"{_exact(hits, reference, scores, 10):.3f} | {_exact(hits, reference, scores, 40):.3f} |"
         for label, hits, times in runs
     ]
     return rows + [f"<!-- {n:,} chunks loaded (chunks + keyword rows + statistics) in {load:.1f} s -->"]
@@ -162,8 +176,11 @@ async def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "openbailian-bench-search")
     args = parser.parse_args()
-    print("| chunks | keyword search (top 40) | p50 (ms) | p95 (ms) | overlap@10 with BM25 | overlap@40 |")
-    print("|---:|---|---:|---:|---:|---:|")
+    print(
+        "| chunks | keyword search (top 40) | p50 (ms) | p95 (ms) | overlap@10 with BM25 | overlap@40 "
+        "| top-10 scores exact | top-40 scores exact |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for n in args.sizes:
         for row in await bench(args.postgres_url, args.cache, n, args.queries):
             print(row, flush=True)

@@ -37,6 +37,7 @@ __all__ = [
     "ModelNotFound",
     "RequestTooLarge",
     "RateLimited",
+    "SearchBusy",
     "Conflict",
     "PromptTemplateNotFound",
     "ModelError",
@@ -104,6 +105,14 @@ class RateLimited(OpenBailianError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class SearchBusy(OpenBailianError):
+    """Knowledge search in PostgreSQL could not read its tables in time: a rebuild holds
+    them (``openbailian search reindex`` writing the rows, a migration altering the table)."""
+
+    status = 503
+    code = "Index.SearchBusy"
 
 
 class Conflict(OpenBailianError):

@@ -54,9 +54,11 @@ from typing import Any
 import numpy as np
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.pool import NullPool
 
+from openbailian.errors import SearchBusy
 from openbailian.knowledge.bm25 import BM25Index
 from openbailian.knowledge.index import MemoryIndex
 from openbailian.knowledge.search import BaseHits, ChunkMask, ChunkRow, SearchIndex
@@ -72,6 +74,8 @@ __all__ = [
     "pgvector_version",
     "ensure_schema",
     "ensure_dim_index",
+    "build_dim_index",
+    "index_state",
     "rebuild",
     "upgrade",
     "add_cells",
@@ -423,13 +427,67 @@ def ensure_dim_index(connection: Connection, dim: int) -> None:
     """The partial HNSW index of the vectors of this dimension (idempotent)."""
     dim = int(dim)
     connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"{_LOCK_PREFIX}index"})
-    connection.execute(
-        text(
-            f"CREATE INDEX IF NOT EXISTS {_index_name(dim)} ON knowledge_chunk_search "
-            f"USING hnsw ((embedding::vector({dim})) vector_ip_ops) WITH (m = 16, ef_construction = 128) "
-            f"WHERE dim = {dim}"
-        )
+    connection.execute(text(_index_sql(dim, concurrently=False)))
+
+
+def _index_sql(dim: int, *, concurrently: bool) -> str:
+    dim = int(dim)
+    return (
+        f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}IF NOT EXISTS {_index_name(dim)} ON knowledge_chunk_search "
+        f"USING hnsw ((embedding::vector({dim})) vector_ip_ops) WITH (m = 16, ef_construction = 128) "
+        f"WHERE dim = {dim}"
     )
+
+
+# A search's settings in one statement: the HNSW walk, and how long it may wait for a table
+# lock (only a rebuild or a migration takes the locks that block reads) before SearchBusy.
+_SEARCH_SETTINGS = text(
+    "SELECT set_config('hnsw.ef_search', :ef, true), set_config('hnsw.iterative_scan', 'strict_order', true), "
+    "set_config('lock_timeout', :wait, true)"
+)
+_SEARCH_SETTINGS_BEFORE_0_8 = text("SELECT set_config('hnsw.ef_search', :ef, true), set_config('lock_timeout', :wait, true)")
+_LOCK_WAIT = "3s"
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+async def index_state(db: Database, dim: int) -> str:
+    """"valid", "invalid" (a concurrent build in progress, or one that was stopped) or "missing"."""
+    async with db.session() as session:
+        valid = (await session.execute(
+            text("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = :name"),
+            {"name": _index_name(dim)},
+        )).scalar()
+    return "missing" if valid is None else "valid" if valid else "invalid"
+
+
+async def build_dim_index(db: Database, dim: int, *, wait: bool) -> bool:
+    """Builds the HNSW index of this dimension without blocking reads or writes (``CREATE
+    INDEX CONCURRENTLY``, outside a transaction, with at least 1GB of maintenance memory),
+    one builder at a time (an advisory lock): with ``wait`` False, returns False at once
+    when another holds it. An invalid index left by a stopped build is dropped first.
+    True when this call built (or found) a valid index."""
+    dim = int(dim)
+    name = _index_name(dim)
+    key = {"key": f"{_LOCK_PREFIX}index"}
+    async with db.engine.connect() as connection:
+        connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        if wait:
+            await connection.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), key)
+        elif not (await connection.execute(text("SELECT pg_try_advisory_lock(hashtext(:key))"), key)).scalar():
+            return False
+        try:
+            if await index_state(db, dim) == "invalid":
+                await connection.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+            await connection.execute(text(
+                "SELECT set_config('maintenance_work_mem', '1GB', false) "
+                "WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes('1GB')"
+            ))
+            logger.info("building the HNSW index of dimension %d (searches meanwhile scan exactly)", dim)
+            await connection.execute(text(_index_sql(dim, concurrently=True)))
+            return await index_state(db, dim) == "valid"
+        finally:
+            await connection.execute(text("RESET maintenance_work_mem"))
+            await connection.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), key)
 
 
 def _add_missing(connection: Connection) -> dict[str, int]:
@@ -439,7 +497,7 @@ def _add_missing(connection: Connection) -> dict[str, int]:
     return {base: count - before.get(base, 0) for base, count in _rows_per_base(connection).items()}
 
 
-def rebuild(connection: Connection, dims: Iterable[int] = ()) -> dict[str, int]:
+def rebuild(connection: Connection, dims: Iterable[int] = (), *, hnsw: bool = True) -> dict[str, int]:
     """Every base's rows anew from ``knowledge_chunks`` (migration ``0015``, ``openbailian
     search reindex``): the table's indexes are dropped, the rows and statistics refilled by
     the server, the keyword indexes made again, then an HNSW index for each dimension found
@@ -463,11 +521,17 @@ def rebuild(connection: Connection, dims: Iterable[int] = ()) -> dict[str, int]:
     )
     _write_rows(connection, only_missing=False)
     ensure_schema(connection)  # the keyword and document indexes, built once over all rows
-    found = connection.execute(text("SELECT DISTINCT dim FROM knowledge_chunk_search WHERE dim > 0")).scalars().all()
-    for dim in sorted(set(found) | {int(d) for d in dims}):
-        ensure_dim_index(connection, dim)
+    if hnsw:  # else the caller builds them after the commit, concurrently (`reindex`)
+        for dim in _dims(connection, dims):
+            ensure_dim_index(connection, dim)
     connection.execute(text("ANALYZE knowledge_chunk_search"))
     return _rows_per_base(connection)
+
+
+def _dims(connection: Connection, wanted: Iterable[int]) -> list[int]:
+    """The vector dimensions in the rows, and ``wanted``."""
+    found = connection.execute(text("SELECT DISTINCT dim FROM knowledge_chunk_search WHERE dim > 0")).scalars().all()
+    return sorted({int(d) for d in found} | {int(d) for d in wanted})
 
 
 def upgrade(connection: Connection) -> dict[str, int]:
@@ -504,10 +568,13 @@ async def reindex(db: Database, dim: int) -> dict[str, int]:
     gets PostgreSQL search from here on. Rows per base."""
     if db.engine.dialect.name != "postgresql":
         raise SearchUnavailable("reindex rebuilds PostgreSQL search; on SQLite the index is in process, rebuilt by each process")
-    return await asyncio.to_thread(_reindex_sync, db.url, dim)
+    counts, dims = await asyncio.to_thread(_reindex_sync, db.url, dim)
+    for each in dims:  # after the rows' commit: searches go on meanwhile (an exact scan) and so does ingestion
+        await build_dim_index(db, each, wait=True)
+    return counts
 
 
-def _reindex_sync(url: str, dim: int) -> dict[str, int]:
+def _reindex_sync(url: str, dim: int) -> tuple[dict[str, int], list[int]]:
     # A synchronous connection: the rows go in by COPY, as in migration 0015.
     engine = create_engine(sync_url(url), poolclass=NullPool)
     try:
@@ -517,7 +584,7 @@ def _reindex_sync(url: str, dim: int) -> dict[str, int]:
             ).scalar()
             if not available:
                 raise SearchUnavailable("the pgvector extension is not installed on this PostgreSQL server")
-            return rebuild(connection, [dim])
+            return rebuild(connection, [dim], hnsw=False), _dims(connection, [dim])
     finally:
         engine.dispose()
 
@@ -754,16 +821,36 @@ class PgSearch:
         self._dim = int(dim)
         self._ef_search = ef_search
         self._iterative_scan = iterative_scan  # pgvector >= 0.8: filtered searches keep walking
+        self._build: asyncio.Task[bool] | None = None
 
     async def prepare(self) -> None:
-        async with self._db.begin() as connection:
-            await connection.run_sync(ensure_dim_index, self._dim)
+        """Starts building the HNSW index of this dimension when there is none, in the
+        background and without blocking writes (``CREATE INDEX CONCURRENTLY``); never waits
+        for a build, this process's or another's: until the index is valid the planner
+        answers the dense side by an exact scan."""
+        if await index_state(self._db, self._dim) == "valid":
+            return
+        if self._build is None or self._build.done():
+            self._build = asyncio.create_task(self._build_index(), name=f"hnsw-index-{self._dim}")
+
+    async def index_built(self) -> bool:
+        """Waits for the build this process started, if any; True when it built the index."""
+        return await self._build if self._build is not None else False
+
+    async def _build_index(self) -> bool:
+        try:
+            return await build_dim_index(self._db, self._dim, wait=False)
+        except Exception:  # noqa: BLE001 - logged; searches go on by exact scan, the next start retries
+            logger.exception("building the HNSW index of dimension %d failed", self._dim)
+            return False
 
     def forget(self, base_id: str) -> None:
         """Nothing is held per base (the rows go with the chunks)."""
 
     async def aclose(self) -> None:
-        return None
+        if self._build is not None and not self._build.done():
+            self._build.cancel()  # the server cancels the statement; the invalid index is dropped by the next build
+            await asyncio.gather(self._build, return_exceptions=True)
 
     async def search(
         self,
@@ -776,17 +863,26 @@ class PgSearch:
     ) -> BaseHits:
         where, params = filters(base_id, mask)
         dense: list[tuple[int, float]] = []
-        async with self._db.begin() as connection:
-            vector = np.asarray(query_vector, dtype=np.float32)
-            if len(vector) == self._dim:
-                await connection.execute(text(f"SET LOCAL hnsw.ef_search = {max(int(k), self._ef_search)}"))
-                if self._iterative_scan:
-                    await connection.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
-                rows = await connection.execute(
-                    text(dense_sql(self._dim, where)), {**params, "q": vector_literal(vector), "k": k}
+        try:
+            async with self._db.begin() as connection:
+                vector = np.asarray(query_vector, dtype=np.float32)
+                await connection.execute(
+                    _SEARCH_SETTINGS if self._iterative_scan else _SEARCH_SETTINGS_BEFORE_0_8,
+                    {"ef": str(max(int(k), self._ef_search)), "wait": _LOCK_WAIT},
                 )
-                dense = [(int(chunk), -float(distance)) for chunk, distance in rows]  # <#> is -inner product
-            keyword = await self._keyword(connection, where, params, query_terms, k)
+                if len(vector) == self._dim:
+                    rows = await connection.execute(
+                        text(dense_sql(self._dim, where)), {**params, "q": vector_literal(vector), "k": k}
+                    )
+                    dense = [(int(chunk), -float(distance)) for chunk, distance in rows]  # <#> is -inner product
+                keyword = await self._keyword(connection, where, params, query_terms, k)
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+                raise SearchBusy(
+                    "knowledge search waited more than " + _LOCK_WAIT + " for its tables, held by a rebuild "
+                    "(`openbailian search reindex` or a migration): retry when it has finished"
+                ) from error
+            raise
         return BaseHits(dense=dense, keyword=keyword)
 
     async def _keyword(

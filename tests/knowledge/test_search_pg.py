@@ -147,7 +147,8 @@ async def test_reindex_writes_in_sql_the_rows_ingestion_writes(knowledge, settin
 @on_postgres
 async def test_the_dense_query_walks_the_hnsw_index(knowledge, settings, corpus):
     await _ingested_base(knowledge, corpus["hr"])
-    await knowledge.retriever.index.prepare()  # chooses pgvector, makes the index of this dimension
+    pg = await knowledge.retriever.index.prepare()  # chooses pgvector, starts building the index of this dimension
+    assert await pg.index_built()
     dim = knowledge.embedder.dim
     where, params = filters("b1", ChunkMask(document_ids=frozenset({"d1"})))
     sql = dense_sql(dim, where)
@@ -397,3 +398,69 @@ def test_terms_become_exact_lexemes_whatever_they_contain():
     assert tsvector_literal("x " * 300).count(",") == 255
     assert tsquery_literal(["价格", "z9", "价格"]) == "'z9' | '价格'"
     assert tsquery_literal([]) == ""
+
+
+def _hnsw_index(settings: Settings, dim: int) -> list[tuple]:
+    return _sql(
+        settings,
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        f"WHERE c.relname = 'knowledge_chunk_search_hnsw_{dim}'",
+    )
+
+
+@on_postgres
+async def test_a_server_searching_while_its_hnsw_index_is_built_elsewhere_answers_by_an_exact_scan(
+    knowledge, settings, corpus
+):
+    """Another process is building the index (it holds the builders' lock, the index is not
+    there yet): a server starts and answers without waiting for that build; a server that
+    finds no index and no builder builds it in the background, and answers meanwhile."""
+    index_id = await _ingested_base(knowledge, corpus["phones"], corpus["hr"])
+    dim = knowledge.embedder.dim
+    _sql(settings, f"DROP INDEX IF EXISTS knowledge_chunk_search_hnsw_{dim}")
+    url = settings.resolved_database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as builder:
+        builder.execute("SELECT pg_advisory_lock(hashtext('openbailian-search:index'))")
+        server = LiveServer(settings).start()  # its start never waits on the lock
+        try:
+            chunks = _retrieve(server, index_id, "Zephyr Z9 价格")
+            assert chunks and _about(chunks[0], "Zephyr")
+            assert _hnsw_index(settings, dim) == []  # answered by an exact scan: no index yet
+        finally:
+            server.stop()
+    server = LiveServer(settings).start()  # no builder now: this one builds it, concurrently
+    try:
+        pg = server.runtime.knowledge.retriever.index.chosen
+        chunks = _retrieve(server, index_id, "How many days of annual leave?")
+        assert _about(chunks[0], "annual leave")
+        built = asyncio.run_coroutine_threadsafe(pg.index_built(), server.loop).result(timeout=120)
+        assert built and _hnsw_index(settings, dim) == [(True,)]
+        assert _about(_retrieve(server, index_id, "Zephyr Z9 价格")[0], "Zephyr")
+    finally:
+        server.stop()
+
+
+@on_postgres
+async def test_a_search_while_a_rebuild_holds_the_table_is_a_clear_503_not_a_hang(knowledge, settings, corpus):
+    """``search reindex`` empties and refills the rows in one transaction (its TRUNCATE locks
+    the table until it commits): a search then answers 503 Index.SearchBusy after a few
+    seconds instead of hanging for the whole rebuild, and answers again once it is done."""
+    index_id = await _ingested_base(knowledge, corpus["phones"])
+    server = LiveServer(settings).start()
+    url = settings.resolved_database_url.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        assert _retrieve(server, index_id, "Zephyr Z9 价格")
+        with psycopg.connect(url) as rebuild:
+            rebuild.execute("TRUNCATE knowledge_chunk_search, knowledge_term_stats, knowledge_search_stats")
+            response = server.http.post(
+                "/manage/v1/knowledge/retrieve", json={"query": "Zephyr Z9 价格", "index_ids": [index_id]},
+                headers=server.auth(),
+            )
+            assert response.status_code == 503, response.text
+            body = response.json()
+            assert body["code"] == "Index.SearchBusy" and "reindex" in body["message"] and body["request_id"]
+            rebuild.rollback()
+        chunks = _retrieve(server, index_id, "Zephyr Z9 价格")
+        assert chunks and _about(chunks[0], "Zephyr")
+    finally:
+        server.stop()
