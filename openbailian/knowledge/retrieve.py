@@ -283,7 +283,7 @@ class Retriever:
         if not ranked:
             return []
         ids = [chunk_id for chunk_id, _ in ranked]
-        rows = await self.db.read(lambda conn: {row.id: row for row in conn.execute(_HITS, {"ids": ids})})
+        rows = await self.db.read(lambda conn: {row.id: row for row in conn.execute(_HITS, {"ids": ids})}, quick=True)
         hits = []
         for chunk_id, score in ranked:
             row = rows.get(chunk_id)

@@ -636,7 +636,7 @@ async def parse_search_options(
     metadata = _string_map(options, "metadata_filter")
     structured = _string_map(options, "structured_filter")
     base_ids = pipeline_ids if pipeline_ids else list(dict.fromkeys(default_base_ids))
-    rows = await db.read(lambda conn: _base_rows(conn, base_ids, workspace_id))
+    rows = await db.read(lambda conn: _base_rows(conn, base_ids, workspace_id), quick=True)  # by key
     bases = [info for info, _ in rows]
     documents: list[DocumentInfo] = []
     outside: list[str] = []
