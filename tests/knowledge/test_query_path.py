@@ -113,7 +113,7 @@ def test_one_call_embeds_its_question_once_for_knowledge_memory_and_session_file
     # Longer than a call takes whole (1500 tokens): the call searches its chunks with the question.
     file_id = upload(server, "stores.docx", _stores_docx(tmp_path / "stores.docx"))
     final = wait_final(server, file_id)
-    assert final["Status"] == "FILE_IS_READY", final
+    assert final["Status"] == "FILE_IS_READY", (final.get("ParseErrorMessage"), final["seen"])
     app_id = server.app(knowledge_enabled=True, knowledge_base_ids=[base], memory_enabled=True, file_parsing=True)
 
     question = "门店17号的营业时间，以及3000元以下的手机推荐？"
