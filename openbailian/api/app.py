@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
@@ -35,6 +35,13 @@ __all__ = ["create_app"]
 _PING = text("SELECT 1")
 
 
+async def _check_every_request(request: Request) -> None:
+    """The app-wide checks, as one dependency (FastAPI's solving costs per dependency, on every
+    request): an address over its failure budget is refused, then the input boundary's verdict."""
+    await refuse_addresses_over_the_failure_limit(request)
+    await enforce_input_boundary(request)
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """The ASGI app; its lifespan starts ``runtime`` (built from settings when not given) and closes it."""
     settings = settings or (runtime.settings if runtime else Settings())
@@ -55,7 +62,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         version=__version__,
         description="Self-hosted, DashScope-compatible Bailian agent applications",
         lifespan=lifespan,
-        dependencies=[Depends(refuse_addresses_over_the_failure_limit), Depends(enforce_input_boundary)],
+        dependencies=[Depends(_check_every_request)],
     )
     install_access_log_redaction()  # signed upload URLs' signatures never reach the access log
     app.state.runtime = runtime
