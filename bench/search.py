@@ -68,6 +68,7 @@ VOCABULARY = 20_000
 TERMS_PER_CHUNK = 60
 BLOCK = 50_000
 SEED = 14
+QUERY_NOISE = 0.3  # per dimension, on a unit vector: the default query set (see --query-noise)
 REBUILD_UP_TO = 10_000  # bigger databases get their search rows by _fast_search_rows
 KEYWORD_ONLY_QUERIES = 30
 DATA_FORMAT = 1  # bump when the generated data changes: the cached data sets are made anew
@@ -94,10 +95,10 @@ def _recall(found: list[list[int]], truth: list[list[int]]) -> float:
 class Dataset:
     """``n`` chunks (row i is chunk id i + 1) and the queries with their exact dense answers."""
 
-    def __init__(self, folder: Path, queries: int) -> None:
-        self.folder, self.queries = folder, queries
+    def __init__(self, folder: Path, queries: int, noise: float = QUERY_NOISE) -> None:
+        self.folder, self.queries, self.noise = folder, queries, noise
         self.vectors: np.ndarray = np.load(folder / "vectors.npy", mmap_mode="r")
-        meta = json.loads((folder / f"queries-{queries}.json").read_text())
+        meta = json.loads((folder / queries_file(queries, noise)).read_text())
         self.query_vectors = np.asarray(meta["vectors"], dtype=np.float32)
         self.query_words: list[list[str]] = meta["words"]
         self.exact_dense: list[list[int]] = meta["exact_dense"]
@@ -112,18 +113,23 @@ class Dataset:
                 yield line.rstrip("\n")
 
 
-def dataset(cache: Path, n: int, queries: int) -> Dataset:
+def queries_file(queries: int, noise: float) -> str:
+    return f"queries-{queries}.json" if noise == QUERY_NOISE else f"queries-{queries}-noise{noise:g}.json"
+
+
+def dataset(cache: Path, n: int, queries: int, noise: float = QUERY_NOISE) -> Dataset:
     folder = cache / f"synthetic-{n}-s{SEED}-f{DATA_FORMAT}"
     if not (folder / "vectors.npy").exists():
         _log(f"generating {n:,} chunks into {folder}")
         t0 = time.perf_counter()
         _generate_chunks(folder, n)
         _log(f"generated in {time.perf_counter() - t0:.1f} s")
-    if not (folder / f"queries-{queries}.json").exists():
+    if not (folder / queries_file(queries, noise)).exists():
         t0 = time.perf_counter()
-        _generate_queries(folder, queries)
-        _log(f"{queries} queries and their exact answers over {n:,} chunks in {time.perf_counter() - t0:.1f} s")
-    return Dataset(folder, queries)
+        _generate_queries(folder, queries, noise)
+        _log(f"{queries} queries (noise {noise:g}) and their exact answers over {n:,} chunks in "
+             f"{time.perf_counter() - t0:.1f} s")
+    return Dataset(folder, queries, noise)
 
 
 def _generate_chunks(folder: Path, n: int) -> None:
@@ -145,12 +151,12 @@ def _generate_chunks(folder: Path, n: int) -> None:
     os.replace(folder / "vectors.tmp.npy", folder / "vectors.npy")
 
 
-def _generate_queries(folder: Path, queries: int) -> None:
+def _generate_queries(folder: Path, queries: int, noise: float) -> None:
     """Near a random chunk each (its vector + noise, its first 6 terms), as bench/knowledge.py."""
     vectors = np.load(folder / "vectors.npy", mmap_mode="r")
     rng = np.random.default_rng([SEED, len(vectors), queries])
     picks = rng.integers(0, len(vectors), queries)
-    query_vectors = vectors[picks] + 0.3 * rng.standard_normal((queries, DIM), dtype=np.float32)
+    query_vectors = vectors[picks] + noise * rng.standard_normal((queries, DIM), dtype=np.float32)
     query_vectors /= np.linalg.norm(query_vectors, axis=1, keepdims=True)
     wanted, words = set(picks.tolist()), {}
     with (folder / "terms.txt").open(encoding="ascii") as lines:
@@ -162,7 +168,7 @@ def _generate_queries(folder: Path, queries: int) -> None:
         "words": [words[p] for p in picks.tolist()],
         "exact_dense": _exact_top(vectors, query_vectors, 10),
     }
-    (folder / f"queries-{queries}.json").write_text(json.dumps(meta))
+    (folder / queries_file(queries, noise)).write_text(json.dumps(meta))
 
 
 def _exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[list[int]]:
@@ -545,7 +551,7 @@ def _emit(record: dict[str, Any]) -> None:
     print(json.dumps(record), flush=True)
 
 
-async def memory_child(url: str, folder: Path, queries: int) -> None:
+async def memory_child(url: str, folder: Path, queries: int, noise: float) -> None:
     """The in-process index of one base, in this process: JSON lines on stdout, one per phase."""
     import onnxruntime  # noqa: F401  (loaded by the graph; a server has it loaded already, for its embedder)
 
@@ -553,7 +559,7 @@ async def memory_child(url: str, folder: Path, queries: int) -> None:
     from openbailian.storage.db import Database
 
     pin_blas_threads(1)
-    data = Dataset(folder, queries)
+    data = Dataset(folder, queries, noise)
     base_id = base_id_of(data.size)
     db = Database(url)
     try:
@@ -590,7 +596,7 @@ class InProcess:
         self.size = data.size
         self.records: dict[str, dict[str, Any]] = {}
         self._child = subprocess.Popen(
-            [sys.executable, __file__, "--memory-child", url, str(data.folder), str(data.queries)],
+            [sys.executable, __file__, "--memory-child", url, str(data.folder), str(data.queries), str(data.noise)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         self._lines: queue.Queue[str] = queue.Queue()
@@ -772,10 +778,14 @@ async def main() -> None:
     parser.add_argument("--no-index-build", action="store_true",
                         help="use a database whose HNSW index is not built yet as it is (another run builds it)")
     parser.add_argument("--load-only", action="store_true", help="make the data sets and databases, measure nothing")
-    parser.add_argument("--memory-child", nargs=3, metavar=("URL", "FOLDER", "QUERIES"), help=argparse.SUPPRESS)
+    parser.add_argument("--query-noise", type=float, default=QUERY_NOISE,
+                        help="per-dimension noise on a chunk's unit vector that makes a query: 0.3 (default) leaves "
+                             "a cosine of ~0.17 with its chunk (hard, near-random queries), 0.03 ~0.86 (a paraphrase)")
+    parser.add_argument("--memory-child", nargs=4, metavar=("URL", "FOLDER", "QUERIES", "NOISE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        await memory_child(args.memory_child[0], Path(args.memory_child[1]), int(args.memory_child[2]))
+        await memory_child(args.memory_child[0], Path(args.memory_child[1]), int(args.memory_child[2]),
+                           float(args.memory_child[3]))
         return
     if not args.postgres_url:
         parser.error("--postgres-url is required")
@@ -787,7 +797,7 @@ async def main() -> None:
     loads: list[str] = []
     reference = None
     for n in sorted(set(args.sizes) | set(args.serve_sizes) | {1000}):
-        data = dataset(args.cache, n, args.queries)
+        data = dataset(args.cache, n, args.queries, args.query_noise)
         url, phases = await asyncio.to_thread(
             loaded_database, args.postgres_url, data, args.fresh, reference, not args.no_index_build
         )
