@@ -53,10 +53,12 @@ class EventStreamResponse(StreamingResponse):
 
         async def write(message: Message) -> None:
             async with self._writing:
+                if self._complete:  # a comment that waited for the last block: nothing follows it
+                    return
                 await send(message)
-            self._last_write = loop.time()
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                self._complete = True
+                self._last_write = loop.time()
+                if message["type"] == "http.response.body" and not message.get("more_body", False):
+                    self._complete = True
 
         try:
             with anyio.CancelScope() as streaming:
@@ -85,8 +87,7 @@ class EventStreamResponse(StreamingResponse):
                 if self._keepalive is not None and self._last_write:
                     wait = self._last_write + self._keepalive - loop.time()
                     if wait <= 0:
-                        if not self._complete:
-                            await write({"type": "http.response.body", "body": self._keepalive_block, "more_body": True})
+                        await write({"type": "http.response.body", "body": self._keepalive_block, "more_body": True})
                         continue
                 try:
                     async with asyncio.timeout(wait):
