@@ -17,9 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from openbailian.errors import (
     Conflict,
@@ -108,7 +107,7 @@ class KnowledgeBaseInfo:
     updated_at: datetime
 
     @classmethod
-    def of(cls, row: KnowledgeBase) -> KnowledgeBaseInfo:
+    def of(cls, row: KnowledgeBase | Row[Any]) -> KnowledgeBaseInfo:
         return cls(
             id=row.id, workspace_id=row.workspace_id, name=row.name, kind=row.kind,
             description=row.description or "", version=row.version or 0,
@@ -681,6 +680,15 @@ async def parse_search_options(
     )
 
 
+# Built once (a search's hot path): the columns of KnowledgeBaseInfo and "has a ready document".
+_BASES = select(
+    KnowledgeBase.id, KnowledgeBase.workspace_id, KnowledgeBase.name, KnowledgeBase.kind,
+    KnowledgeBase.description, KnowledgeBase.version, KnowledgeBase.chunk_size, KnowledgeBase.overlap_size,
+    KnowledgeBase.separator, KnowledgeBase.options, KnowledgeBase.created_at, KnowledgeBase.updated_at,
+    has_ready_document().label("ready"),
+).where(KnowledgeBase.id.in_(bindparam("ids", expanding=True)))
+
+
 def _base_rows(
     conn: Connection, base_ids: Sequence[str], workspace_id: str
 ) -> list[tuple[KnowledgeBaseInfo, bool]]:
@@ -688,15 +696,13 @@ def _base_rows(
     one missing (or of another workspace) is reported as :func:`get_base` reports it."""
     if not base_ids:
         return []
-    query = select(KnowledgeBase, has_ready_document()).where(KnowledgeBase.id.in_(list(base_ids)))
-    with Session(conn) as session:
-        rows = {row.id: (row, bool(ready)) for row, ready in session.execute(query)}
+    rows = {row.id: row for row in conn.execute(_BASES, {"ids": list(base_ids)})}
     bases = []
     for base_id in base_ids:
         found = rows.get(base_id)
-        if found is None or found[0].workspace_id != workspace_id:
+        if found is None or found.workspace_id != workspace_id:
             raise KnowledgeBaseNotFound(f"Knowledge base '{base_id}' does not exist in workspace '{workspace_id}'")
-        bases.append((KnowledgeBaseInfo.of(found[0]), found[1]))
+        bases.append((KnowledgeBaseInfo.of(found), bool(found.ready)))
     return bases
 
 
