@@ -169,13 +169,52 @@ async def bench(server_url: str, cache: Path, n: int, queries: int) -> list[str]
     return rows + [f"<!-- {n:,} chunks loaded (chunks + keyword rows + statistics) in {load:.1f} s -->"]
 
 
+def _rewrite_rows(server_url: str, cache: Path, n: int) -> list[str]:
+    """What ``openbailian search reindex`` spends writing the search rows of ``n`` chunks (with
+    their 384-d vectors) before its HNSW build: every row deleted, then written from the stored
+    chunks as this checkout's ``search_pg`` writes them, the keyword indexes after; rolled back."""
+    from sqlalchemy import text
+
+    import openbailian.knowledge.search_pg as search_pg
+
+    data = dataset(cache, n, 200)
+    url = _load(server_url, data)
+    engine = _engine(url)
+    try:
+        with engine.connect() as connection, connection.begin() as transaction:
+            connection.execute(text("TRUNCATE knowledge_chunk_search, knowledge_term_stats, knowledge_search_stats"))
+            start = time.perf_counter()
+            if hasattr(search_pg, "_write_rows"):  # since 3bc9396: written by the server
+                search_pg._write_rows(connection, only_missing=False)
+                how = "rows in SQL, vectors by binary COPY"
+            else:  # before: each row formatted in Python, copied in batches
+                search_pg._add_missing(connection)
+                how = "rows formatted in Python"
+            rows = time.perf_counter() - start
+            written = connection.execute(text("SELECT count(*), count(embedding) FROM knowledge_chunk_search")).one()
+            start = time.perf_counter()
+            search_pg.ensure_schema(connection)
+            indexes = time.perf_counter() - start
+            transaction.rollback()
+    finally:
+        engine.dispose()
+        _admin(server_url, f'DROP DATABASE IF EXISTS "obbench_keyword_{n}" WITH (FORCE)')
+    return [f"| {n:,} | {how} | {written[0]:,} ({written[1]:,} vectors) | {rows:.1f} | {indexes:.1f} |"]
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--postgres-url", required=True, help="a PostgreSQL server with pgvector")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "openbailian-bench-search")
+    parser.add_argument("--rows", action="store_true", help="time the search rows' rewrite of reindex instead")
     args = parser.parse_args()
+    if args.rows:
+        print("| chunks | search rows written | rows | writing (s) | keyword indexes after (s) |\n|---:|---|---:|---:|---:|")
+        for n in args.sizes:
+            print(*_rewrite_rows(args.postgres_url, args.cache, n), flush=True)
+        return
     print(
         "| chunks | keyword search (top 40) | p50 (ms) | p95 (ms) | overlap@10 with BM25 | overlap@40 "
         "| top-10 scores exact | top-40 scores exact |"

@@ -464,3 +464,47 @@ async def test_a_search_while_a_rebuild_holds_the_table_is_a_clear_503_not_a_han
         assert chunks and _about(chunks[0], "Zephyr")
     finally:
         server.stop()
+
+
+@on_postgres
+@pytest.mark.parametrize(
+    ("first_pass", "query_keys"), [(2000, 300), (1, 300), (1, 3)], ids=["default", "two-passes", "small-queries"]
+)
+async def test_keyword_top_k_on_a_zipf_base_has_exactly_the_in_process_bm25_scores(
+    knowledge, settings, monkeypatch, first_pass, query_keys
+):
+    """Chunks of varied lengths over a Zipf vocabulary (common terms in most chunks, tf past
+    the tf classes' exact range): PostgreSQL's top k holds exactly the scores of the in-process
+    BM25's, for queries of rare and of only common terms, however few chunks it scores —
+    through the threshold query, with terms left out of it, or through the greedy passes."""
+    import numpy as np
+
+    import openbailian.knowledge.search_pg as search_pg
+    from openbailian.knowledge.bm25 import BM25Index
+
+    monkeypatch.setattr(search_pg, "_FIRST_PASS_POSTINGS", first_pass)
+    monkeypatch.setattr(search_pg, "_MAX_QUERY_KEYS", query_keys)
+    rng = np.random.default_rng(14)
+    documents = [
+        [f"t{r}" for r in np.minimum(rng.zipf(1.3, size=int(rng.integers(3, 160))), 400) - 1] for _ in range(1500)
+    ]
+    url = settings.resolved_database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as connection:
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO knowledge_chunk_search (chunk_id, base_id, document_id, dim, embedding, tsv, length) "
+                "VALUES (%s, 'zipf', 'd', 0, NULL, CAST(%s AS tsvector), %s)",
+                [(i + 1, tsvector_literal(" ".join(words)), len(words)) for i, words in enumerate(documents)],
+            )
+    reference = BM25Index()
+    reference.add(documents)
+    pg = search_pg.PgSearch(knowledge.db, knowledge.embedder.dim)
+    queries = [[f"t{r}" for r in np.minimum(rng.zipf(1.3, size=int(rng.integers(1, 7))), 400) - 1] for _ in range(40)]
+    queries += [["t0"], ["t0", "t1", "t2"], ["t399", "t0"]]
+    for query in queries:
+        every = {row + 1: score for row, score in reference.search(query, len(documents))}
+        for k in (5, 40):
+            found = (await pg.search("zipf", 1, ChunkMask(), np.zeros(0, np.float32), query, k)).keyword
+            expected = sorted(score for _, score in reference.search(query, k))
+            assert len(found) == len(expected), query
+            assert np.allclose(sorted(every[c] for c in found), expected, rtol=1e-5), (query, k)
