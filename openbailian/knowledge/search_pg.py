@@ -441,11 +441,16 @@ def _index_sql(dim: int, *, concurrently: bool) -> str:
 
 # A search's settings in one statement: the HNSW walk, and how long it may wait for a table
 # lock (only a rebuild or a migration takes the locks that block reads) before SearchBusy.
+# Custom plans only: a generic plan of the keyword passes cannot see the tsquery (a parameter)
+# and may read a document filter's btree instead of the cells' GIN index, testing every row.
 _SEARCH_SETTINGS = text(
     "SELECT set_config('hnsw.ef_search', :ef, true), set_config('hnsw.iterative_scan', 'strict_order', true), "
-    "set_config('lock_timeout', :wait, true)"
+    "set_config('lock_timeout', :wait, true), set_config('plan_cache_mode', 'force_custom_plan', true)"
 )
-_SEARCH_SETTINGS_BEFORE_0_8 = text("SELECT set_config('hnsw.ef_search', :ef, true), set_config('lock_timeout', :wait, true)")
+_SEARCH_SETTINGS_BEFORE_0_8 = text(
+    "SELECT set_config('hnsw.ef_search', :ef, true), set_config('lock_timeout', :wait, true), "
+    "set_config('plan_cache_mode', 'force_custom_plan', true)"
+)
 _LOCK_WAIT = "3s"
 _LOCK_NOT_AVAILABLE = "55P03"
 
