@@ -570,7 +570,9 @@ def add_cells(connection: Connection) -> None:
 async def reindex(db: Database, dim: int) -> dict[str, int]:
     """Rebuild the PostgreSQL search rows of every base (``openbailian search reindex``): creates
     the extension and tables when missing, so a database migrated before pgvector was installed
-    gets PostgreSQL search from here on. Rows per base."""
+    gets PostgreSQL search from here on. The rows are rewritten in one transaction (searches
+    meanwhile answer ``SearchBusy`` after ``_LOCK_WAIT``), then the HNSW indexes are built
+    concurrently (searches meanwhile scan exactly). Rows per base."""
     if db.engine.dialect.name != "postgresql":
         raise SearchUnavailable("reindex rebuilds PostgreSQL search; on SQLite the index is in process, rebuilt by each process")
     counts, dims = await asyncio.to_thread(_reindex_sync, db.url, dim)
