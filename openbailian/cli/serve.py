@@ -81,9 +81,10 @@ def serve(
 def default_workers(settings: Settings) -> int:
     """The number of cores this process may use on PostgreSQL; 1 on SQLite.
 
-    Every call writes its turn, and SQLite takes one writer at a time for the whole file:
-    within one process writers queue on an asyncio lock, across processes they would
-    sleep in SQLite's busy handler instead, so more processes add waiting, not throughput.
+    On SQLite one run per session holds only within a process, and every call writes its
+    turn while SQLite takes one writer at a time for the whole file: within one process
+    writers queue on an asyncio lock, across processes they retry in SQLite's busy handler.
+    (Short calls still gained from a second process: docs/benchmarks.md.)
     """
     if make_url(settings.resolved_database_url).get_backend_name() == "sqlite":
         return 1
