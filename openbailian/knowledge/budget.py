@@ -16,6 +16,7 @@ import asyncio
 import importlib.machinery
 import logging
 import multiprocessing
+import os
 import resource
 import signal
 import sys
@@ -125,16 +126,10 @@ async def run_in_child(
     logger.debug("parsing child %s started in %.2f s", process.pid, time.monotonic() - began)
     if started is not None and process.pid is not None:
         started(process.pid)
-    waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(_readable(parent_end.fileno(), process.sentinel))]
-    if stop is not None:
-        waits.append(asyncio.ensure_future(stop.wait()))
+    stopping = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    deadline = time.monotonic() + budget.seconds
     try:
-        done, _ = await asyncio.wait(waits, timeout=budget.seconds, return_when=asyncio.FIRST_COMPLETED)
-        if not done:
-            raise OverBudget(f"Parsing took longer than its budget of {budget.seconds:g} s and was stopped")
-        if waits[0] not in done:
-            raise Stopped()
-        outcome = await asyncio.to_thread(_receive, parent_end)
+        outcome = await _outcome(parent_end, process, stopping, deadline, budget)
         if outcome is None:
             await asyncio.to_thread(process.join, 5)
             raise OverBudget(_death_reason(process.exitcode, budget))
@@ -145,10 +140,33 @@ async def run_in_child(
             raise OverBudget(f"Parsing needed more than its memory budget of {budget.memory_mb} MiB and was stopped")
         raise ParseError(value)
     finally:
-        for waiting in waits:
-            waiting.cancel()
+        if stopping is not None:
+            stopping.cancel()
         _kill(process)
         parent_end.close()
+
+
+async def _outcome(
+    connection: Connection, process: BaseProcess, stopping: asyncio.Future[Any] | None, deadline: float, budget: Budget
+) -> tuple[str, Any] | None:
+    """The child's message once the pipe is readable or the child has ended (None: it ended without one)."""
+    readable = asyncio.ensure_future(_readable(connection.fileno(), process.sentinel))
+    waits = [readable] if stopping is None else [readable, stopping]
+    try:
+        done, _ = await asyncio.wait(
+            waits, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        readable.cancel()
+        await asyncio.gather(readable, return_exceptions=True)  # its readers are removed now
+    if not done:
+        raise OverBudget(f"Parsing took longer than its budget of {budget.seconds:g} s and was stopped")
+    if readable not in done:
+        raise Stopped()
+    # uvloop leaves a descriptor it watched non-blocking: a message bigger than the pipe's buffer
+    # would then fail half-read (EAGAIN) and look like a child that died without a word.
+    os.set_blocking(connection.fileno(), True)
+    return await asyncio.to_thread(_receive, connection)
 
 
 async def _readable(*fds: int) -> None:
