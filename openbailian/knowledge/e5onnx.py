@@ -347,6 +347,7 @@ def model_path(weights: E5Weights, directory: Path) -> Path:
             with os.fdopen(descriptor, "wb") as out:
                 out.write(model)
             os.replace(staged, path)  # atomic: another process never sees half a file
+        (directory / f"{stem}.onnx").unlink(missing_ok=True)  # the same model under its name before digests
     return path
 
 

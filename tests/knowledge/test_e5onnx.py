@@ -141,6 +141,16 @@ def test_the_model_is_built_once_private_and_reused(tmp_path: Path, onnx_embedde
     assert float(vector @ onnx_embedder.embed_query("价格")) > 0.9999
 
 
+def test_the_model_file_named_before_digests_is_removed_when_the_model_is_built(tmp_path: Path) -> None:
+    cache = tmp_path / "models"
+    OnnxE5Embedder(cache).load()
+    [model] = cache.glob("*.onnx")
+    legacy = cache / (model.name.rsplit("-", 1)[0] + ".onnx")  # what a home made before (no digest in its name)
+    model.rename(legacy)
+    OnnxE5Embedder(cache).load()
+    assert [p.name for p in cache.iterdir()] == [model.name]
+
+
 class _Counting:
     """Counts the queries that reach the real embedder under the cache."""
 
