@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import math
 import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
@@ -135,7 +136,9 @@ class IngestProgress:
         if done and row.embedding_started_at is not None:
             started = row.embedding_started_at
             elapsed = max((now - (started if started.tzinfo else started.replace(tzinfo=UTC))).total_seconds(), 0.0)
-            eta = round(elapsed * (total - done) / done, 1)
+            # Rounded up to a tenth, and never 0 while chunks are left: a fast first batch would
+            # otherwise promise "no time left" for the rest.
+            eta = max(math.ceil(elapsed * (total - done) / done * 10) / 10, 0.1) if done < total else 0.0
         return cls(done, total, eta)
 
 
