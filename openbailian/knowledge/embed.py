@@ -280,11 +280,7 @@ class _EmbedsQueries(Protocol):
 async def query_vector(embedder: _EmbedsQueries, text: str) -> np.ndarray:
     """The vector of a question: straight from the LRU when it is kept there (no thread hop),
     else computed on the query path's threads."""
-    if isinstance(embedder, QueryCache):
-        vector = embedder.cached(text)
-        if vector is not None:
-            return vector
-    return await run_for_query(embedder.embed_query, text)
+    return await start_query_vector(embedder, text)
 
 
 def start_query_vector(embedder: _EmbedsQueries, text: str) -> asyncio.Future[np.ndarray]:
