@@ -127,9 +127,8 @@ async def run_in_child(
     if started is not None and process.pid is not None:
         started(process.pid)
     stopping = asyncio.ensure_future(stop.wait()) if stop is not None else None
-    deadline = time.monotonic() + budget.seconds
     try:
-        outcome = await _outcome(parent_end, process, stopping, deadline, budget)
+        outcome = await _outcome(parent_end, process, stopping, budget)
         if outcome is None:
             await asyncio.to_thread(process.join, 5)
             raise OverBudget(_death_reason(process.exitcode, budget))
@@ -147,15 +146,13 @@ async def run_in_child(
 
 
 async def _outcome(
-    connection: Connection, process: BaseProcess, stopping: asyncio.Future[Any] | None, deadline: float, budget: Budget
+    connection: Connection, process: BaseProcess, stopping: asyncio.Future[Any] | None, budget: Budget
 ) -> tuple[str, Any] | None:
     """The child's message once the pipe is readable or the child has ended (None: it ended without one)."""
     readable = asyncio.ensure_future(_readable(connection.fileno(), process.sentinel))
     waits = [readable] if stopping is None else [readable, stopping]
     try:
-        done, _ = await asyncio.wait(
-            waits, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
-        )
+        done, _ = await asyncio.wait(waits, timeout=budget.seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
         readable.cancel()
         await asyncio.gather(readable, return_exceptions=True)  # its readers are removed now
