@@ -1,10 +1,11 @@
 """The search port on PostgreSQL: pgvector (HNSW) for the dense side, BM25 over a
 ``tsvector`` for the keyword side; nothing per base is held in the API process.
 
-Schema (made by migrations ``0015``/``0017`` or by ``openbailian search reindex``; see
-:data:`SCHEMA`): ``knowledge_chunk_search`` has one row per chunk with the chunk's vector
-in a ``vector`` column *without* a fixed dimension, its ``dim``, its jieba terms as a
-``tsvector`` and its ``length`` (terms). The lexemes are exactly the segmented terms (no
+Schema (made by migrations ``0015``/``0017``/``0023``/``0024`` or by ``openbailian search
+reindex``; see :data:`SCHEMA`): ``knowledge_chunk_search`` has one row per chunk with the
+chunk's vector in a ``vector`` column *without* a fixed dimension, its ``dim``, its jieba
+terms as a ``tsvector`` and its ``length`` (terms); ``knowledge_chunk_cells`` the chunk's
+keyword cells (below). The lexemes are exactly the segmented terms (no
 text search configuration touches them) and each carries positions 1..tf, so the
 tsvector holds the term frequencies. HNSW indexes are partial, one per dimension in use,
 over ``embedding::vector(dim)`` (``vector_ip_ops``: the vectors are L2-normalised, so the
@@ -23,7 +24,8 @@ transaction at a time (an advisory lock), so concurrent ingestion cannot deadloc
 Keyword ranking is BM25 as in process (``bm25.BM25Index``: k1 1.2, b 0.75, the same idf)
 with the base's statistics; within a filter the idf stays the base's (in process it is
 the filtered rows'). It is exact and scores few rows, by impact classes (``0023``): each
-row's generated ``cells`` tsvector holds one lexeme per term, 'base term tf-class
+chunk's ``knowledge_chunk_cells`` row (written by the statistics trigger from the search
+row's terms) holds a ``cells`` tsvector of one lexeme per term, 'base term tf-class
 length-class', under a GIN index, and ``knowledge_term_cells`` counts a base's chunks per
 (term, tf class, length class). A term's BM25 weight grows with tf and shrinks with the
 length, so a cell bounds the weight of every chunk in it whatever the base's average
@@ -79,6 +81,8 @@ __all__ = [
     "rebuild",
     "upgrade",
     "add_cells",
+    "fill_cells",
+    "CELLS_OF_ROW",
     "reindex",
     "tsvector_literal",
     "tsquery_literal",
@@ -111,7 +115,10 @@ _MAX_PASSES = 6  # round trips of a keyword search at most (after the statistics
 K1, B = BM25Index().k1, BM25Index().b
 
 # PostgreSQL-only tables, outside the SQLAlchemy models (their types need the extension).
-TABLES = frozenset({"knowledge_chunk_search", "knowledge_term_stats", "knowledge_term_cells", "knowledge_search_stats"})
+TABLES = frozenset({
+    "knowledge_chunk_search", "knowledge_chunk_cells", "knowledge_term_stats", "knowledge_term_cells",
+    "knowledge_search_stats",
+})
 
 # Statistics of the rows a statement added (+1) or removed (-1), per base; in base order
 # (and each base under its advisory lock) so two transactions never wait on each other.
@@ -126,6 +133,15 @@ BEGIN
         SELECT c.base_id, e.lexeme, sign * count(*) FROM changed c, unnest(c.tsv) e
         GROUP BY 1, 2 ORDER BY 1, 2
         ON CONFLICT (base_id, term) DO UPDATE SET df = t.df + EXCLUDED.df;
+    IF to_regclass('knowledge_chunk_cells') IS NOT NULL THEN  -- 0023: the rows' cells, beside them
+        IF sign > 0 THEN
+            INSERT INTO knowledge_chunk_cells AS x (chunk_id, cells)
+                SELECT chunk_id, openbailian_search_cells(base_id, tsv, length) FROM changed
+                ON CONFLICT (chunk_id) DO UPDATE SET cells = EXCLUDED.cells;
+        ELSE
+            DELETE FROM knowledge_chunk_cells x USING changed c WHERE x.chunk_id = c.chunk_id;
+        END IF;
+    END IF;
     IF to_regclass('knowledge_term_cells') IS NOT NULL THEN  -- 0023
         INSERT INTO knowledge_term_cells AS t (base_id, term, tf_class, length_class, df)
             SELECT c.base_id, e.lexeme, openbailian_tf_class(cardinality(e.positions)),
@@ -184,6 +200,8 @@ _CLASS_FUNCTIONS = [
     FROM unnest(tsv) e WHERE octet_length(e.lexeme) <= 2000 $$""",
 ]
 
+_CELLS_INDEX = "knowledge_chunk_cells_gin"
+
 SCHEMA = [
     "CREATE EXTENSION IF NOT EXISTS vector",
     """CREATE TABLE IF NOT EXISTS knowledge_chunk_search (
@@ -200,12 +218,17 @@ SCHEMA = [
     "ALTER TABLE knowledge_chunk_search DROP CONSTRAINT IF EXISTS knowledge_chunk_search_chunk_id_fkey",
     "DROP TABLE IF EXISTS knowledge_search_sync",
     "CREATE INDEX IF NOT EXISTS knowledge_chunk_search_doc ON knowledge_chunk_search (base_id, document_id)",
-    "CREATE INDEX IF NOT EXISTS knowledge_chunk_search_tsv ON knowledge_chunk_search USING gin (tsv)",
+    # No GIN index over tsv (0015-0017 had one; 0024 drops it): every keyword pass finds its
+    # chunks by their cells, and a row's tsv is read only once found.
     *_CLASS_FUNCTIONS,
-    # 0023: the cells of every row, computed by the server from its terms (whoever writes it).
-    "ALTER TABLE knowledge_chunk_search ADD COLUMN IF NOT EXISTS cells tsvector "
-    "GENERATED ALWAYS AS (openbailian_search_cells(base_id, tsv, length)) STORED",
-    "CREATE INDEX IF NOT EXISTS knowledge_chunk_search_cells ON knowledge_chunk_search USING gin (cells)",
+    # 0023: the cells of every row, in a table of their own (one row per chunk, written by the
+    # statistics trigger from the row's terms, whoever writes it), so that adding them never
+    # rewrote the search table and its HNSW indexes.
+    """CREATE TABLE IF NOT EXISTS knowledge_chunk_cells (
+        chunk_id integer PRIMARY KEY,
+        cells tsvector NOT NULL
+    )""",
+    f"CREATE INDEX IF NOT EXISTS {_CELLS_INDEX} ON knowledge_chunk_cells USING gin (cells)",
     """CREATE TABLE IF NOT EXISTS knowledge_term_stats (
         base_id varchar(32) NOT NULL,
         term text NOT NULL,
@@ -239,19 +262,34 @@ SCHEMA = [
     "DROP TRIGGER IF EXISTS knowledge_chunk_search_removed ON knowledge_chunk_search",
     "CREATE TRIGGER knowledge_chunk_search_removed AFTER DELETE ON knowledge_chunk_search "
     "REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION openbailian_search_count()",
+    # Whoever empties the search rows empties their cells too (rebuild, bench/search.py's loader;
+    # unless the same TRUNCATE named them, which PostgreSQL would refuse to truncate again).
+    """CREATE OR REPLACE FUNCTION openbailian_search_uncells() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF EXISTS (SELECT 1 FROM knowledge_chunk_cells) THEN TRUNCATE knowledge_chunk_cells; END IF;
+        RETURN NULL;
+    END $$""",
+    "DROP TRIGGER IF EXISTS knowledge_chunk_search_emptied ON knowledge_chunk_search",
+    "CREATE TRIGGER knowledge_chunk_search_emptied AFTER TRUNCATE ON knowledge_chunk_search "
+    "FOR EACH STATEMENT EXECUTE FUNCTION openbailian_search_uncells()",
     "DROP TRIGGER IF EXISTS knowledge_chunks_unsearch ON knowledge_chunks",
     "CREATE TRIGGER knowledge_chunks_unsearch AFTER DELETE ON knowledge_chunks "
     "REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION openbailian_search_unchunk()",
 ]
 
-# The statistics of every base from its rows (after a TRUNCATE, which fires no trigger).
+# The cells' counts of every base from its rows.
+_COUNT_CELLS = (
+    "INSERT INTO knowledge_term_cells (base_id, term, tf_class, length_class, df) "
+    "SELECT s.base_id, e.lexeme, openbailian_tf_class(cardinality(e.positions)), openbailian_length_class(s.length), count(*) "
+    "FROM knowledge_chunk_search s, unnest(s.tsv) e WHERE octet_length(e.lexeme) <= 2000 GROUP BY 1, 2, 3, 4"
+)
+# The statistics of every base from its rows (after a TRUNCATE, which fires no trigger; the
+# term statistics' truncation empties the cells' counts).
 _RECOUNT = [
     "TRUNCATE knowledge_term_stats, knowledge_search_stats",
     "INSERT INTO knowledge_term_stats (base_id, term, df) "
     "SELECT s.base_id, e.lexeme, count(*) FROM knowledge_chunk_search s, unnest(s.tsv) e GROUP BY 1, 2",
-    "INSERT INTO knowledge_term_cells (base_id, term, tf_class, length_class, df) "
-    "SELECT s.base_id, e.lexeme, openbailian_tf_class(cardinality(e.positions)), openbailian_length_class(s.length), count(*) "
-    "FROM knowledge_chunk_search s, unnest(s.tsv) e WHERE octet_length(e.lexeme) <= 2000 GROUP BY 1, 2, 3, 4",
+    _COUNT_CELLS,
     "INSERT INTO knowledge_search_stats (base_id, chunks, total_length) "
     "SELECT base_id, count(*), coalesce(sum(length), 0) FROM knowledge_chunk_search GROUP BY 1",
 ]
@@ -502,10 +540,18 @@ def _add_missing(connection: Connection) -> dict[str, int]:
     return {base: count - before.get(base, 0) for base, count in _rows_per_base(connection).items()}
 
 
+# Index builds are much faster in memory (this transaction only): at least 1GB, never
+# less than the server was given (a 1M-chunk 384-d graph needs ~3GB).
+_BUILD_MEMORY = text(
+    "SELECT set_config('maintenance_work_mem', '1GB', true) "
+    "WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes('1GB')"
+)
+
+
 def rebuild(connection: Connection, dims: Iterable[int] = (), *, hnsw: bool = True) -> dict[str, int]:
     """Every base's rows anew from ``knowledge_chunks`` (migration ``0015``, ``openbailian
-    search reindex``): the table's indexes are dropped, the rows and statistics refilled by
-    the server, the keyword indexes made again, then an HNSW index for each dimension found
+    search reindex``): the tables' indexes are dropped, the rows, cells and statistics refilled
+    by the server, the keyword indexes made again, then an HNSW index for each dimension found
     and for ``dims``. Returns rows per base."""
     ensure_schema(connection)
     for name in connection.execute(
@@ -515,21 +561,16 @@ def rebuild(connection: Connection, dims: Iterable[int] = (), *, hnsw: bool = Tr
         )
     ).scalars():
         connection.execute(text(f'DROP INDEX IF EXISTS "{name}"'))
-    connection.execute(text("TRUNCATE knowledge_chunk_search, knowledge_term_stats, knowledge_search_stats"))
-    # Index builds are much faster in memory (this transaction only): at least 1GB, never
-    # less than the server was given (a 1M-chunk 384-d graph needs ~3GB).
-    connection.execute(
-        text(
-            "SELECT set_config('maintenance_work_mem', '1GB', true) "
-            "WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes('1GB')"
-        )
-    )
+    connection.execute(text(f"DROP INDEX IF EXISTS {_CELLS_INDEX}"))
+    connection.execute(text("TRUNCATE knowledge_chunk_search, knowledge_term_stats, knowledge_search_stats"))  # and the cells
+    connection.execute(_BUILD_MEMORY)
     _write_rows(connection, only_missing=False)
     ensure_schema(connection)  # the keyword and document indexes, built once over all rows
     if hnsw:  # else the caller builds them after the commit, concurrently (`reindex`)
         for dim in _dims(connection, dims):
             ensure_dim_index(connection, dim)
     connection.execute(text("ANALYZE knowledge_chunk_search"))
+    connection.execute(text("ANALYZE knowledge_chunk_cells"))
     return _rows_per_base(connection)
 
 
@@ -551,20 +592,45 @@ def upgrade(connection: Connection) -> dict[str, int]:
             "(SELECT coalesce(sum(cardinality(e.positions)), 0) FROM unnest(s.tsv) e) WHERE s.length = 0"
         )
     )
+    fill_cells(connection)  # of the rows 0015 wrote, with their lengths now
     for statement in _RECOUNT:
         connection.execute(text(statement))
     added = _add_missing(connection)
     connection.execute(text("ANALYZE knowledge_chunk_search"))
+    connection.execute(text("ANALYZE knowledge_chunk_cells"))
     return added
 
 
+CELLS_OF_ROW = "openbailian_search_cells(s.base_id, s.tsv, s.length)"
+
+
+def fill_cells(connection: Connection, cells: str = CELLS_OF_ROW) -> int:
+    """The cells of every search row ``s`` without them, from ``cells`` (an expression of the
+    row; by default computed from its terms, as the trigger does). Into an empty table the
+    rows go first and the GIN index is built after (much faster than growing it). Rows added."""
+    empty = not connection.execute(text("SELECT EXISTS (SELECT 1 FROM knowledge_chunk_cells)")).scalar()
+    if empty:
+        connection.execute(text(f"DROP INDEX IF EXISTS {_CELLS_INDEX}"))
+    added = connection.execute(text(
+        f"INSERT INTO knowledge_chunk_cells (chunk_id, cells) SELECT s.chunk_id, {cells} FROM knowledge_chunk_search s "
+        "WHERE NOT EXISTS (SELECT 1 FROM knowledge_chunk_cells x WHERE x.chunk_id = s.chunk_id)"
+    )).rowcount
+    if empty:
+        connection.execute(_BUILD_MEMORY)
+        ensure_schema(connection)
+    return int(added or 0)
+
+
 def add_cells(connection: Connection) -> None:
-    """Migration ``0023`` on a ``0017`` schema: the cells column (computed in place for the
-    existing rows), its GIN index, the cells' table and trigger, and their counts."""
+    """Migration ``0023`` on a ``0017`` schema: the cells' tables (``knowledge_chunk_cells``,
+    one row per chunk, under its GIN index; ``knowledge_term_cells``, their counts), filled from
+    the search rows, and the trigger that keeps them. ``knowledge_chunk_search`` is only read:
+    neither it nor its HNSW indexes are rewritten."""
     ensure_schema(connection)
-    for statement in _RECOUNT:
-        connection.execute(text(statement))
-    connection.execute(text("ANALYZE knowledge_chunk_search"))
+    fill_cells(connection)
+    connection.execute(text("TRUNCATE knowledge_term_cells"))
+    connection.execute(text(_COUNT_CELLS))
+    connection.execute(text("ANALYZE knowledge_chunk_cells"))
 
 
 async def reindex(db: Database, dim: int) -> dict[str, int]:
@@ -979,10 +1045,11 @@ def keyword_sql(where: str, *, exclude: bool = False) -> str:
     """BM25 of the chunks holding any cell of ``:tq`` (and, with ``exclude``, none of
     ``:done``), found by the cells' GIN index, scored on every query term (``:terms`` with
     their ``:idfs``; tf is a lexeme's positions); the best ``:k``."""
-    unscored = " AND NOT s.cells @@ CAST(:done AS tsquery)" if exclude else ""
+    unscored = " AND NOT x.cells @@ CAST(:done AS tsquery)" if exclude else ""
     return (
-        "WITH c AS MATERIALIZED (SELECT s.chunk_id, s.length, s.tsv FROM knowledge_chunk_search s "
-        f"WHERE s.cells @@ CAST(:tq AS tsquery){unscored} AND {where}) "
+        "WITH c AS MATERIALIZED (SELECT s.chunk_id, s.length, s.tsv FROM knowledge_chunk_cells x "
+        "JOIN knowledge_chunk_search s ON s.chunk_id = x.chunk_id "
+        f"WHERE x.cells @@ CAST(:tq AS tsquery){unscored} AND {where}) "
         "SELECT c.chunk_id, sum(q.idf * e.tf * (:k1 + 1) / (e.tf + :k1 * (1 - :b + :b * c.length / :avgdl))) AS score "
         "FROM c CROSS JOIN LATERAL (SELECT u.lexeme, cardinality(u.positions) AS tf "
         # Only the query's lexemes (marked A, the rest filtered out): 4x cheaper than them all.

@@ -186,8 +186,8 @@ async def test_migration_0015_moves_an_existing_base_into_pgvector(knowledge, se
     # As before 0015: no search tables, the revision not applied.
     _sql(
         settings,
-        "DROP TABLE knowledge_chunk_search, knowledge_term_stats, knowledge_term_cells, knowledge_search_stats; "
-        "DELETE FROM alembic_version WHERE version_num IN ('0015', '0017', '0017a', '0023')",
+        "DROP TABLE knowledge_chunk_search, knowledge_chunk_cells, knowledge_term_stats, knowledge_term_cells, "
+        "knowledge_search_stats; DELETE FROM alembic_version WHERE version_num IN ('0015', '0017', '0017a', '0023', '0024')",
     )
     migrate(settings.resolved_database_url)
     moved = _sql(settings, f"SELECT count(*), min(dim) FROM knowledge_chunk_search WHERE base_id = '{index_id}'")
@@ -351,8 +351,8 @@ async def test_migration_0017_brings_a_0015_database_up_to_date(knowledge, setti
         settings,
         "DROP FUNCTION openbailian_search_count() CASCADE",
         "DROP FUNCTION openbailian_search_unchunk() CASCADE",
-        "ALTER TABLE knowledge_chunk_search DROP COLUMN cells",  # 0023's
-        "DROP TABLE knowledge_term_stats, knowledge_term_cells, knowledge_search_stats",
+        "DROP FUNCTION openbailian_search_uncells() CASCADE",  # 0023's
+        "DROP TABLE knowledge_chunk_cells, knowledge_term_stats, knowledge_term_cells, knowledge_search_stats",
         "ALTER TABLE knowledge_chunk_search DROP COLUMN length",
         "ALTER TABLE knowledge_chunk_search ADD CONSTRAINT knowledge_chunk_search_chunk_id_fkey "
         "FOREIGN KEY (chunk_id) REFERENCES knowledge_chunks(id) ON DELETE CASCADE",
@@ -360,7 +360,7 @@ async def test_migration_0017_brings_a_0015_database_up_to_date(knowledge, setti
         f"DELETE FROM knowledge_chunk_search WHERE chunk_id IN "
         f"(SELECT id FROM knowledge_chunks WHERE base_id = '{index_id}' ORDER BY id DESC LIMIT 3)",
         "UPDATE alembic_version SET version_num = '0015' WHERE version_num = '0017a'",  # 0017a follows 0017
-        "DELETE FROM alembic_version WHERE version_num = '0023'",  # and 0023 too
+        "DELETE FROM alembic_version WHERE version_num = '0024'",  # and 0023, 0024 too
     )
     migrate(settings.resolved_database_url)
     assert _statistics_agree_with_the_rows(settings, index_id) == chunks
