@@ -18,12 +18,22 @@ Each reports p50/p95 of the top-40 (the retriever's candidates), its overlap wit
 reference (top-10 and top-40), and how many queries got exactly the reference's top-k
 scores (ties at the cut may pick other chunks of the same score). Prints markdown. Any
 checkout's ``openbailian`` can be measured: run this file from a copy in that checkout.
+
+``--upgrade`` times the upgrade of a base at migration 0017 to the newest revision instead:
+``n`` chunks with their 384-d vectors and HNSW index are loaded once (``obbench_upgrade_<n>``,
+kept: at this checkout's head, then downgraded to 0017), and each checkout given (``--checkouts``,
+this one by default) migrates a copy of it (``CREATE DATABASE ... TEMPLATE``) in a process of
+its own, timed; the table reports whether the search table, its primary key and its HNSW index
+got new files (``relfilenode``: a rewrite). ``--upgrade-database URL`` times this checkout's
+migration of an existing database the same way (e.g. the 1M one of bench/search.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +62,7 @@ from openbailian.storage.db import Database, migrate  # noqa: E402
 
 CANDIDATES = 40
 DIM = 384
+UPGRADE_FORMAT = 1  # bump when the upgrade's template changes: it is made anew
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -202,14 +213,143 @@ def _rewrite_rows(server_url: str, cache: Path, n: int) -> list[str]:
     return [f"| {n:,} | {how} | {written[0]:,} ({written[1]:,} vectors) | {rows:.1f} | {indexes:.1f} |"]
 
 
+# --- the upgrade from 0017 ------------------------------------------------------------------
+
+_FILES = (
+    "SELECT c.relname, c.relfilenode FROM pg_class c WHERE c.relname IN "
+    "('knowledge_chunk_search', 'knowledge_chunk_search_pkey') OR c.relname LIKE 'knowledge_chunk_search_hnsw_%'"
+)
+_LAYOUT = (
+    "SELECT (SELECT count(*) FROM information_schema.columns WHERE table_name = 'knowledge_chunk_search' "
+    "AND column_name = 'cells') > 0, to_regclass('knowledge_chunk_cells') IS NOT NULL, "
+    "to_regclass('knowledge_chunk_search_tsv') IS NOT NULL"
+)
+_SIZES = (
+    "SELECT pg_size_pretty(pg_total_relation_size('knowledge_chunk_search')), "
+    "coalesce(pg_size_pretty(pg_total_relation_size(to_regclass('knowledge_chunk_cells'))), '-')"
+)
+
+# Run in a process of its own by each checkout's openbailian (first on its path).
+_MIGRATE = (
+    "import sys, time; sys.path.insert(0, sys.argv[1]); "
+    "from openbailian.storage.db import migrate; t = time.perf_counter(); migrate(sys.argv[2]); "
+    "print(time.perf_counter() - t)"
+)
+
+
+def _layout(url: str) -> str:
+    column, table, tsv = _admin(url, _LAYOUT)[0]
+    cells = "generated column (first 0023)" if column else "own table" if table else "none (0017)"
+    return f"cells: {cells}; tsv index: {'yes' if tsv else 'no'}"
+
+
+def _upgrade_template(server_url: str, cache: Path, n: int) -> str:
+    """A base of ``n`` chunks (vectors, HNSW index) at migration 0017, made once and kept."""
+    from alembic import command
+
+    from openbailian.knowledge.search_pg import rebuild
+    from openbailian.storage.db import alembic_config
+
+    name = f"obbench_upgrade_{n}"
+    mark = f"openbailian bench/search_keyword.py upgrade format {UPGRADE_FORMAT}: {n} chunks at 0017"
+    found = _admin(server_url, "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", name)
+    if found and found[0][0] == mark:
+        return name
+    _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _admin(server_url, f'CREATE DATABASE "{name}"')
+    url = _database_url(server_url, name)
+    data = dataset(cache, n, 200)
+    t0 = time.perf_counter()
+    migrate(url)
+    _copy_chunks(url, data)
+    engine = _engine(url)
+    try:
+        with engine.begin() as connection:
+            rebuild(connection, [DIM])  # the rows, their vectors, the HNSW index, as `search reindex`
+    finally:
+        engine.dispose()
+    config = alembic_config(url)
+    command.downgrade(config, "0024-1")
+    command.downgrade(config, "0023-1")
+    _admin(url, "VACUUM ANALYZE")
+    print(f"<!-- {n:,} chunks loaded and downgraded to 0017 in {time.perf_counter() - t0:.0f} s; {_layout(url)} -->",
+          flush=True)
+    _admin(server_url, f"COMMENT ON DATABASE \"{name}\" IS '{mark}'")
+    return name
+
+
+def _timed_migration(url: str, checkout: Path) -> tuple[float, str]:
+    """Seconds ``checkout``'s migrate() took on ``url``, and what it rewrote."""
+    before = dict(_admin(url, _FILES))
+    result = subprocess.run(
+        [sys.executable, "-c", _MIGRATE, str(checkout), url], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(checkout)}, check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"migrate() of {checkout} failed: {result.stderr[-2000:]}")
+    after = dict(_admin(url, _FILES))
+    rewritten = sorted(name for name in before if after.get(name) != before[name])
+    return float(result.stdout.strip().splitlines()[-1]), ", ".join(rewritten) or "nothing"
+
+
+def _commit_of(checkout: Path) -> str:
+    return subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip() or str(checkout)
+
+
+def upgrade_rows(server_url: str, cache: Path, n: int, checkouts: list[Path]) -> list[str]:
+    template = _upgrade_template(server_url, cache, n)
+    rows = []
+    for checkout in checkouts:
+        copy = f"{template}_run"
+        _admin(server_url, f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+        _admin(server_url, f'CREATE DATABASE "{copy}" TEMPLATE "{template}"')
+        url = _database_url(server_url, copy)
+        try:
+            seconds, rewritten = _timed_migration(url, checkout)
+            table, cells = _admin(url, _SIZES)[0]
+            rows.append(
+                f"| {n:,} | {_commit_of(checkout)} | {seconds:.1f} | {rewritten} | {_layout(url)} | {table} | {cells} |"
+            )
+        finally:
+            _admin(server_url, f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+    return rows
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--postgres-url", required=True, help="a PostgreSQL server with pgvector")
+    parser.add_argument("--postgres-url", help="a PostgreSQL server with pgvector (not with --upgrade-database)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "openbailian-bench-search")
     parser.add_argument("--rows", action="store_true", help="time the search rows' rewrite of reindex instead")
+    parser.add_argument("--upgrade", action="store_true", help="time the upgrade of a 0017 base instead")
+    parser.add_argument("--checkouts", type=Path, nargs="+", default=[Path(__file__).resolve().parents[1]],
+                        help="with --upgrade: the checkouts whose migrations are timed, in order")
+    parser.add_argument("--upgrade-database", metavar="URL", help="time this checkout's migration of this database")
     args = parser.parse_args()
+    header = (
+        "| chunks | migrations of | upgrade (s) | files rewritten | layout after | search table + indexes | "
+        "cells table + index |\n|---:|---|---:|---|---|---:|---:|"
+    )
+    if args.upgrade_database:
+        url = args.upgrade_database
+        print(f"<!-- before: {_layout(url)}; search table + indexes {_admin(url, _SIZES)[0][0]} -->")
+        seconds, rewritten = _timed_migration(url, Path(__file__).resolve().parents[1])
+        table, cells = _admin(url, _SIZES)[0]
+        chunks = _admin(url, "SELECT count(*) FROM knowledge_chunk_search")[0][0]
+        print(header)
+        print(f"| {chunks:,} | {_commit_of(Path(__file__).resolve().parents[1])} | {seconds:.1f} | {rewritten} | "
+              f"{_layout(url)} | {table} | {cells} |")
+        return
+    if not args.postgres_url:
+        parser.error("--postgres-url is required")
+    if args.upgrade:
+        print(header)
+        for n in args.sizes:
+            print(*upgrade_rows(args.postgres_url, args.cache, n, args.checkouts), sep="\n", flush=True)
+        return
     if args.rows:
         print("| chunks | search rows written | rows | writing (s) | keyword indexes after (s) |\n|---:|---|---:|---:|---:|")
         for n in args.sizes:
