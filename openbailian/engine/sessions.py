@@ -11,7 +11,21 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from sqlalchemy import Boolean, Connection, DateTime, String, Text, bindparam, func, insert, select, text
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    DateTime,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -21,7 +35,7 @@ from openbailian.errors import SessionNotFound
 from openbailian.providers.base import ChatMessage
 from openbailian.storage.db import Database, Prepared, async_url
 from openbailian.storage.models import ChatSession, SessionMessage, utcnow
-from openbailian.storage.usage_models import count_call
+from openbailian.storage.usage_models import SLOTS, UsageDay, add_to_day, count_call, utc_today
 
 __all__ = ["SessionStore", "SessionLocks", "new_session_id"]
 
@@ -182,10 +196,12 @@ class SessionStore:
         """Store a finished (or cut) turn; ``new``: the session's first turn, which creates it.
         With ``usage``, the same transaction counts the call with its (input, output) ``tokens``.
 
-        Two statements in one transaction. Continuing a session, the session row is
-        upserted first (created again if it was deleted meanwhile): across processes that
-        takes its row lock, so a second writer waits and then numbers its messages after
-        the first one's, each message taking the next ``seq`` in its own INSERT … SELECT.
+        On SQLite two statements in one transaction. Continuing a session, the session row
+        is upserted first (created again if it was deleted meanwhile), which takes its row
+        lock, so a second writer waits and then numbers its messages after the first one's,
+        each message taking the next ``seq`` in its own INSERT … SELECT. On PostgreSQL one
+        statement (``_postgresql_turn``), one round trip; there a continued session is
+        written under its advisory lock (``SessionLocks``), so no other writer of it runs.
         """
         now = utcnow()
         stored = [*messages, {"role": "assistant", "content": answer}]
@@ -217,7 +233,17 @@ class SessionStore:
                 count_call(conn, workspace_id=workspace_id, app_id=app_id, ok=True,
                            input_tokens=tokens[0], output_tokens=tokens[1])
 
-        await self._db.write(store, quick=True)
+        if self._db.is_sqlite:
+            await self._db.write(store, quick=True)
+        else:
+            statement = _POSTGRESQL_TURN[(new, usage is not None)]
+            values = {
+                **session, "session_id": session_id, "request_id": request_id, "now": now,
+                "roles": [row["role"] for row in rows], "contents": [row["content"] for row in rows],
+                "cuts": [row["cut"] for row in rows],
+                "day": utc_today(), "input_tokens": max(0, tokens[0]), "output_tokens": max(0, tokens[1]),
+            }
+            await self._db.write(lambda conn: statement.run(conn, values), single=True)
         self.locks.stored(session_id)
         if usage is not None:
             usage.counted = True
@@ -276,3 +302,54 @@ _TOUCH = {
 def _touch_session(dialect: str) -> Prepared:
     """The upsert of the session row in the database's own words (ON CONFLICT DO UPDATE)."""
     return _TOUCH[dialect]
+
+
+def _postgresql_turn(*, new: bool, usage: bool) -> Prepared:
+    """A turn in one PostgreSQL statement: the session row (inserted, or upserted when
+    continuing), its messages from arrays (one prepared statement whatever their number;
+    continuing, numbered after the session's last), and with ``usage`` the call counted in
+    its day's slot, each a data-modifying CTE of one INSERT. A foreign key or unique
+    constraint it breaks fails all of it."""
+    sent = ChatSession.created_at.type
+    new_session = postgresql_insert(ChatSession).values(
+        id=bindparam("session_id", type_=String), app_id=bindparam("app_id", type_=String),
+        workspace_id=bindparam("workspace_id", type_=String),
+        created_at=bindparam("now", type_=sent), updated_at=bindparam("now", type_=sent),
+    )
+    if not new:
+        new_session = new_session.on_conflict_do_update(
+            index_elements=[ChatSession.id], set_={"updated_at": new_session.excluded.updated_at}
+        )
+    given = func.unnest(
+        bindparam("roles", type_=ARRAY(String)), bindparam("contents", type_=ARRAY(Text)),
+        bindparam("cuts", type_=ARRAY(Boolean)),
+    ).table_valued("role", "content", "cut", with_ordinality="n").render_derived("m")
+    first: Any = literal(0, Integer) if new else func.coalesce(
+        select(func.max(SessionMessage.seq) + 1)
+        .where(SessionMessage.session_id == bindparam("session_id", type_=String))
+        .scalar_subquery(),
+        0,
+    )
+    messages = insert(SessionMessage).from_select(
+        _MESSAGE_COLUMNS,
+        select(
+            bindparam("session_id", type_=String), first + given.c.n - 1, given.c.role, given.c.content,
+            given.c.cut, bindparam("request_id", type_=String), bindparam("now", type_=sent),
+        ).select_from(given),
+    )
+    ctes = [new_session.cte("stored_session")]
+    if usage:
+        counted = add_to_day(postgresql_insert).values(
+            workspace_id=bindparam("workspace_id", type_=String), app_id=bindparam("app_id", type_=String),
+            day=bindparam("day", type_=UsageDay.day.type), slot=func.pg_backend_pid() % SLOTS,
+            calls=1, errors=0, input_tokens=bindparam("input_tokens", type_=Integer),
+            output_tokens=bindparam("output_tokens", type_=Integer),
+        )
+        ctes.append(counted.cte("counted_call"))
+    return Prepared(messages.add_cte(*ctes))
+
+
+# (a new session, with the call's usage) → its statement
+_POSTGRESQL_TURN = {
+    (new, usage): _postgresql_turn(new=new, usage=usage) for new in (True, False) for usage in (True, False)
+}

@@ -237,6 +237,16 @@ class Prepared:
         row = self.first(conn, params)
         return row[0] if row else None
 
+    def run(self, conn: Connection, params: Mapping[str, Any]) -> None:
+        """The statement once, with ``params`` (one message to the server: psycopg's
+        ``executemany`` of a single row still enters and syncs a pipeline)."""
+        compiled = self._for(conn.dialect)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(compiled.sql, compiled.bind(params))
+        finally:
+            cursor.close()
+
     def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """The statement once per row of values (an INSERT of several rows)."""
         compiled = self._for(conn.dialect)
@@ -293,17 +303,21 @@ class Database:
                 if done:
                     return result  # type: ignore[return-value]
             return await self._in_thread(work, write=False)
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return await conn.run_sync(work)
+        return await self._autocommit(work)
 
-    async def write(self, work: Callable[[Connection], T], *, quick: bool = False) -> T:
+    async def write(self, work: Callable[[Connection], T], *, quick: bool = False, single: bool = False) -> T:
         """Like ``read``, in one transaction committed at the end (rolled back on error);
         on SQLite queued behind the other writers of this process. ``quick``: a few rows
         by key, written on the event loop when SQLite's write lock is free at once
         (``BEGIN IMMEDIATE`` without waiting; held by another process, the work goes to a
-        thread that waits for it as every writer does, up to the busy timeout)."""
+        thread that waits for it as every writer does, up to the busy timeout).
+
+        ``single``: ``work`` runs one statement. On PostgreSQL it then runs in autocommit,
+        where a statement is a transaction of its own (all of it or none, even with
+        data-modifying CTEs): one round trip, without a BEGIN and a COMMIT of their own."""
         if not self.is_sqlite:
+            if single:
+                return await self._autocommit(work)
             async with self.engine.begin() as conn:
                 return await conn.run_sync(work)
         assert self._write_lock is not None
@@ -315,6 +329,11 @@ class Database:
                     if done:
                         return result  # type: ignore[return-value]
             return await self._in_thread(work, write=True)
+
+    async def _autocommit(self, work: Callable[[Connection], T]) -> T:
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return await conn.run_sync(work)
 
     def _on_loop(self, work: Callable[[Connection], T], *, write: bool) -> tuple[bool, T | None]:
         """(True, what ``work`` returned) on this thread's own connection, or (False, None)

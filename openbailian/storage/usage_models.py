@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from openbailian.storage.db import Prepared
 from openbailian.storage.models import Base
 
-__all__ = ["SLOTS", "UsageDay", "count_call", "utc_today"]
+__all__ = ["SLOTS", "UsageDay", "add_to_day", "count_call", "utc_today"]
 
 SLOTS = 64  # rows per workspace, app and day that calls add to (see ``count_call``)
 
@@ -40,7 +40,7 @@ def utc_today() -> date:
     return datetime.now(UTC).date()
 
 
-def _add_to_day(dialect_insert: Any) -> Any:
+def add_to_day(dialect_insert: Any) -> Any:
     """``INSERT … ON CONFLICT DO UPDATE SET calls = calls + excluded.calls …`` (built once)."""
     statement = dialect_insert(UsageDay)
     added = statement.excluded
@@ -57,8 +57,8 @@ def _add_to_day(dialect_insert: Any) -> Any:
 
 _DAY_COLUMNS = ["workspace_id", "app_id", "day", "slot", "calls", "errors", "input_tokens", "output_tokens"]
 _ADD_TO_DAY = {
-    "sqlite": Prepared(_add_to_day(sqlite.insert), columns=_DAY_COLUMNS),
-    "postgresql": Prepared(_add_to_day(postgresql.insert), columns=_DAY_COLUMNS),
+    "sqlite": Prepared(add_to_day(sqlite.insert), columns=_DAY_COLUMNS),
+    "postgresql": Prepared(add_to_day(postgresql.insert), columns=_DAY_COLUMNS),
 }
 
 
