@@ -31,6 +31,7 @@ from openbailian.files.formats import FORMATS, FileKind, FormatRule
 from openbailian.files.safety import UnsafeFile, check_file, check_text
 from openbailian.files.source import files_augmentation
 from openbailian.files.system import SessionFiles
+from openbailian.files.threads import run_for_call
 from openbailian.knowledge.bm25 import BM25Index, terms
 from openbailian.knowledge.chunk import Chunk, chunk_document, count_tokens
 from openbailian.knowledge.parse import ParseError
@@ -109,7 +110,7 @@ class CallFileSource:
             # A vision model sees the images themselves (checked like any file first).
             pictures = [f for f in fetched if f.kind is FileKind.IMAGE]
             for picture in pictures:
-                await asyncio.to_thread(self._checked, picture, parse=False)
+                await run_for_call(self._checked, picture, parse=False)
             images = [_data_url(f) for f in pictures]
             fetched = [f for f in fetched if f.kind is not FileKind.IMAGE]
         hits: list[Hit] = []
@@ -176,7 +177,7 @@ class CallFileSource:
 
     async def _passages(self, file: CallFile, query: str) -> list[Hit]:
         """The file's text as a session file's: whole when small, else the best chunks for the query."""
-        chunks = await asyncio.to_thread(self._checked, file, parse=True)
+        chunks = await run_for_call(self._checked, file, parse=True)
         total = sum(count_tokens(c.text) for c in chunks)
         if total > self.whole_file_tokens:
             chunks = _best(chunks, query, self.top_k)

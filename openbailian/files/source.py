@@ -10,7 +10,6 @@ to it as images attached to the question instead of as their OCR text.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import mimetypes
 
@@ -18,6 +17,7 @@ from openbailian.engine.augment import Augmentation, CallContext
 from openbailian.errors import InvalidParameter
 from openbailian.files.formats import FileKind
 from openbailian.files.system import SessionFiles
+from openbailian.files.threads import run_for_call
 from openbailian.knowledge.retrieve import Hit
 from openbailian.knowledge.source import augmentation_for
 from openbailian.services.files import usable_files
@@ -73,7 +73,7 @@ class SessionFileSource:
         return files_augmentation(context, hits, images)
 
     async def _data_url(self, row: SessionFile) -> str:
-        data = await asyncio.to_thread(self.files.store.get, row.object_key or "")
+        data = await run_for_call(self.files.store.get, row.object_key or "")
         mime = mimetypes.types_map.get(f".{row.file_type.lower()}", "application/octet-stream")
         return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from openbailian.files.ports import Indexed, Passage, StatusCallback
 from openbailian.files.safety import SafetyLimits
 from openbailian.knowledge.chunk import count_tokens
+from openbailian.knowledge.embed import run_for_query
 from openbailian.knowledge.ingest import TERMINAL, Status
 from openbailian.knowledge.parse import STANDARD
 from openbailian.knowledge.system import KnowledgeSystem
@@ -110,7 +111,7 @@ class SessionDocuments:
 
     async def passages(self, refs: list[str], query: str, whole_tokens: int, top_k: int) -> list[Passage]:
         everything = await self._all_passages(refs)
-        total = await asyncio.to_thread(lambda: sum(count_tokens(p.text) for p in everything))
+        total = await run_for_query(_tokens, everything)  # the query path's threads: the call's own work
         if total <= whole_tokens or not query.strip():
             return everything if total <= whole_tokens else everything[:top_k]
         async with self.db.session() as session:
@@ -136,6 +137,10 @@ class SessionDocuments:
                 )
         # In the order the call named the files.
         return [p for ref in refs for p in by_ref.get(ref, [])]
+
+
+def _tokens(passages: list[Passage]) -> int:
+    return sum(count_tokens(p.text) for p in passages)
 
 
 async def _first_of(changed: asyncio.Event, here: asyncio.Task[str | None], timeout: float) -> None:

@@ -195,7 +195,7 @@ class MemoryIndex:
                     ).where(KnowledgeChunk.id.in_(batch)).order_by(KnowledgeChunk.id)
                 )
                 rows = [tuple(r) for r in result]
-            await asyncio.to_thread(self._append_locked, state, rows)
+            await run_for_query(self._append_locked, state, rows)  # a search waits on it: not the default executor
         state.version = version
         return state
 

@@ -4,6 +4,7 @@ one call's knowledge retrieval, memory recall and session-file search embed its 
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 from pathlib import Path
@@ -198,3 +199,48 @@ def test_a_new_question_refused_for_its_options_answers_in_the_face_shape_and_is
     chunks = _retrieve(server, base, question)  # asked right: the answer, from the vector made meanwhile
     assert chunks[0]["file_id"] == hr["file_id"] and "15 days" in chunks[0]["text"]
     assert watched.queries.count(question) == 1, watched.queries
+
+
+def test_a_call_with_session_files_and_a_file_of_its_own_does_not_wait_for_the_default_thread_pool(server, tmp_path: Path):
+    # A session file long enough to be searched with the question (its tokens counted first) and
+    # a file the call brings itself (input.file_list: checked and parsed during the call).
+    stores = upload(server, "stores.docx", _stores_docx(tmp_path / "stores.docx"))
+    final = wait_final(server, stores)
+    assert final["Status"] == "FILE_IS_READY", (final.get("ParseErrorMessage"), final["seen"])
+    app_id = server.app(file_parsing=True)
+    own = "data:text/plain;base64," + base64.b64encode("访客须知：停车场在B2层。".encode()).decode()
+
+    def ask(question: str) -> str:
+        response = server.call(app_id, {
+            "input": {"prompt": question, "file_list": [own]},
+            "parameters": {"rag_options": {"session_file_ids": [stores]}},
+        }, timeout=120)
+        assert response.status_code == 200, response.text
+        return response.json()["output"]["text"]  # the echo model answers with what it was given
+
+    ask("门店3号在哪里？")  # warm: the parsers, jieba and the query session loaded
+    release = threading.Event()
+    try:
+        assert _occupy_default_threads(server, release).wait(timeout=60), "the default executor's threads never all waited"
+        context = ask("门店17号的营业时间？")
+        assert "门店17号" in context and "门店40号" not in context  # the long file searched, not taken whole
+        assert "停车场在B2层" in context  # the call's own file
+    finally:
+        release.set()
+
+
+def test_a_retrieval_after_a_document_was_added_does_not_wait_for_the_default_thread_pool(server, corpus):
+    base = _create(server, "catalogue")
+    [hr] = _upload(server, base, corpus["hr"])
+    assert _wait(server, hr["file_id"])["status"] == "FILE_IS_READY"
+    assert _retrieve(server, base, "working hours")[0]["file_id"] == hr["file_id"]  # the base's index is built
+    [phones] = _upload(server, base, corpus["phones"])  # the base moves on: the next search loads its chunks
+    assert _wait(server, phones["file_id"])["status"] == "FILE_IS_READY"
+
+    release = threading.Event()
+    try:
+        assert _occupy_default_threads(server, release).wait(timeout=60), "the default executor's threads never all waited"
+        chunks = _retrieve(server, base, "Vivid 7 的价格是多少？")
+        assert chunks[0]["file_id"] == phones["file_id"], chunks  # the document added since: searched
+    finally:
+        release.set()
