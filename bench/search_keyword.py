@@ -298,7 +298,9 @@ def _commit_of(checkout: Path) -> str:
     ).stdout.strip() or str(checkout)
 
 
-def upgrade_rows(server_url: str, cache: Path, n: int, checkouts: list[Path]) -> list[str]:
+def upgrade_rows(server_url: str, cache: Path, n: int, checkouts: list[Path], first: Path | None) -> list[str]:
+    """A row per checkout: its migration of a copy of the 0017 base; with ``first``, a copy
+    migrated by that checkout beforehand (not timed), e.g. one at the first form of 0023."""
     template = _upgrade_template(server_url, cache, n)
     rows = []
     for checkout in checkouts:
@@ -307,11 +309,13 @@ def upgrade_rows(server_url: str, cache: Path, n: int, checkouts: list[Path]) ->
         _admin(server_url, f'CREATE DATABASE "{copy}" TEMPLATE "{template}"')
         url = _database_url(server_url, copy)
         try:
+            label = _commit_of(checkout)
+            if first is not None:
+                _timed_migration(url, first)
+                label = f"{label}, after {_commit_of(first)}'s"
             seconds, rewritten = _timed_migration(url, checkout)
             table, cells = _admin(url, _SIZES)[0]
-            rows.append(
-                f"| {n:,} | {_commit_of(checkout)} | {seconds:.1f} | {rewritten} | {_layout(url)} | {table} | {cells} |"
-            )
+            rows.append(f"| {n:,} | {label} | {seconds:.1f} | {rewritten} | {_layout(url)} | {table} | {cells} |")
         finally:
             _admin(server_url, f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
     return rows
@@ -327,6 +331,8 @@ async def main() -> None:
     parser.add_argument("--upgrade", action="store_true", help="time the upgrade of a 0017 base instead")
     parser.add_argument("--checkouts", type=Path, nargs="+", default=[Path(__file__).resolve().parents[1]],
                         help="with --upgrade: the checkouts whose migrations are timed, in order")
+    parser.add_argument("--migrated-first-by", type=Path, metavar="CHECKOUT",
+                        help="with --upgrade: each copy is migrated by this checkout first (not timed)")
     parser.add_argument("--upgrade-database", metavar="URL", help="time this checkout's migration of this database")
     args = parser.parse_args()
     header = (
@@ -348,7 +354,7 @@ async def main() -> None:
     if args.upgrade:
         print(header)
         for n in args.sizes:
-            print(*upgrade_rows(args.postgres_url, args.cache, n, args.checkouts), sep="\n", flush=True)
+            print(*upgrade_rows(args.postgres_url, args.cache, n, args.checkouts, args.migrated_first_by), sep="\n", flush=True)
         return
     if args.rows:
         print("| chunks | search rows written | rows | writing (s) | keyword indexes after (s) |\n|---:|---|---:|---:|---:|")
