@@ -9,6 +9,11 @@ and the values the services must agree on (passwords, bucket) are compared.
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +24,8 @@ from openbailian.cli import app as cli_app
 from openbailian.config import Settings
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+# Files of the package that the running server never reads (alembic's template for new revisions).
+NOT_NEEDED_AT_RUN_TIME = {"openbailian/storage/migrations/script.py.mako"}
 
 
 def compose() -> dict:
@@ -111,3 +118,58 @@ def test_the_image_installs_the_package_and_runs_as_a_user_with_a_data_volume():
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:
                 assert (DEPLOY.parent / source).exists(), source
+
+
+def copied_sources() -> list[tuple[str, str]]:
+    """(source, destination) of each path the Dockerfile's COPY lines take from the context."""
+    pairs = []
+    for line in (DEPLOY / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            *sources, destination = line.split()[1:]
+            pairs += [(source, destination) for source in sources]
+    return pairs
+
+
+def test_a_wheel_built_from_only_what_the_image_copies_holds_every_file_of_the_package(tmp_path):
+    """`pip install .` in the image sees only the COPYed files: a file the build needs that is not
+    copied, or a package file that the package-data globs miss (the development venv's editable
+    install reads the source tree and never notices), is caught here without Docker."""
+    root = DEPLOY.parent
+    context = tmp_path / "opt-openbailian"
+    context.mkdir()
+    for source, destination in copied_sources():
+        target = context / destination / Path(source).name if destination.endswith("/") else context / destination
+        if (root / source).is_dir():
+            shutil.copytree(root / source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(root / source, target)
+    # Without isolation: offline, with the test environment's setuptools (>= 80.9, llama-index-core's floor).
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+         "-w", str(tmp_path / "wheel"), str(context)],
+        capture_output=True, text=True,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (tmp_path / "wheel").glob("openbailian-*.whl")
+    packaged = set(zipfile.ZipFile(wheel).namelist())
+    package = {
+        path.relative_to(root).as_posix() for path in (root / "openbailian").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    }
+    assert not (package - NOT_NEEDED_AT_RUN_TIME) - packaged, "package files missing from the image's install"
+    def dist_info(name: str) -> str:
+        return zipfile.ZipFile(wheel).read(next(p for p in packaged if p.endswith(f".dist-info/{name}"))).decode()
+
+    assert "openbailian = openbailian.cli:main" in dist_info("entry_points.txt")
+    readme = (root / "README.md").read_text().splitlines()[0]
+    assert readme in dist_info("METADATA")  # setuptools only warns when the readme is not there
+
+
+def test_the_build_requirement_admits_only_setuptools_that_accept_the_license_string():
+    """`license = "Apache-2.0"` (an SPDX expression) needs setuptools 77 or later; 70.1.0, the one
+    python:3.11-slim ships, refuses it (a build without isolation showed it: docs/deployment.md)."""
+    project = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())
+    assert isinstance(project["project"]["license"], str)
+    (requirement,) = project["build-system"]["requires"]
+    minimum = re.fullmatch(r"setuptools>=(\d+)(?:\.\d+)*", requirement)
+    assert minimum is not None and int(minimum.group(1)) >= 77, requirement
