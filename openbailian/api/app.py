@@ -10,7 +10,7 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
 from openbailian import __version__
-from openbailian.api.boundary import BodyLimits, InputBoundaryMiddleware, enforce_input_boundary
+from openbailian.api.boundary import BodyLimits, InputBoundary, enforce_input_boundary
 from openbailian.api.completion.router import router as completion_router
 from openbailian.api.errors import install_error_handlers
 from openbailian.api.logredact import install_access_log_redaction
@@ -19,10 +19,10 @@ from openbailian.api.manage import knowledge as knowledge_manage
 from openbailian.api.manage import memory as memory_manage
 from openbailian.api.manage import plugins as plugins_manage
 from openbailian.api.manage.router import router as manage_router
-from openbailian.api.middleware import RequestIdMiddleware
+from openbailian.api.middleware import EdgeMiddleware
 from openbailian.api.native import knowledge as native_knowledge
 from openbailian.api.openapi.router import router as openapi_router
-from openbailian.api.ratelimit import AuthFailureMiddleware, refuse_addresses_over_the_failure_limit
+from openbailian.api.ratelimit import refuse_addresses_over_the_failure_limit
 from openbailian.config import Settings
 from openbailian.console import install_console
 from openbailian.crypto import SecretBox
@@ -70,10 +70,17 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.admin_token = admin_token(settings)
     app.state.secret_box = SecretBox.from_settings(settings)
     app.state.auth_failures = AuthFailureLimiter(runtime.buckets, settings.auth_failures_per_minute)
-    app.add_middleware(InputBoundaryMiddleware, limits=BodyLimits.from_settings(settings))
-    app.add_middleware(AuthFailureMiddleware, limiter=app.state.auth_failures)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(
+        EdgeMiddleware, boundary=InputBoundary(BodyLimits.from_settings(settings)), failures=app.state.auth_failures
+    )
     install_error_handlers(app)
+
+    @app.get("/healthz", include_in_schema=False)  # first: routes are matched in order
+    async def healthz() -> dict[str, str]:
+        """Ready when the database answers (load balancers poll this)."""
+        await runtime.db.read(lambda conn: conn.execute(_PING).scalar(), quick=True)
+        return {"status": "ok"}
+
     app.include_router(completion_router)
     app.include_router(manage_router)
     app.include_router(memory_manage.router)
@@ -83,11 +90,4 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_console(app)
     app.include_router(native_knowledge.router)
     app.include_router(openapi_router)  # /{WorkspaceId}/…: the Bailian OpenAPI face
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        """Ready when the database answers (load balancers poll this)."""
-        await runtime.db.read(lambda conn: conn.execute(_PING).scalar(), quick=True)
-        return {"status": "ok"}
-
     return app

@@ -1,8 +1,8 @@
 """The input boundary: every request's size, path, query string and body are checked here.
 
-``InputBoundaryMiddleware`` never writes a response: it records a violation (a domain
-error, ``RequestTooLarge`` or ``InvalidParameter``) and raises it where the request is
-read — from ``receive`` while a route reads its body, and from the app-wide dependency
+:class:`InputBoundary` (run by ``api/middleware.py``'s one layer) never writes a response:
+it records a violation (a domain error, ``RequestTooLarge`` or ``InvalidParameter``) and
+raises it where the request is read — from ``receive`` while a route reads its body, and from the app-wide dependency
 :func:`enforce_input_boundary` before any route runs — so each face renders it in its own
 shape (the DashScope body, the OpenAPI envelope).
 
@@ -21,13 +21,13 @@ from urllib.parse import unquote_to_bytes
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope
 
 from openbailian.config import Settings
 from openbailian.errors import InvalidParameter, OpenBailianError, RequestTooLarge
 from openbailian.inputs import check_text, check_url_encoded, decode_utf8, parse_json
 
-__all__ = ["BodyLimits", "InputBoundaryMiddleware", "enforce_input_boundary", "VIOLATION_KEY", "PARSED_BODY_KEY", "ParsedBody"]
+__all__ = ["BodyLimits", "InputBoundary", "enforce_input_boundary", "VIOLATION_KEY", "PARSED_BODY_KEY", "ParsedBody"]
 
 VIOLATION_KEY = "input_violation"
 PARSED_BODY_KEY = "parsed_json_body"  # the JSON body as checked here, for the route to reuse
@@ -73,13 +73,28 @@ class ParsedBody:
     value: Any
 
 
+_MEDIA_TYPES: dict[bytes, str] = {}  # Content-Type header → media type, a few distinct values
+_MEDIA_TYPES_KEPT = 256
+
+
 def _media_type(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"content-type":
-            message = EmailMessage()
-            message["content-type"] = value.decode("latin-1")
-            return message.get_content_type() if value.strip() else ""
+            media = _MEDIA_TYPES.get(value)
+            if media is None:
+                media = _parse_media_type(value)
+                if len(_MEDIA_TYPES) < _MEDIA_TYPES_KEPT:
+                    _MEDIA_TYPES[value] = media
+            return media
     return ""
+
+
+def _parse_media_type(value: bytes) -> str:
+    if not value.strip():
+        return ""
+    message = EmailMessage()
+    message["content-type"] = value.decode("latin-1")
+    return message.get_content_type()
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -101,23 +116,22 @@ def _buffered(media: str) -> bool:
 
 def _check_location(scope: Scope) -> None:
     raw_path = scope.get("raw_path")
-    if raw_path is not None:
+    if raw_path is not None and raw_path.isascii() and b"%" not in raw_path and b"\x00" not in raw_path:
+        pass  # nothing to decode: valid as it is
+    elif raw_path is not None:
         decode_utf8(unquote_to_bytes(raw_path.split(b"?", 1)[0]), "The URL path")
     else:
         check_text(scope.get("path", ""), "The URL path")
     check_url_encoded(scope.get("query_string", b""), "The query string")
 
 
-class InputBoundaryMiddleware:
-    def __init__(self, app: ASGIApp, limits: BodyLimits) -> None:
-        self.app = app
+class InputBoundary:
+    def __init__(self, limits: BodyLimits) -> None:
         self.limits = limits
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        state = scope.setdefault("state", {})
+    async def guard(self, scope: Scope, state: dict[str, Any], receive: Receive) -> Receive:
+        """The ``receive`` the app reads the request through; a violation found now is kept
+        in ``state`` (and raised by that ``receive``)."""
         media = _media_type(scope)
         limit, family = self.limits.for_request(scope.get("path", ""), media)
         try:
@@ -132,22 +146,12 @@ class InputBoundaryMiddleware:
         except OpenBailianError as violation:
             state[VIOLATION_KEY] = violation
             receive = _raising(violation)
-        await self.app(scope, receive, send)
+        return receive
 
     async def _read_and_check(
         self, receive: Receive, media: str, limit: int, family: str, state: dict[str, Any]
     ) -> Receive:
-        body = bytearray()
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                raise InvalidParameter("The client went away while sending the request body")
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > limit:
-                raise _too_large(limit, family)
-        data = bytes(body)
+        data = await _read_whole(receive, limit, family)
         if data:
             if media == "application/x-www-form-urlencoded":
                 check_url_encoded(data, "The form body")
@@ -155,6 +159,23 @@ class InputBoundaryMiddleware:
                 value = parse_json(data, max_depth=self.limits.max_json_depth)
                 state[PARSED_BODY_KEY] = ParsedBody(len(data), self.limits.max_json_depth, value)
         return _replaying(data, receive)
+
+
+async def _read_whole(receive: Receive, limit: int, family: str) -> bytes:
+    """The body, stopped at ``limit`` (a body in one message, the usual case, is not copied)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise InvalidParameter("The client went away while sending the request body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit, family)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return bytes(chunks[0]) if len(chunks) == 1 else b"".join(chunks)
 
 
 def _too_large(limit: int, family: str) -> RequestTooLarge:

@@ -13,18 +13,18 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from openbailian.services.limits import AuthFailureLimiter
 
 __all__ = [
-    "AuthFailureMiddleware",
+    "AUTH_FAILURE_STATUSES",
     "checks_address",
     "refuse_addresses_over_the_failure_limit",
     "source_address",
 ]
 
-AUTH_FAILURE_STATUSES = frozenset({401, 403})
+AUTH_FAILURE_STATUSES = frozenset({401, 403})  # counted against the address (api/middleware.py)
 _MARK = "checks_failed_address"  # on a dependency: it checks the address with the credentials
 _FOLDED = "_openbailian_checks_address"  # on a route: cached answer of _route_checks_address
 
@@ -36,28 +36,6 @@ def checks_address(dependency: F) -> F:
     query that looks its credentials up; routes using it skip the app-wide read."""
     setattr(dependency, _MARK, True)
     return dependency
-
-
-class AuthFailureMiddleware:
-    """Counts every 401/403 answer (an unknown key, a bad signature, a wrong admin token, a
-    forged upload URL — on every face) against the request's source address."""
-
-    def __init__(self, app: ASGIApp, limiter: AuthFailureLimiter) -> None:
-        self.app = app
-        self.limiter = limiter
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.limiter.enabled:
-            await self.app(scope, receive, send)
-            return
-        address = source_address(scope)
-
-        async def observe(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] in AUTH_FAILURE_STATUSES:
-                await self.limiter.failed(address)
-            await send(message)
-
-        await self.app(scope, receive, observe)
 
 
 def source_address(scope: Scope) -> str:
