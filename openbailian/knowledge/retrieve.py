@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -34,6 +35,10 @@ __all__ = ["Hit", "DocumentFilter", "KnownBase", "QueryAhead", "Retriever", "rrf
 
 READY = "FILE_IS_READY"
 RRF_K = 60
+# Chunks' hit columns kept in process (each with its base's version when read), so a search
+# whose best chunks were shown before reads nothing after the index: its response waits on
+# the embedding alone.
+HIT_ROWS_KEPT = 4096
 logger = logging.getLogger("openbailian.knowledge")
 
 
@@ -149,6 +154,10 @@ class Retriever:
         self.reranker = reranker
         self.rerank_candidates = rerank_candidates
         self.rerank_min_score = rerank_min_score
+        # chunk id → (its base's version when it was read, its hit columns); valid while the
+        # base is at that version (every change of a base's chunks moves it, so a chunk id
+        # SQLite hands out again after a delete is never mistaken for the old chunk).
+        self._hit_rows: OrderedDict[int, tuple[int, Any]] = OrderedDict()
 
     async def search(
         self,
@@ -197,7 +206,7 @@ class Retriever:
         rerank = rerank and self.reranker is not None and not structured
         fetch = max(limit, self.rerank_candidates) if rerank else limit
         ranked = await self._rank(masks, query_vector, query_terms, fetch)
-        hits = await self._hydrate(ranked)
+        hits = await self._hydrate(ranked, {base_id: version for base_id, version, _ in masks})
         if not rerank:
             return hits
         min_score = self.rerank_min_score if rerank_min_score is None else rerank_min_score
@@ -278,12 +287,19 @@ class Retriever:
             keyword_ranking.extend(r[rank] for r in keyword_rankings if rank < len(r))
         return rrf([dense_ranking, keyword_ranking])[:limit]
 
-    async def _hydrate(self, ranked: list[tuple[int, float]]) -> list[Hit]:
-        """The ranked chunks with their documents' names, in one round trip."""
+    async def _hydrate(self, ranked: list[tuple[int, float]], versions: Mapping[str, int]) -> list[Hit]:
+        """The ranked chunks with their documents' names: kept ones as kept (their base still at
+        the version they were read at), the rest in one round trip. ``versions``: the searched
+        bases' versions, as this search read them."""
         if not ranked:
             return []
-        ids = [chunk_id for chunk_id, _ in ranked]
-        rows = await self.db.read(lambda conn: {row.id: row for row in conn.execute(_HITS, {"ids": ids})}, quick=True)
+        rows = self._kept_rows(ranked, versions)
+        missing = [chunk_id for chunk_id, _ in ranked if chunk_id not in rows]
+        if missing:
+            read = await self.db.read(lambda conn: list(conn.execute(_HITS, {"ids": missing})), quick=True)
+            for fresh in read:
+                rows[fresh.id] = fresh
+                self._keep_row(fresh, versions)
         hits = []
         for chunk_id, score in ranked:
             row = rows.get(chunk_id)
@@ -297,6 +313,28 @@ class Retriever:
                 )
             )
         return hits
+
+    def _kept_rows(self, ranked: list[tuple[int, float]], versions: Mapping[str, int]) -> dict[int, Any]:
+        rows = {}
+        for chunk_id, _ in ranked:
+            kept = self._hit_rows.get(chunk_id)
+            if kept is None:
+                continue
+            version, row = kept
+            if versions.get(row.base_id) == version:
+                rows[chunk_id] = row
+                self._hit_rows.move_to_end(chunk_id)
+            else:  # its base has moved on since
+                del self._hit_rows[chunk_id]
+        return rows
+
+    def _keep_row(self, row: Any, versions: Mapping[str, int]) -> None:
+        version = versions.get(row.base_id)
+        if version is None:
+            return
+        self._hit_rows[row.id] = (version, row)
+        if len(self._hit_rows) > HIT_ROWS_KEPT:
+            self._hit_rows.popitem(last=False)
 
     async def headers(self, base_id: str, version: int) -> set[str]:
         """Column names of a structured base's records (for validating filters)."""

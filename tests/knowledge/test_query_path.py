@@ -244,3 +244,25 @@ def test_a_retrieval_after_a_document_was_added_does_not_wait_for_the_default_th
         assert chunks[0]["file_id"] == phones["file_id"], chunks  # the document added since: searched
     finally:
         release.set()
+
+
+def test_a_retrieval_after_its_document_was_replaced_shows_the_new_document(server, tmp_path: Path):
+    # The replacing document's chunk may get the deleted one's id (SQLite hands the highest id out
+    # again): what was shown before must not come back for it.
+    base = _create(server, "rooms")
+    old, new = tmp_path / "rooms-old.txt", tmp_path / "rooms-new.txt"
+    old.write_text("会议室的开放时间是早上八点到十二点。", encoding="utf-8")
+    new.write_text("会议室的开放时间改为下午两点到六点。", encoding="utf-8")
+    [first] = _upload(server, base, old)
+    assert _wait(server, first["file_id"])["status"] == "FILE_IS_READY"
+    question = "会议室几点开放？"
+    assert [(c["file_id"], c["text"]) for c in _retrieve(server, base, question)] == [(first["file_id"], old.read_text(encoding="utf-8"))]
+
+    deleted = server.http.delete(f"/manage/v1/knowledge/files/{first['file_id']}", headers=server.auth())
+    assert deleted.status_code == 204, deleted.text
+    [second] = _upload(server, base, new)
+    assert _wait(server, second["file_id"])["status"] == "FILE_IS_READY"
+    chunks = _retrieve(server, base, question)
+    assert [(c["file_id"], c["doc_name"], c["text"]) for c in chunks] == [
+        (second["file_id"], "rooms-new.txt", new.read_text(encoding="utf-8"))
+    ]

@@ -17,7 +17,7 @@ from openbailian.errors import InvalidParameter
 from openbailian.files.safety import SafetyLimits
 from openbailian.services import knowledge as service
 
-__all__ = ["router"]
+__all__ = ["router", "Retrieved", "RetrievedChunk"]
 
 router = APIRouter(prefix="/manage/v1", tags=["knowledge"])
 
@@ -36,6 +36,21 @@ class RetrieveRequest(BaseModel):
     metadata_filter: dict[str, Any] | None = None
     structured_filter: dict[str, Any] | None = None
     top_k: int = Field(default=5, ge=1, le=100)
+
+
+class RetrievedChunk(BaseModel):
+    index_id: str
+    file_id: str
+    doc_name: str
+    title: str
+    text: str
+    page_number: list[int]
+    record: dict[str, Any] | None
+    score: float
+
+
+class Retrieved(BaseModel):
+    chunks: list[RetrievedChunk]
 
 
 @router.post("/knowledge/bases", status_code=201)
@@ -150,8 +165,8 @@ async def reindex_file(file_id: str, caller: CurrentCaller, runtime: RuntimeDep)
     return document_view(document)
 
 
-@router.post("/knowledge/retrieve")
-async def retrieve(body: RetrieveRequest, caller: CurrentCaller, runtime: RuntimeDep) -> dict[str, Any]:
+@router.post("/knowledge/retrieve", response_model=Retrieved)
+async def retrieve(body: RetrieveRequest, caller: CurrentCaller, runtime: RuntimeDep) -> Response:
     """What a call would retrieve (for debugging a base); same rules as ``rag_options``."""
     retriever = runtime.knowledge.retriever
     options = body.model_dump(exclude={"query", "top_k", "index_ids"}, exclude_none=True)
@@ -159,10 +174,12 @@ async def retrieve(body: RetrieveRequest, caller: CurrentCaller, runtime: Runtim
     ahead = retriever.ahead(body.query)  # a new question is embedded while its options are read
     request = await service.parse_search_options(runtime.db, caller.workspace_id, [], options, retriever)
     hits = await service.search(retriever, request, body.query, top_k=body.top_k, ahead=ahead) if request else []
-    return {
-        "chunks": [
-            {"index_id": h.base_id, "file_id": h.document_id, "doc_name": h.doc_name, "title": h.title,
-             "text": h.text, "page_number": h.pages, "record": h.record, "score": round(h.score, 6)}
-            for h in hits
-        ]
-    }
+    chunks = [
+        RetrievedChunk.model_construct(
+            index_id=h.base_id, file_id=h.document_id, doc_name=h.doc_name, title=h.title, text=h.text,
+            page_number=h.pages, record=h.record, score=round(h.score, 6),
+        )
+        for h in hits
+    ]
+    # Serialised once, in pydantic's core, after the search: it is in series with the embedding.
+    return Response(Retrieved.model_construct(chunks=chunks).model_dump_json(), media_type="application/json")
