@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from openbailian.engine.call import SessionAhead, UsageSlip
 from openbailian.errors import SessionNotFound
@@ -68,6 +68,8 @@ class SessionLocks:
         self._last_store: OrderedDict[str, int] = OrderedDict()  # session → its last turn's number
         self._forgotten = 0  # the highest number dropped from _last_store
         self._shared: AsyncEngine | None = None
+        # A held session's history, read right after its advisory lock was granted (taken by ``history_read``).
+        self._history: dict[str, list[ChatMessage]] = {}
         if db is not None and not db.is_sqlite:
             # AUTOCOMMIT: the connection waits and holds outside any transaction.
             self._shared = create_async_engine(
@@ -111,6 +113,10 @@ class SessionLocks:
         (a forgotten session counts as changed at its last number)."""
         return self._last_store.get(session_id, self._forgotten) <= generation
 
+    def history_read(self, session_id: str) -> list[ChatMessage] | None:
+        """The history read with the advisory lock of ``session_id`` this run holds (once), or None."""
+        return self._history.pop(session_id, None)
+
     @asynccontextmanager
     async def _advisory(self, session_id: str) -> AsyncIterator[None]:
         assert self._shared is not None
@@ -118,11 +124,12 @@ class SessionLocks:
         conn = await self._shared.connect()
         unlocked = False
         try:
-            await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            self._history[session_id] = await _lock_and_read_history(conn, key, session_id)
             yield
             with anyio.CancelScope(shield=True):
                 unlocked = bool(await conn.scalar(text("SELECT pg_advisory_unlock(:key)"), {"key": key}))
         finally:
+            self._history.pop(session_id, None)
             with anyio.CancelScope(shield=True):
                 if not unlocked:  # cancelled while waiting, or failed: closing the connection frees the lock
                     await conn.invalidate()
@@ -176,6 +183,10 @@ class SessionStore:
         return list(ahead.history)
 
     async def history(self, session_id: str) -> list[ChatMessage]:
+        """The session's turns; under its advisory lock, those read in the lock's round trip."""
+        read = self.locks.history_read(session_id)
+        if read is not None:
+            return read
         rows = await self._db.read(lambda conn: _HISTORY.all(conn, {"session_id": session_id}), quick=True)
         return [{"role": role, "content": content} for role, content in rows]
 
@@ -247,6 +258,20 @@ class SessionStore:
         self.locks.stored(session_id)
         if usage is not None:
             usage.counted = True
+
+
+async def _lock_and_read_history(conn: AsyncConnection, key: int, session_id: str) -> list[ChatMessage]:
+    """Wait for the advisory lock ``key``, then read the session's turns: two statements in one
+    round trip (psycopg's pipeline mode). The read runs once the lock is granted and, in
+    READ COMMITTED, with a snapshot of its own taken then, so it sees the turn the previous
+    holder committed before letting go."""
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    history = _HISTORY.compiled_for(conn.dialect)
+    async with driver.pipeline():
+        await driver.execute("SELECT pg_advisory_lock(%s)", [key])
+        cursor = await driver.execute(history.sql, history.bind({"session_id": session_id}))
+    rows = history.rows(await cursor.fetchall(), cursor.description)
+    return [{"role": role, "content": content} for role, content in rows]
 
 
 def _session_not_found(session_id: str) -> SessionNotFound:

@@ -213,7 +213,8 @@ class Prepared:
         self._columns = tuple(columns) if columns else None
         self._by_dialect: dict[str, _Compiled] = {}
 
-    def _for(self, dialect: Dialect) -> _Compiled:
+    def compiled_for(self, dialect: Dialect) -> _Compiled:
+        """Its SQL in ``dialect``'s words, with how to bind values and read rows (for a driver's own cursor)."""
         compiled = self._by_dialect.get(dialect.name)
         if compiled is None:
             compiled = self._by_dialect[dialect.name] = _Compiled(self.statement, dialect, self._columns)
@@ -221,7 +222,7 @@ class Prepared:
 
     def all(self, conn: Connection, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """The rows of the statement run with ``params``."""
-        compiled = self._for(conn.dialect)
+        compiled = self.compiled_for(conn.dialect)
         cursor = conn.connection.cursor()
         try:
             cursor.execute(compiled.sql, compiled.bind(params or {}))
@@ -240,7 +241,7 @@ class Prepared:
     def run(self, conn: Connection, params: Mapping[str, Any]) -> None:
         """The statement once, with ``params`` (one message to the server: psycopg's
         ``executemany`` of a single row still enters and syncs a pipeline)."""
-        compiled = self._for(conn.dialect)
+        compiled = self.compiled_for(conn.dialect)
         cursor = conn.connection.cursor()
         try:
             cursor.execute(compiled.sql, compiled.bind(params))
@@ -249,7 +250,7 @@ class Prepared:
 
     def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """The statement once per row of values (an INSERT of several rows)."""
-        compiled = self._for(conn.dialect)
+        compiled = self.compiled_for(conn.dialect)
         cursor = conn.connection.cursor()
         try:
             cursor.executemany(compiled.sql, [compiled.bind(row) for row in rows])
