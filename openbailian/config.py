@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     max_history_turns: int = 50
     max_output_tokens: int = 1024
     sse_keepalive_seconds: float = 15.0
+    # FastAPI's OpenTelemetry spans and metrics of HTTP requests (when an OpenTelemetry SDK is
+    # configured in the process); off: no request pays for looking one up.
+    http_telemetry: bool = False
     model_timeout_seconds: float = 300.0
     admin_token: str | None = None
     # Console (openbailian/console): how long a browser sign-in lasts.

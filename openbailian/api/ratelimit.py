@@ -20,6 +20,7 @@ from openbailian.services.limits import AuthFailureLimiter
 __all__ = [
     "AUTH_FAILURE_STATUSES",
     "checks_address",
+    "takes_no_credentials",
     "refuse_addresses_over_the_failure_limit",
     "source_address",
 ]
@@ -36,6 +37,13 @@ def checks_address(dependency: F) -> F:
     query that looks its credentials up; routes using it skip the app-wide read."""
     setattr(dependency, _MARK, True)
     return dependency
+
+
+def takes_no_credentials(endpoint: F) -> F:
+    """Mark a route that reads no credentials at all (``/healthz``): the failure budget, which
+    guards routes that take credentials, is not read for it."""
+    setattr(endpoint, _MARK, True)
+    return endpoint
 
 
 def source_address(scope: Scope) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import uuid
 
+from tests.support import LiveServer, make_settings
+
 
 def test_every_answer_has_its_own_version_4_request_id(server):
     app_id = server.app()
@@ -35,3 +37,26 @@ def test_the_sdk_reads_the_request_id_of_an_answer_and_of_an_error(server, monke
 def test_healthz_answers_while_the_database_does(server):
     response = server.http.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_http_telemetry_is_off_unless_asked_for(tmp_path, database_url):
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)  # an SDK configured in the process, as opentelemetry-instrument does
+    spans: dict[bool, list[str]] = {}
+    for enabled in (False, True):
+        live = LiveServer(make_settings(tmp_path / f"home-{enabled}", database_url, http_telemetry=enabled)).start()
+        try:
+            exporter.clear()
+            assert live.http.get("/healthz").status_code == 200
+            spans[enabled] = [span.name for span in exporter.get_finished_spans()]
+        finally:
+            live.stop()
+    assert spans[False] == []
+    assert any("/healthz" in name for name in spans[True]), spans[True]
