@@ -311,20 +311,51 @@ class Engine:
 async def _idle_timeout(
     stream: AsyncGenerator[ModelChunk | Thought, None], seconds: float, run: PreparedRun
 ) -> AsyncGenerator[ModelChunk | Thought, None]:
-    """The stream, failing with ModelTimeout when the model is silent for ``seconds``."""
+    """The stream, failing with ModelTimeout when the model is silent for ``seconds``.
+
+    One timer per stream, not one per chunk (``asyncio.timeout`` around each wait armed and
+    cancelled a timer for every token): when it fires while a chunk came meanwhile, it is set
+    again for the rest of the current silence; when the silence is whole, it cancels the wait."""
+    loop = asyncio.get_running_loop()
+    waiting: asyncio.Task[Any] | None = None  # the task waiting for the next chunk
+    waited_from = 0.0
+    timer: asyncio.TimerHandle | None = None
+    timed_out = False
+
+    def expire() -> None:
+        nonlocal timer, timed_out
+        timer = None
+        if waiting is None:
+            return  # between chunks: armed again at the next wait
+        if loop.time() < waited_from + seconds:
+            timer = loop.call_at(waited_from + seconds, expire)
+            return
+        timed_out = True
+        waiting.cancel()
+
     async with aclosing(stream):
         iterator = aiter(stream)
-        while True:
-            try:
-                async with asyncio.timeout(seconds):
+        try:
+            while True:
+                waiting, waited_from = asyncio.current_task(), loop.time()
+                if timer is None:
+                    timer = loop.call_at(waited_from + seconds, expire)
+                try:
                     item = await anext(iterator)
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                raise ModelTimeout(
-                    f"Model '{run.context.config.model}' sent nothing for {seconds:g} seconds"
-                ) from None
-            yield item
+                except StopAsyncIteration:
+                    return
+                except asyncio.CancelledError:
+                    if timed_out and waiting is not None and waiting.uncancel() == 0:
+                        raise ModelTimeout(
+                            f"Model '{run.context.config.model}' sent nothing for {seconds:g} seconds"
+                        ) from None
+                    raise
+                finally:
+                    waiting = None
+                yield item
+        finally:
+            if timer is not None:
+                timer.cancel()
 
 
 def _with_images(message: ChatMessage, images: list[str]) -> ChatMessage:

@@ -95,10 +95,11 @@ class EchoProvider:
             return
         answer = json.dumps({"messages": messages}, ensure_ascii=False)
         finish_reason = "stop"
-        if options.max_tokens is not None and count_echo_tokens(answer) > options.max_tokens:
+        output_tokens = count_echo_tokens(answer)
+        if options.max_tokens is not None and output_tokens > options.max_tokens:
             answer = _truncate_to_tokens(answer, options.max_tokens)
             finish_reason = "length"
-        output_tokens = count_echo_tokens(answer)
+            output_tokens = count_echo_tokens(answer)
         if options.enable_thinking:
             reasoning = f"The user sent {len(messages)} messages; I will repeat them as JSON."
             output_tokens += count_echo_tokens(reasoning)
