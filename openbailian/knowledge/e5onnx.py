@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from openbailian.cores import usable_cores
+
 if TYPE_CHECKING:
     import onnx
     import onnxruntime
@@ -431,10 +433,6 @@ def _pool(threads: int) -> ThreadPoolExecutor:
         return _POOLS[threads]
 
 
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 @dataclass(slots=True)
 class _Window:
     text: int  # index of the text it belongs to
@@ -456,7 +454,7 @@ class OnnxE5Embedder:
 
     def __init__(self, cache_dir: Path, *, threads: int = 0, query_threads: int = 1) -> None:
         self._cache_dir = cache_dir
-        self._threads = threads or cores()
+        self._threads = threads or usable_cores()
         self._query_threads = query_threads
         self._load_lock = threading.Lock()
         self._loaded: tuple[E5Weights, _Tokenizer, _Sessions] | None = None

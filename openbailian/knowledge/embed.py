@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
+from openbailian.cores import usable_cores
 from openbailian.errors import EmbeddingError, EmbeddingTimeout, EmbeddingUnavailable
 
 if TYPE_CHECKING:
@@ -263,8 +263,7 @@ def _query_threads() -> ThreadPoolExecutor:
     queues behind those."""
     with _QUERY_THREADS_LOCK:
         if not _QUERY_THREADS:
-            usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-            _QUERY_THREADS.append(ThreadPoolExecutor(max_workers=max(4, usable + 2), thread_name_prefix="query"))
+            _QUERY_THREADS.append(ThreadPoolExecutor(max_workers=max(4, usable_cores() + 2), thread_name_prefix="query"))
         return _QUERY_THREADS[0]
 
 

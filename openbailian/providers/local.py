@@ -15,7 +15,6 @@ endpoints, i.e. from the model's real chat template and tokenizer.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from openbailian.cores import usable_cores
 from openbailian.providers.base import (
     ChatMessage,
     GenerationOptions,
@@ -128,7 +128,7 @@ def build_server(
     """xllamacpp's llama.cpp server on a GGUF file (the benchmark builds the same one)."""
     import xllamacpp
 
-    threads = n_threads or max(1, os.cpu_count() or 1)
+    threads = n_threads or usable_cores()
     params = xllamacpp.CommonParams()
     params.model.path = str(path)
     # llama.cpp shares n_ctx among the slots; give each slot the full window.
