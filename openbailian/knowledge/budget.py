@@ -32,7 +32,10 @@ from openbailian.errors import ParseError
 from openbailian.knowledge.chunk import Chunk, ChunkRule, chunk_by_characters, chunk_document, chunk_records
 from openbailian.knowledge.parse import STANDARD, Parsers, parse_table
 
-__all__ = ["Budget", "OverBudget", "Prepared", "Stopped", "in_child", "prepare", "run_in_child"]
+__all__ = [
+    "Budget", "LINEAR_MAX_BYTES", "LINEAR_TYPES", "OverBudget", "Prepared", "Stopped", "in_child", "parse_here",
+    "prepare", "run_in_child",
+]
 
 logger = logging.getLogger("openbailian.knowledge")
 
@@ -99,6 +102,22 @@ def in_child(parsers: Parsers, file_type: str, kind: str) -> bool:
     the server) are parsed in the server process."""
     ext = file_type.lower()
     return kind == "structured" or (ext in STANDARD.by_type and parsers.by_type.get(ext) is STANDARD.by_type[ext])
+
+
+# Small files whose parse is a decode and a few linear scans (no third-party decoder, no
+# backtracking regex): parsed by the process that ingests them, in a thread, with no child.
+LINEAR_TYPES = frozenset({".txt", ".md", ".markdown"})
+LINEAR_MAX_BYTES = 256 * 1024  # its chunks and token spans then take a few MB at most
+
+
+def parse_here(file_type: str, kind: str, size: int, rule: ChunkRule | None) -> bool:
+    """Whether a document's parse can neither take long nor much memory, so that a child (its
+    start, preloads and pickling: most of a small document's parse) buys nothing: a plain-text
+    or Markdown file of at most ``LINEAR_MAX_BYTES``, cut by the default chunker or by a rule
+    whose overlap leaves each chunk at least a quarter new (at most ~4 copies of the text)."""
+    if kind == "structured" or file_type.lower() not in LINEAR_TYPES or size > LINEAR_MAX_BYTES:
+        return False
+    return rule is None or 4 * (rule.size - rule.overlap) >= rule.size
 
 
 class Stopped(Exception):

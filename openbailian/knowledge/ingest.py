@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -27,7 +28,16 @@ from sqlalchemy import delete, select, update
 from openbailian.config import Settings
 from openbailian.files.store import ObjectStore, materialized
 from openbailian.knowledge.bm25 import terms
-from openbailian.knowledge.budget import Budget, OverBudget, Prepared, Stopped, in_child, prepare, run_in_child
+from openbailian.knowledge.budget import (
+    Budget,
+    OverBudget,
+    Prepared,
+    Stopped,
+    in_child,
+    parse_here,
+    prepare,
+    run_in_child,
+)
 from openbailian.knowledge.chunk import Chunk, ChunkRule
 from openbailian.knowledge.embed import Embedder
 from openbailian.knowledge.parse import STANDARD, ParseError, Parsers
@@ -105,9 +115,12 @@ class InFlight:
     """A document this ingestor is working on now (what a test or an operator can look at)."""
 
     document_id: str
+    held: leases.Claim | None = None
     stage: str = Status.PARSING
     child_pid: int | None = None  # the parsing child process, while there is one
+    parsed_in_child: bool | None = None  # where it is parsed, once that is decided
     stop: asyncio.Event = field(default_factory=asyncio.Event)  # deleted, or the claim was lost
+    released: bool = False  # the claim was cleared with the final status (no release needed)
 
 
 class _Gone(Exception):
@@ -167,18 +180,31 @@ class Ingestor:
         unfinished = KnowledgeDocument.status.not_in(TERMINAL)
         return await leases.claim(self.db, KnowledgeDocument, document_id, self.lease, unfinished)
 
-    async def _set(self, document_id: str, status: str, reason: str = "", **values: object) -> KnowledgeDocument:
+    async def _set(self, document_id: str, *statuses: str, reason: str = "", **values: object) -> None:
+        """Record ``statuses`` in order (one transaction); a final one clears this worker's claim."""
+        work = self.in_flight.get(document_id)
         async with self.db.transaction() as session:
             document = await session.get(KnowledgeDocument, document_id)
             if document is None:
                 raise _Gone(document_id)
-            record_transition(document, status, reason)
+            for status in statuses:
+                record_transition(document, status, reason)
             for key, value in values.items():
                 setattr(document, key, value)
-        self._notify(document_id, status)
-        if document_id in self.in_flight:
-            self.in_flight[document_id].stage = status
-        return document
+            if statuses[-1] in TERMINAL and work is not None:
+                self._let_go(document, work)
+        for status in statuses:
+            self._notify(document_id, status)
+        if work is not None:
+            work.stage = statuses[-1]
+
+    @staticmethod
+    def _let_go(document: KnowledgeDocument, work: InFlight) -> None:
+        """Clear the claim in the transaction that finishes the document (if it is still ours)."""
+        if work.held is not None and document.lease_owner == work.held.token:
+            document.lease_until = None
+            document.lease_owner = None
+            work.released = True
 
     def _notify(self, document_id: str, status: str) -> None:
         for listener in self.listeners:
@@ -192,7 +218,7 @@ class Ingestor:
         held = await self._claim(document_id)
         if held is None:
             return None
-        work = self.in_flight[document_id] = InFlight(document_id)
+        work = self.in_flight[document_id] = InFlight(document_id, held)
         pipeline = asyncio.create_task(self._ingest(document_id, work), name=f"ingest-{document_id}")
         watch = asyncio.create_task(self._watch(work, held), name=f"watch-{document_id}")
         try:
@@ -208,7 +234,8 @@ class Ingestor:
                 pipeline.cancel()
             await asyncio.gather(pipeline, watch, return_exceptions=True)
             del self.in_flight[document_id]
-            await leases.release(self.db, held)
+            if not work.released:
+                await leases.release(self.db, held)
 
     def cancel(self, document_id: str) -> bool:
         """Stop the work on this document now (its row is left as it is); False if none here."""
@@ -241,22 +268,34 @@ class Ingestor:
         work.stop.set()
 
     async def _still_mine(self, held: leases.Claim) -> bool:
-        async with self.db.session() as session:
-            owner = await session.scalar(select(KnowledgeDocument.lease_owner).where(KnowledgeDocument.id == held.row_id))
-        return owner == held.token
+        """One lookup by key (on SQLite without leaving the event loop): twice a second for each
+        document in work, so the cheapest read there is."""
+        query = select(KnowledgeDocument.lease_owner).where(KnowledgeDocument.id == held.row_id)
+        owner = await self.db.read(lambda conn: conn.scalar(query), quick=True)
+        return bool(owner == held.token)
+
+    async def _start(self, work: InFlight) -> tuple[KnowledgeDocument, KnowledgeBase] | None:
+        """The document and its base, now PARSING (one transaction); None when it has been tried
+        too often (then it is PARSE_FAILED)."""
+        document_id = work.document_id
+        async with self.db.transaction() as session:
+            document = await session.get(KnowledgeDocument, document_id)
+            base = None if document is None else await session.get(KnowledgeBase, document.base_id)
+            if document is None or base is None:
+                raise _Gone(document_id)
+            status = Status.PARSING if document.attempts <= MAX_ATTEMPTS else Status.PARSE_FAILED
+            record_transition(document, status, "" if status == Status.PARSING else f"Gave up after {MAX_ATTEMPTS} attempts")
+            if status == Status.PARSE_FAILED:
+                self._let_go(document, work)
+        self._notify(document_id, status)
+        work.stage = status
+        return (document, base) if status == Status.PARSING else None
 
     async def _ingest(self, document_id: str, work: InFlight) -> str:
-        async with self.db.session() as session:
-            document = await session.get(KnowledgeDocument, document_id)
-            if document is None:
-                raise _Gone(document_id)
-            base = await session.get(KnowledgeBase, document.base_id)
-            if base is None:
-                raise _Gone(document_id)
-        if document.attempts > MAX_ATTEMPTS:
-            await self._set(document_id, Status.PARSE_FAILED, f"Gave up after {MAX_ATTEMPTS} attempts")
+        started = await self._start(work)
+        if started is None:
             return Status.PARSE_FAILED
-        await self._set(document_id, Status.PARSING)
+        document, base = started
         try:
             prepared = await self._parse(work, document, base)
             if len(prepared.chunks) > self.limits.max_chunks:
@@ -265,17 +304,16 @@ class Ingestor:
                     f"{self.limits.max_chunks} per document"
                 )
         except ParseError as error:
-            await self._set(document_id, Status.PARSE_FAILED, error.reason)
+            await self._set(document_id, Status.PARSE_FAILED, reason=error.reason)
             return Status.PARSE_FAILED
         except _Gone:
             raise
         except Exception as error:
             logger.exception("parsing %s failed", document_id)
-            await self._set(document_id, Status.PARSE_FAILED, f"Unexpected error while parsing ({type(error).__name__})")
+            await self._set(document_id, Status.PARSE_FAILED, reason=f"Unexpected error while parsing ({type(error).__name__})")
             return Status.PARSE_FAILED
-        await self._set(document_id, Status.PARSE_SUCCESS, pages=prepared.pages)
         await self._set(
-            document_id, Status.INDEX_BUILDING,
+            document_id, Status.PARSE_SUCCESS, Status.INDEX_BUILDING, pages=prepared.pages,
             chunks_total=len(prepared.chunks), chunks_embedded=0, embedding_started_at=utcnow(),
         )
         try:
@@ -283,13 +321,14 @@ class Ingestor:
         except _Gone:
             raise
         except _EmbedOverBudget as error:
-            await self._set(document_id, Status.INDEX_BUILDING_FAILED, str(error))
+            await self._set(document_id, Status.INDEX_BUILDING_FAILED, reason=str(error))
             return Status.INDEX_BUILDING_FAILED
         except Exception as error:
             logger.exception("embedding %s failed", document_id)
-            await self._set(document_id, Status.INDEX_BUILDING_FAILED, f"Embedding failed ({type(error).__name__}: {error})"[:500])
+            reason = f"Embedding failed ({type(error).__name__}: {error})"[:500]
+            await self._set(document_id, Status.INDEX_BUILDING_FAILED, reason=reason)
             return Status.INDEX_BUILDING_FAILED
-        await self._store(document_id, base.id, prepared.chunks, vectors, term_lists)
+        await self._store(work, base.id, prepared.chunks, vectors, term_lists)
         self._notify(document_id, Status.FILE_IS_READY)
         return Status.FILE_IS_READY
 
@@ -304,8 +343,13 @@ class Ingestor:
             raise ParseError("The uploaded file is missing from storage") from error
         try:
             parsers = self.parsers.get(base.kind, STANDARD)
-            args = (path, document.name, base.kind, _rule_of(base))
-            if in_child(parsers, document.file_type, base.kind):
+            rule = _rule_of(base)
+            args = (path, document.name, base.kind, rule)
+            size = await asyncio.to_thread(_size_of, path)
+            work.parsed_in_child = in_child(parsers, document.file_type, base.kind) and not parse_here(
+                document.file_type, base.kind, size, rule
+            )
+            if work.parsed_in_child:
 
                 def started(pid: int) -> None:
                     work.child_pid = pid
@@ -316,7 +360,8 @@ class Ingestor:
                     raise _Gone(work.document_id) from None
                 finally:
                     work.child_pid = None
-            # OCR or speech (session files): models the server holds; the thread cannot be stopped.
+            # A small text file (nothing in it can take long), or OCR or speech (session files:
+            # models the server holds): here, in a thread, which cannot be stopped but is let go.
             return await _until_stopped(work, asyncio.to_thread(prepare, *args, parsers), budget.seconds)
         finally:
             await asyncio.to_thread(opened.__exit__, None, None, None)
@@ -345,17 +390,18 @@ class Ingestor:
         return vectors.astype(np.float32), term_lists
 
     async def _embedded(self, document_id: str, count: int, total: int) -> None:
-        """Record how many of the document's chunks are embedded (its progress)."""
-        async with self.db.transaction() as session:
-            await session.execute(
-                update(KnowledgeDocument).where(KnowledgeDocument.id == document_id).values(chunks_embedded=count)
-            )
+        """Record how many of the document's chunks are embedded (its progress); the last
+        count is written with the chunks (by :meth:`_store`)."""
+        if count < total:
+            query = update(KnowledgeDocument).where(KnowledgeDocument.id == document_id).values(chunks_embedded=count)
+            await self.db.write(lambda conn: conn.execute(query), quick=True)
         for listener in self.progress_listeners:
             listener(document_id, count, total)
 
     async def _store(
-        self, document_id: str, base_id: str, chunks: list[Chunk], vectors: np.ndarray, term_lists: list[str]
+        self, work: InFlight, base_id: str, chunks: list[Chunk], vectors: np.ndarray, term_lists: list[str]
     ) -> None:
+        document_id = work.document_id
         async with self.db.transaction() as session:
             document = await session.get(KnowledgeDocument, document_id)
             base = await session.get(KnowledgeBase, base_id)
@@ -375,7 +421,8 @@ class Ingestor:
                 await self.search_rows.write(session, [(c.id, base_id, document_id, c.terms, c.embedding) for c in stored])
             record_transition(document, Status.INDEX_BUILD_SUCCESS)
             record_transition(document, Status.FILE_IS_READY)
-            document.chunk_count = len(chunks)
+            document.chunk_count = document.chunks_embedded = len(chunks)
+            self._let_go(document, work)
             base.version += 1
             if not base.embedder:
                 base.embedder = self.embedder.name
@@ -396,6 +443,13 @@ async def _until_stopped(work: InFlight, running: Awaitable[T], seconds: float |
     if stopped in done:
         raise _Gone(work.document_id)
     raise OverBudget(f"Parsing took longer than its budget of {seconds:g} s")
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # prepare says the file is missing
 
 
 def _embedding_text(chunk: Chunk) -> str:

@@ -120,7 +120,18 @@ def _parse_text(path: Path) -> ParsedDocument:
     return ParsedDocument([Section(_clean(text))], pages=1)
 
 
-_MD_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_MD_HEADING = re.compile(r"(#{1,6})\s+")
+
+
+def _markdown_heading(line: str) -> tuple[int, str] | None:
+    """(level, title) of an ATX heading line, or None. The title drops a closing run of ``#``
+    and the whitespace around it; done with ``rstrip``, since the one-regex form of this
+    (``(.*?)\\s*#*\\s*$``) backtracks: cubic in a long line of spaces or hashes, hours for a
+    20 KB line."""
+    match = _MD_HEADING.match(line)
+    if match is None:
+        return None
+    return len(match.group(1)), line[match.end() :].rstrip().rstrip("#").rstrip()
 
 
 def _parse_markdown(path: Path) -> ParsedDocument:
@@ -139,11 +150,11 @@ def _parse_markdown(path: Path) -> ParsedDocument:
     for line in text.split("\n"):
         if line.lstrip().startswith("```"):
             in_code = not in_code
-        match = None if in_code else _MD_HEADING.match(line)
-        if match:
+        heading = None if in_code else _markdown_heading(line)
+        if heading:
             flush()
-            level = len(match.group(1))
-            headings[:] = [*headings[: level - 1], match.group(2)]
+            level, title = heading
+            headings[:] = [*headings[: level - 1], title]
         else:
             buffer.append(line)
     flush()

@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from openbailian.knowledge.budget import LINEAR_MAX_BYTES, parse_here
+from openbailian.knowledge.chunk import ChunkRule
 from openbailian.storage.knowledge_models import KnowledgeChunk
 from tests.cli.test_worker import Process, api, env  # noqa: F401  (fixtures of the worker test)
 from tests.knowledge.corpus import heavy_docx
@@ -147,6 +149,39 @@ def test_ordinary_documents_still_parse_within_the_default_budget(start):
     document = _finished(server, file_id)
     assert document["status"] == "FILE_IS_READY", document
     assert _chunks_of(server, file_id) > 0
+
+
+def test_small_text_files_are_parsed_without_a_child_and_big_ones_within_the_budget(start):
+    server = start(knowledge_parse_memory_mb=1)
+    ingestor = server.runtime.knowledge.ingestor
+    where: dict[str, bool | None] = {}
+    ingestor.listeners.append(
+        lambda file_id, status: status == "PARSE_SUCCESS" and where.update({file_id: ingestor.in_flight[file_id].parsed_in_child})
+    )
+    line = "每位员工每年享有15天带薪年假。\n"
+    files = {
+        "hr.md": f"# 年假\n{line}".encode(), "hr.txt": line.encode(),
+        "big.txt": (line * 12_000).encode(),  # 540 KB, past LINEAR_MAX_BYTES: a child, which 1 MiB cannot hold
+    }
+    ids = {name: _upload(server, name, data)[1] for name, data in files.items()}
+    done = {name: _finished(server, file_id) for name, file_id in ids.items()}
+    assert done["hr.md"]["status"] == done["hr.txt"]["status"] == "FILE_IS_READY"
+    assert where == {ids["hr.md"]: False, ids["hr.txt"]: False}
+    assert done["big.txt"]["status"] == "PARSE_FAILED"
+    assert "memory budget of 1 MiB" in done["big.txt"]["reason"] or "crashed" in done["big.txt"]["reason"], done
+    assert _parse_children() == []
+
+
+@pytest.mark.parametrize(("name", "size", "rule", "here"), [
+    ("a.txt", 1000, None, True), ("a.MD", 1000, None, True), ("a.markdown", LINEAR_MAX_BYTES, None, True),
+    ("a.txt", LINEAR_MAX_BYTES + 1, None, False), ("a.html", 1000, None, False), ("a.docx", 1000, None, False),
+    ("a.txt", 1000, ChunkRule(500, 100), True), ("a.txt", 1000, ChunkRule(400, 300), True),
+    # 10 characters new per chunk of 100: ten copies of the text, its memory not bounded enough
+    ("a.txt", 1000, ChunkRule(100, 90), False),
+])
+def test_what_is_parsed_without_a_child(name, size, rule, here):
+    assert parse_here(Path(name).suffix, "unstructured", size, rule) is here
+    assert parse_here(Path(name).suffix, "structured", size, rule) is False
 
 
 @pytest.mark.parametrize("what", ["document", "base"])

@@ -49,6 +49,36 @@ def test_markdown_html_and_csv(tmp_path):
     assert parse_table(csv).rows == [{"name": "Z9", "price": "2499"}]
 
 
+def test_markdown_heading_lines_of_any_length_parse(tmp_path):
+    # The old one-regex heading match backtracked: cubic in a run of spaces (a 20 KB line took
+    # hours); these lines are read in one pass, and a closing run of '#' still drops out.
+    md = tmp_path / "long.md"
+    spaces, hashes = "\u2000" * 20_000, "#" * 200_000
+    md.write_text(f"# 标题{spaces}x\n正文一\n## 小节 {hashes} {spaces}\n正文二\n### a{hashes}b\n正文三\n", encoding="utf-8")
+    sections = parse_document(md).sections
+    assert [s.text for s in sections] == ["正文一", "正文二", "正文三"]
+    assert sections[0].headings == (f"标题{spaces}x",)
+    assert sections[1].headings == (f"标题{spaces}x", "小节")
+    assert sections[2].headings == (f"标题{spaces}x", "小节", f"a{hashes}b")
+
+
+def test_markdown_headings_are_read_as_before(tmp_path):
+    """The title is what the former regex's lazy group took, on every short line over the
+    characters that matter (hashes, kinds of whitespace, text)."""
+    import random
+    import re
+
+    from openbailian.knowledge.parse import _markdown_heading
+
+    former = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+    rng = random.Random(7)
+    alphabet = ["#", " ", "\t", "\u2000", "\u3000", "\x0b", "\x1c", "\u2028", "\x85", "a", "中"]
+    for _ in range(20_000):
+        line = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        match = former.match(line)
+        assert _markdown_heading(line) == (match and (len(match.group(1)), match.group(2))), repr(line)
+
+
 def test_pptx_slides_are_pages(tmp_path):
     from pptx import Presentation
 

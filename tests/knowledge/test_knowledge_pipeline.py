@@ -52,6 +52,7 @@ async def test_ingest_walks_the_status_machine(knowledge, corpus):
     ]
     assert done.chunks > 0 and done.reason == ""
     assert all("at" in h for h in done.history)
+    assert await _leases(knowledge, document.id) == [(None, None)]
 
 
 async def test_chinese_and_english_questions_find_the_right_document(knowledge, corpus):
@@ -182,6 +183,8 @@ async def test_reindex_keeps_the_document_searchable_afterwards(knowledge, corpu
         # (a broken .docx is refused at upload by the safety check: tests/knowledge/test_knowledge_safety.py)
         ("broken.pdf", b"%PDF-1.4\n garbage garbage", "damaged"),
         ("empty.txt", b"   \n\n  ", "no text"),
+        # small text files are parsed without a child process: their failures read the same
+        ("latin.txt", b"\xff\xfe\xff", "neither UTF-8 nor GB18030"),
     ],
 )
 async def test_bad_documents_fail_with_a_reason_and_do_not_block_others(knowledge, corpus, tmp_path, name, content, reason):
@@ -196,6 +199,14 @@ async def test_bad_documents_fail_with_a_reason_and_do_not_block_others(knowledg
     assert reason in failed.reason
     assert failed.history[-1]["status"] == "PARSE_FAILED"
     assert (await _status(knowledge, good.id)).status == "FILE_IS_READY"
+    assert await _leases(knowledge, bad.id, good.id) == [(None, None), (None, None)]
+
+
+async def _leases(system, *document_ids):
+    """(lease_owner, lease_until) of each document: a finished one is claimable again at once."""
+    async with system.db.session() as session:
+        rows = {d.id: (d.lease_owner, d.lease_until) for d in [await session.get(KnowledgeDocument, i) for i in document_ids]}
+    return [rows[i] for i in document_ids]
 
 
 async def test_unsupported_and_oversized_files_are_refused_up_front(knowledge, tmp_path):
