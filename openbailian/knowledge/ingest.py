@@ -370,6 +370,17 @@ class Ingestor:
         """Embed in batches of ``batch_size``, stopping between batches when the document is
         gone or the embedding budget is spent."""
         texts = [_embedding_text(c) for c in chunks]
+        # The search terms need no vectors: cut while the model runs (the first document's cut
+        # loads jieba's dictionary, which would otherwise keep every document in work waiting).
+        cutting = asyncio.ensure_future(asyncio.to_thread(lambda: [" ".join(terms(t)) for t in texts]))
+        try:
+            vectors = await self._embed_texts(work, texts)
+            term_lists = await cutting
+        finally:
+            cutting.cancel()  # on failure: its thread finishes in the background, unused
+        return vectors, term_lists
+
+    async def _embed_texts(self, work: InFlight, texts: list[str]) -> np.ndarray:
         deadline = time.monotonic() + self.limits.embed_seconds
         parts = []
         for start in range(0, len(texts), self.batch_size):
@@ -386,8 +397,7 @@ class Ingestor:
             parts.append(await _until_stopped(work, batch))
             await self._embedded(work.document_id, start + len(parts[-1]), len(texts))
         vectors = np.vstack(parts) if parts else np.zeros((0, self.embedder.dim), np.float32)
-        term_lists = await asyncio.to_thread(lambda: [" ".join(terms(t)) for t in texts])
-        return vectors.astype(np.float32), term_lists
+        return vectors.astype(np.float32)
 
     async def _embedded(self, document_id: str, count: int, total: int) -> None:
         """Record how many of the document's chunks are embedded (its progress); the last
