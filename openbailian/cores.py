@@ -1,4 +1,5 @@
-"""How many cores this process may use: its CPU affinity, bounded by its cgroup's CPU quota.
+"""How many cores this process may use (its CPU affinity, bounded by its cgroup's CPU quota), and
+thread pools of their own sized by it.
 
 A container limited with ``--cpus 2`` (Compose's ``cpus:``) gets a CFS quota, not an affinity:
 ``os.cpu_count()`` and ``os.sched_getaffinity`` still see every core of the host, and a server
@@ -7,11 +8,19 @@ sizing its processes and threads by them would start one per host core.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import math
 import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
-__all__ = ["usable_cores", "cgroup_cpu_limit"]
+__all__ = ["usable_cores", "cgroup_cpu_limit", "OwnThreads"]
+
+T = TypeVar("T")
 
 _PROC_CGROUP = Path("/proc/self/cgroup")
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -22,6 +31,27 @@ def usable_cores() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     limit = cgroup_cpu_limit()
     return max(1, min(cores, math.ceil(limit))) if limit is not None else max(1, cores)
+
+
+class OwnThreads:
+    """A thread pool for one kind of work, made on first use with ``max(4, usable_cores() + 2)``
+    threads, so that work never queues in the event loop's default executor behind others'."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=max(4, usable_cores() + 2), thread_name_prefix=self._name)
+            return self._pool
+
+    async def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``function(*args, **kwargs)`` on these threads."""
+        work = functools.partial(function, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.pool(), work)
 
 
 def cgroup_cpu_limit(proc_cgroup: Path = _PROC_CGROUP, root: Path = _CGROUP_ROOT) -> float | None:

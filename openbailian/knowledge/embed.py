@@ -15,16 +15,15 @@ where ingestion keeps threads waiting on the model.
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-from openbailian.cores import usable_cores
+from openbailian.cores import OwnThreads
 from openbailian.errors import EmbeddingError, EmbeddingTimeout, EmbeddingUnavailable
 
 if TYPE_CHECKING:
@@ -253,23 +252,14 @@ class QueryCache:
         return vector
 
 
-_QUERY_THREADS: list[ThreadPoolExecutor] = []
-_QUERY_THREADS_LOCK = threading.Lock()
-
-
-def _query_threads() -> ThreadPoolExecutor:
-    """The process's threads for the query path, made on first use. Ingestion waits on the
-    model in the default executor (one thread per document in work); a question never
-    queues behind those."""
-    with _QUERY_THREADS_LOCK:
-        if not _QUERY_THREADS:
-            _QUERY_THREADS.append(ThreadPoolExecutor(max_workers=max(4, usable_cores() + 2), thread_name_prefix="query"))
-        return _QUERY_THREADS[0]
+# The process's threads for the query path. Ingestion waits on the model in the default
+# executor (one thread per document in work); a question never queues behind those.
+_QUERY_THREADS = OwnThreads("query")
 
 
 async def run_for_query(function: Callable[..., T], *args: Any) -> T:
     """``function(*args)`` on the query path's threads."""
-    return await asyncio.get_running_loop().run_in_executor(_query_threads(), functools.partial(function, *args))
+    return await _QUERY_THREADS.run(function, *args)
 
 
 class _EmbedsQueries(Protocol):
@@ -292,7 +282,7 @@ def start_query_vector(embedder: _EmbedsQueries, text: str) -> asyncio.Future[np
             done: asyncio.Future[np.ndarray] = loop.create_future()
             done.set_result(vector)
             return done
-    return loop.run_in_executor(_query_threads(), embedder.embed_query, text)
+    return loop.run_in_executor(_QUERY_THREADS.pool(), embedder.embed_query, text)
 
 
 class _Request:
