@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -282,7 +283,17 @@ def start_query_vector(embedder: _EmbedsQueries, text: str) -> asyncio.Future[np
             done: asyncio.Future[np.ndarray] = loop.create_future()
             done.set_result(vector)
             return done
-    return loop.run_in_executor(_QUERY_THREADS.pool(), embedder.embed_query, text)
+    future = loop.run_in_executor(_QUERY_THREADS.pool(), embedder.embed_query, text)
+    _let_a_thread_take_the_gil()
+    return future
+
+
+def _let_a_thread_take_the_gil() -> None:
+    """Release the GIL for a moment, so the query thread just woken takes it now and starts the
+    model. Else it waits until the loop next blocks: the caller's own Python after this (the
+    question's terms, its options read) ran first, ~1 ms in series with every new question's
+    embedding. ``time.sleep(0)`` is that release: a system call with the GIL dropped."""
+    time.sleep(0)
 
 
 class _Request:
