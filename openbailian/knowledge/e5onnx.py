@@ -26,6 +26,7 @@ import re
 import struct
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -48,6 +49,7 @@ _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
 _METASPACE = "\u2581"
 _MAX_SCORE_ELEMENTS = 1 << 21  # batch rows x length x length: bounds the attention scratch (~100 MB)
 _MAX_BATCH_TOKENS = 8192
+QUICK_QUERY_CHARS = 128  # a query prepared on the caller's thread up to this length (~1 ms)
 _BUILD_LOCK = threading.Lock()
 _BUILT: dict[str, bytes] = {}  # cache key -> quantised model, so one process converts once
 
@@ -471,25 +473,44 @@ class OnnxE5Embedder:
         self._parts()[2].passages  # noqa: B018 - opens the session
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
-        return self._embed(["passage: " + t for t in texts], query=False)
+        return self._embed_passages(["passage: " + t for t in texts])
 
     def embed_query(self, text: str) -> np.ndarray:
-        vector: np.ndarray = self._embed(["query: " + text], query=True)[0]
+        return self.prepare_query(text)()
+
+    def quick_query(self, text: str) -> Callable[[], np.ndarray] | None:
+        """:meth:`prepare_query` when it is quick (the model loaded, a short text), else None."""
+        if self._loaded is None or len(text) > QUICK_QUERY_CHARS:
+            return None
+        return self.prepare_query(text)
+
+    def prepare_query(self, text: str) -> Callable[[], np.ndarray]:
+        """The query's model input made now (tokens, token embeddings: Python that holds the GIL);
+        the call returned runs the model (which releases it) and pools: for a query thread."""
+        weights, tokenizer, sessions = self._parts()
+        batches = _batches(_windows(tokenizer.ids(["query: " + text]), weights))
+        feeds = [_feed(weights, [w.ids for w in batch]) for batch in batches]
+
+        def vector() -> np.ndarray:
+            results = [_pooled(sessions.queries, feed) for feed in feeds]
+            unit: np.ndarray = self._pool_windows(1, batches, results)[0]
+            return unit
+
         return vector
 
-    def _embed(self, texts: list[str], *, query: bool) -> np.ndarray:
+    def _embed_passages(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         weights, tokenizer, sessions = self._parts()
         windows = _windows(tokenizer.ids(texts), weights)
-        sums = np.zeros((len(texts), self.dim), np.float64)
-        if query:
-            batches = _batches(windows)
-            results = [_run(sessions.queries, weights, [w.ids for w in batch]) for batch in batches]
-        else:
-            batches = _batches(windows, pieces=self._threads)
-            passages = sessions.passages
-            results = list(_pool(self._threads).map(lambda b: _run(passages, weights, [w.ids for w in b]), batches))
+        batches = _batches(windows, pieces=self._threads)
+        passages = sessions.passages
+        results = list(_pool(self._threads).map(lambda b: _run(passages, weights, [w.ids for w in b]), batches))
+        return self._pool_windows(len(texts), batches, results)
+
+    def _pool_windows(self, texts: int, batches: list[list[_Window]], results: list[np.ndarray]) -> np.ndarray:
+        """Each text's vector: its windows' vectors averaged by length, L2-normalised."""
+        sums = np.zeros((texts, self.dim), np.float64)
         for batch, pooled in zip(batches, results, strict=True):
             for window, vector in zip(batch, pooled, strict=True):
                 sums[window.text] += (len(window.ids) - 2) * vector
@@ -528,12 +549,20 @@ def _batches(windows: list[_Window], pieces: int = 1) -> list[list[_Window]]:
 
 
 def _run(session: Any, weights: E5Weights, rows: list[list[int]]) -> np.ndarray:
+    return _pooled(session, _feed(weights, rows))
+
+
+def _feed(weights: E5Weights, rows: list[list[int]]) -> dict[str, np.ndarray]:
+    """The graph's inputs for a batch of windows: token embeddings and mask, padded to the longest."""
     length = max(len(r) for r in rows)
     ids = np.full((len(rows), length), weights.pad, np.int64)
     mask = np.zeros((len(rows), length), np.float32)
     for i, row in enumerate(rows):
         ids[i, : len(row)] = row
         mask[i, : len(row)] = 1.0
-    embeddings = weights.token_embeddings(ids).astype(np.float32)
-    pooled: np.ndarray = session.run(["pooled"], {"embeddings": embeddings, "mask": mask})[0]
+    return {"embeddings": weights.token_embeddings(ids).astype(np.float32), "mask": mask}
+
+
+def _pooled(session: Any, feed: dict[str, np.ndarray]) -> np.ndarray:
+    pooled: np.ndarray = session.run(["pooled"], feed)[0]
     return pooled

@@ -15,6 +15,7 @@ where ingestion keeps threads waiting on the model.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections import OrderedDict
@@ -224,6 +225,15 @@ class QueryCache:
             return vector
 
     def embed_query(self, text: str) -> np.ndarray:
+        return self._kept_query(text, functools.partial(self.inner.embed_query, text))
+
+    def quick_query(self, text: str) -> Callable[[], np.ndarray] | None:
+        """The query's embedding as a call whose model input is already made, when the inner
+        embedder can make it quickly here (see ``OnnxE5Embedder.quick_query``); else None."""
+        compute = _quick_query(self.inner, text)
+        return None if compute is None else functools.partial(self._kept_query, text, compute)
+
+    def _kept_query(self, text: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
         with self._lock:
             vector = self._vectors.get(text)
             if vector is not None:
@@ -236,7 +246,7 @@ class QueryCache:
         if not owner:
             return pending.result()
         try:
-            vector = np.asarray(self.inner.embed_query(text), dtype=np.float32)
+            vector = np.asarray(compute(), dtype=np.float32)
             vector.setflags(write=False)  # shared by every caller of this query
         except BaseException as error:
             with self._lock:
@@ -283,9 +293,23 @@ def start_query_vector(embedder: _EmbedsQueries, text: str) -> asyncio.Future[np
             done: asyncio.Future[np.ndarray] = loop.create_future()
             done.set_result(vector)
             return done
-    future = loop.run_in_executor(_QUERY_THREADS.pool(), embedder.embed_query, text)
+    compute = _quick_query(embedder, text) or functools.partial(embedder.embed_query, text)
+    future = loop.run_in_executor(_QUERY_THREADS.pool(), compute)
     _let_a_thread_take_the_gil()
     return future
+
+
+def _quick_query(embedder: object, text: str) -> Callable[[], np.ndarray] | None:
+    """``embedder.quick_query(text)`` where it has one: the model's input made on this thread
+    (the loop, where it runs anyway before the model can start), so the query thread needs the
+    GIL only to call the model, which releases it. None: the thread does it all."""
+    prepare: Callable[[str], Callable[[], np.ndarray] | None] | None = getattr(embedder, "quick_query", None)
+    if prepare is None:
+        return None
+    try:
+        return prepare(text)
+    except Exception:  # noqa: BLE001 - the query thread's embed_query raises it again, to the caller
+        return None
 
 
 def _let_a_thread_take_the_gil() -> None:
@@ -325,6 +349,9 @@ class PassageBatcher:
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.inner.embed_query(text)
+
+    def quick_query(self, text: str) -> Callable[[], np.ndarray] | None:
+        return _quick_query(self.inner, text)
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         if not texts:

