@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from openbailian import __version__
 from openbailian.api.boundary import BodyLimits, InputBoundary, enforce_input_boundary
+from openbailian.api.completion.router import fast_route as completion_fast_route
 from openbailian.api.completion.router import router as completion_router
 from openbailian.api.errors import install_error_handlers
 from openbailian.api.logredact import install_access_log_redaction
@@ -80,7 +81,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     install_error_handlers(app)
 
-    @app.get("/healthz", include_in_schema=False)  # first: routes are matched in order
+    @app.get("/healthz", include_in_schema=False)  # before the routers: routes are matched in order
     @takes_no_credentials
     async def healthz() -> dict[str, str]:
         """Ready when the database answers (load balancers poll this)."""
@@ -96,4 +97,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_console(app)
     app.include_router(native_knowledge.router)
     app.include_router(openapi_router)  # /{WorkspaceId}/…: the Bailian OpenAPI face
+    app.router.routes.insert(0, completion_fast_route)  # model calls: no FastAPI routing or dependencies
     return app
