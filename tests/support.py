@@ -22,6 +22,7 @@ import httpx
 import uvicorn
 
 from openbailian.api.app import create_app
+from openbailian.api.wire import HTTP_PROTOCOL
 from openbailian.config import Settings
 from openbailian.runtime import Runtime
 
@@ -114,6 +115,7 @@ class LiveServer:
             port=self.port,
             log_level="warning",
             lifespan="on",
+            http=HTTP_PROTOCOL,  # as `openbailian serve`
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

@@ -19,6 +19,7 @@ import uvicorn
 from sqlalchemy.engine import make_url
 from uvicorn.config import STARTUP_FAILURE
 
+from openbailian.api.wire import HTTP_PROTOCOL
 from openbailian.cli._common import console, fail, run_with_runtime
 from openbailian.config import Settings
 from openbailian.cores import usable_cores
@@ -74,7 +75,9 @@ def serve(
     if processes == 1:
         from openbailian.api.app import create_app
 
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+        uvicorn.run(
+            create_app(settings), host=settings.host, port=settings.port, log_level=log_level, http=HTTP_PROTOCOL
+        )
         return
     _serve_processes(settings, overrides, processes, background=background, log_level=log_level)
 
@@ -104,6 +107,7 @@ def _serve_processes(
     worker = _start_background_worker(log_level) if background else None
     options: dict[str, Any] = {
         "factory": True, "workers": processes, "host": settings.host, "port": settings.port, "log_level": log_level,
+        "http": HTTP_PROTOCOL,
         # uvicorn kills a worker that does not answer its ping in time (5 s by default):
         # a fresh interpreter importing the app on a busy machine can take longer.
         "timeout_worker_healthcheck": HEALTHCHECK_SECONDS,
