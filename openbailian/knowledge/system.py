@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from openbailian.config import Settings
 from openbailian.files.store import LocalObjectStore, ObjectStore
+from openbailian.knowledge.bm25 import keep_dictionary_in
 from openbailian.knowledge.embed import (
     Embedder,
     embedder_from_settings,
@@ -49,6 +50,7 @@ class KnowledgeSystem:
         kind, what the documents of system bases take (``{"session": …}``: images, audio, video),
         every knowledge base takes the documented types (``parse.STANDARD``)."""
         pin_blas_threads(1)
+        keep_dictionary_in(settings.home / "models")  # jieba's, beside the embedder's model file
         embedder = embedder or embedder_from_settings(settings)
         retriever = Retriever(
             db,
