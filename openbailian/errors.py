@@ -320,7 +320,7 @@ class _Validation(Protocol):
     def errors(self) -> Sequence[Any]: ...
 
 
-_WRAPPERS = frozenset({"body", "query", "path", "header", "form"})
+_WRAPPERS = frozenset({"body", "query", "path", "header", "cookie", "form"})
 
 
 def invalid_input(error: _Validation, subject: str = "") -> InvalidParameter:
@@ -328,7 +328,10 @@ def invalid_input(error: _Validation, subject: str = "") -> InvalidParameter:
     body gives ``<where>: <what>``; a described value (an app config, a plugin spec) gives
     ``Invalid <subject> at '<where>': <what>``."""
     first: Mapping[str, Any] = error.errors()[0]
-    where = ".".join(str(part) for part in first.get("loc", ()) if part not in _WRAPPERS)
+    location = list(first.get("loc", ()))
+    if location and location[0] in _WRAPPERS:  # FastAPI's "body", "query", …; a field so named is kept
+        location = location[1:]
+    where = ".".join(str(part) for part in location)
     if subject:
         return InvalidParameter(f"Invalid {subject} at '{where or subject}': {first['msg']}")
     return InvalidParameter(f"{where}: {first['msg']}" if where else str(first["msg"]))

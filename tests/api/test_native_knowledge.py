@@ -169,6 +169,11 @@ def test_bad_input_is_refused_in_the_dashscope_shape_and_changes_nothing(live: L
                           json={"query": "x", "rerank_top_n": "many"}), 400, "InvalidParameter")
     _error(live.http.post(f"/api/v1/indices/pipeline/{own}/retrieve", headers=headers,
                           json={"query": "x", "rerank_top_n": 99}), 400, "InvalidParameter")
+    # a missing field is named, even one called like a part of the request ("query")
+    for body in ({}, {"rerank_top_n": 3}):
+        missing = _error(live.http.post(f"/api/v1/indices/pipeline/{own}/retrieve", headers=headers, json=body),
+                         400, "InvalidParameter")
+        assert missing["message"].startswith("query:"), missing
     # unknown pipelines, and another workspace's pipeline: the same answer
     _error(live.http.get("/api/v1/indices/pipeline_simple", headers=headers,
                          params={"pipeline_name": "nope"}), 404, "Index.NotFound")
