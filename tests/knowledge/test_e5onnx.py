@@ -158,6 +158,27 @@ def test_the_model_file_named_before_digests_is_removed_when_the_model_is_built(
     assert [p.name for p in cache.iterdir()] == [model.name]
 
 
+_SESSIONS_OPENED_BY = """
+import sys
+from pathlib import Path
+from openbailian.knowledge import e5onnx
+embedder = e5onnx.OnnxE5Embedder(Path(sys.argv[1]))
+embedder.embed_query("价格") if sys.argv[2] == "question" else embedder.embed_passages(["价格"])
+print(",".join(sorted(role for sessions in e5onnx._SHARED_SESSIONS.values() for role in sessions._opened)))
+"""
+
+
+def test_a_process_opens_only_the_session_its_first_call_needs(tmp_path: Path, onnx_embedder: OnnxE5Embedder) -> None:
+    """The session opens beside the tokenizer's build; an API process that only answers
+    questions (ingestion in the worker) still holds no copy of the model for documents."""
+    OnnxE5Embedder(tmp_path).load()  # the model file built once, outside the processes below
+    for first_call, opened in [("question", "queries"), ("document", "passages")]:
+        command = [sys.executable, "-c", _SESSIONS_OPENED_BY, str(tmp_path), first_call]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == opened
+
+
 class _Counting:
     """Counts the queries that reach the real embedder under the cache."""
 
