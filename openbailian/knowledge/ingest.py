@@ -13,6 +13,7 @@ sees all of a document or none of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -121,6 +122,7 @@ class InFlight:
     parsed_in_child: bool | None = None  # where it is parsed, once that is decided
     stop: asyncio.Event = field(default_factory=asyncio.Event)  # deleted, or the claim was lost
     released: bool = False  # the claim was cleared with the final status (no release needed)
+    parsing: asyncio.Semaphore | None = None  # shared by documents ingested together: parses at once
 
 
 class _Gone(Exception):
@@ -212,13 +214,14 @@ class Ingestor:
 
     # ------------------------------------------------------------ pipeline
 
-    async def ingest(self, document_id: str) -> str | None:
+    async def ingest(self, document_id: str, parsing: asyncio.Semaphore | None = None) -> str | None:
         """Run one document through the pipeline; its final status, or None if not claimed
-        (or deleted while it was being ingested: then its work is stopped and nothing stored)."""
+        (or deleted while it was being ingested: then its work is stopped and nothing stored).
+        ``parsing``, when given, is held while the document is parsed."""
         held = await self._claim(document_id)
         if held is None:
             return None
-        work = self.in_flight[document_id] = InFlight(document_id, held)
+        work = self.in_flight[document_id] = InFlight(document_id, held, parsing=parsing)
         pipeline = asyncio.create_task(self._ingest(document_id, work), name=f"ingest-{document_id}")
         watch = asyncio.create_task(self._watch(work, held), name=f"watch-{document_id}")
         try:
@@ -297,7 +300,8 @@ class Ingestor:
             return Status.PARSE_FAILED
         document, base = started
         try:
-            prepared = await self._parse(work, document, base)
+            async with work.parsing or contextlib.nullcontext():
+                prepared = await self._parse(work, document, base)
             if len(prepared.chunks) > self.limits.max_chunks:
                 raise ParseError(
                     f"The document has {len(prepared.chunks)} chunks, more than the limit of "
@@ -472,9 +476,13 @@ def _rule_of(base: KnowledgeBase) -> ChunkRule | None:
     return ChunkRule(base.chunk_size, base.overlap_size or 0, base.separator or "")
 
 
-# Documents in work at once: while one is parsed or stored the others' chunks keep the model
-# busy, in shared calls (the embedder's PassageBatcher) cut into one batch per core.
-DOCUMENTS_AT_ONCE = 8
+# Documents in work at once, and of those being parsed (in a child process for most types).
+# More are in work than are parsed so that when a model call ends, the chunks of the next
+# documents already wait for the next call: with as many in work as parsed, the documents of
+# one call ended together, were stored together, and the next ones were claimed and parsed
+# while the model stood idle (~0.2 s) and then began with one document's chunks alone.
+DOCUMENTS_AT_ONCE = 32
+PARSING_AT_ONCE = 8
 _WAITS: list[ThreadPoolExecutor] = []
 
 
@@ -487,13 +495,13 @@ def _embedding_waits() -> ThreadPoolExecutor:
 
 
 async def ingest_together(ingestor: Ingestor, document_ids: list[str], at_once: int = DOCUMENTS_AT_ONCE) -> list[str | None]:
-    """Ingest documents a few at a time: one parses while another embeds, and the chunks of
+    """Ingest documents a few at a time: some parse while others embed, and the chunks of
     small documents share model calls (the embedder's ``PassageBatcher``). Final statuses in order."""
-    gate = asyncio.Semaphore(at_once)
+    gate, parsing = asyncio.Semaphore(at_once), asyncio.Semaphore(min(at_once, PARSING_AT_ONCE))
 
     async def one(document_id: str) -> str | None:
         async with gate:
-            return await ingestor.ingest(document_id)
+            return await ingestor.ingest(document_id, parsing)
 
     return list(await asyncio.gather(*(one(d) for d in document_ids)))
 

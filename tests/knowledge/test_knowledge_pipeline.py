@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from openbailian.errors import (
     InvalidParameter,
@@ -280,3 +281,67 @@ async def test_unknown_and_foreign_ids(knowledge, corpus):
     async with knowledge.db.session() as session:
         with pytest.raises(KnowledgeFileNotFound):
             await kb.get_document(session, foreign_doc.id, "ws1")
+
+
+class _CallSizes:
+    """The bundled embedder, recording how many texts each model call gets."""
+
+    def __init__(self, inner):  # type: ignore[no-untyped-def]
+        self.inner, self.name, self.dim = inner, inner.name, inner.dim
+        self.calls: list[int] = []
+
+    def embed_query(self, text):  # type: ignore[no-untyped-def]
+        return self.inner.embed_query(text)
+
+    def embed_passages(self, texts):  # type: ignore[no-untyped-def]
+        self.calls.append(len(texts))
+        return self.inner.embed_passages(texts)
+
+
+async def test_many_small_documents_keep_the_model_fed_while_few_parse_at_once(settings, embedder, tmp_path):
+    """Documents in work are more than those parsed: when a model call ends, the next
+    documents' chunks already wait, so calls carry more documents than parse at once."""
+    import asyncio
+
+    from openbailian.knowledge.embed import PassageBatcher
+    from openbailian.knowledge.ingest import PARSING_AT_ONCE
+    from openbailian.knowledge.system import KnowledgeSystem
+    from openbailian.storage.db import Database, migrate
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(migrate, settings.resolved_database_url)
+    db = Database(settings.resolved_database_url)
+    sizes = _CallSizes(embedder)
+    system = KnowledgeSystem.from_settings(db, settings, embedder=PassageBatcher(sizes))
+    parsing, most_parsing = 0, 0
+    parse = system.ingestor._parse
+
+    async def counted_parse(*args):  # type: ignore[no-untyped-def]
+        nonlocal parsing, most_parsing
+        parsing += 1
+        most_parsing = max(most_parsing, parsing)
+        try:
+            return await parse(*args)
+        finally:
+            parsing -= 1
+
+    system.ingestor._parse = counted_parse
+    try:
+        base = await _base(system)
+        sentence = "知识库中的文档会被切分成片段，每个片段生成一个向量，检索时按相似度排序。"
+        for number in range(48):
+            path = tmp_path / f"note{number:02d}.txt"
+            path.write_text(f"第 {number} 号说明。" + sentence * 12, encoding="utf-8")  # one chunk each
+            await _add(system, base, path)
+        await system.worker.drain()
+        async with system.db.session() as session:
+            statuses = (await session.scalars(select(KnowledgeDocument.status))).all()
+            chunks = len((await session.scalars(select(KnowledgeChunk.id))).all())
+        assert statuses == ["FILE_IS_READY"] * 48
+        assert sum(sizes.calls) == chunks >= 48
+        assert most_parsing <= PARSING_AT_ONCE
+        # Before, a call had the chunks of at most PARSING_AT_ONCE documents (two each here).
+        assert max(sizes.calls) > 2 * PARSING_AT_ONCE, sizes.calls
+    finally:
+        await system.aclose()
+        await db.dispose()
