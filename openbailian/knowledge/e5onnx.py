@@ -557,8 +557,10 @@ def _batches(windows: list[_Window], pieces: int = 1) -> list[list[_Window]]:
     ordered = sorted(windows, key=lambda w: len(w.ids))
     if not ordered:
         return []
-    fewest = len(_cut(ordered, _MAX_BATCH_TOKENS))
-    wanted = min(len(ordered), -(-max(fewest, pieces) // pieces) * pieces)
+    fewest = _cut(ordered, _MAX_BATCH_TOKENS)
+    if pieces <= 1:  # one thread runs them in turn: nothing to balance (a query takes this way)
+        return fewest
+    wanted = min(len(ordered), -(-max(len(fewest), pieces) // pieces) * pieces)
     low, high = len(ordered[-1].ids), _MAX_BATCH_TOKENS  # the smallest bound that gives `wanted` batches
     while low < high:
         middle = (low + high) // 2

