@@ -20,19 +20,22 @@ install: $(BIN)/openbailian
 serve: install
 	$(BIN)/openbailian serve --demo
 
-## mypy (strict), then the whole suite (slow real-model tests included); the fast suite again on
-## PostgreSQL when OPENBAILIAN_TEST_POSTGRES_URL is set (.ci/run sets it).
+## mypy (strict); the fast suite on SQLite in JOBS processes (pytest-xdist); the slow real-model
+## tests one at a time (on PostgreSQL when OPENBAILIAN_TEST_POSTGRES_URL is set: .ci/run sets it, and
+## the multi-process tests need it); then the fast suite again on PostgreSQL.
+JOBS ?= 2
 test: install typecheck
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	env -u OPENBAILIAN_TEST_POSTGRES_URL $(BIN)/pytest -q -m "not slow" -n $(JOBS) $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m slow $(PYTEST_ARGS)
 	@if [ -n "$$OPENBAILIAN_TEST_POSTGRES_URL" ]; then $(MAKE) --no-print-directory test-postgres; fi
 
 test-postgres: install
 	@test -n "$$OPENBAILIAN_TEST_POSTGRES_URL" || { echo "set OPENBAILIAN_TEST_POSTGRES_URL"; exit 2; }
-	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not slow" -n $(JOBS) $(PYTEST_ARGS)
 
 ## Everything but the slow real-model tests.
 test-fast: install
-	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not slow" -n $(JOBS) $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/core.py
