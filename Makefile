@@ -24,18 +24,19 @@ serve: install
 ## tests one at a time (on PostgreSQL when OPENBAILIAN_TEST_POSTGRES_URL is set: .ci/run sets it, and
 ## the multi-process tests need it); then the fast suite again on PostgreSQL.
 JOBS ?= 2
+FAST_SUITE = $(BIN)/pytest -q -m "not slow" -n $(JOBS) $(PYTEST_ARGS)
 test: install typecheck
-	env -u OPENBAILIAN_TEST_POSTGRES_URL $(BIN)/pytest -q -m "not slow" -n $(JOBS) $(PYTEST_ARGS)
+	env -u OPENBAILIAN_TEST_POSTGRES_URL $(FAST_SUITE)
 	$(BIN)/pytest -q -m slow $(PYTEST_ARGS)
 	@if [ -n "$$OPENBAILIAN_TEST_POSTGRES_URL" ]; then $(MAKE) --no-print-directory test-postgres; fi
 
 test-postgres: install
 	@test -n "$$OPENBAILIAN_TEST_POSTGRES_URL" || { echo "set OPENBAILIAN_TEST_POSTGRES_URL"; exit 2; }
-	$(BIN)/pytest -q -m "not slow" -n $(JOBS) $(PYTEST_ARGS)
+	$(FAST_SUITE)
 
 ## Everything but the slow real-model tests.
 test-fast: install
-	$(BIN)/pytest -q -m "not slow" -n $(JOBS) $(PYTEST_ARGS)
+	$(FAST_SUITE)
 
 bench: install
 	$(BIN)/python bench/core.py
