@@ -268,7 +268,10 @@ def _limit(budget: Budget) -> None:
     if budget.memory_mb > 0:  # beyond what the child starts with (the modules it has loaded)
         cap = _address_space() + budget.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    cpu = max(1, int(budget.seconds + 0.999))
+    # A backstop for a parent that cannot stop the child: a second past the wall-clock budget,
+    # so a single-threaded parse always meets the parent's clock first (the child's start-up
+    # CPU counts here, not there) and the reason names the budget the user set.
+    cpu = max(1, int(budget.seconds + 0.999)) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU, then SIGKILL
 
 
