@@ -163,7 +163,9 @@ def test_seed_pipeline_ids_example_answers_from_the_named_bases(server, folder):
     block = knowledge_block(out.strip())
     found = passages(block)
     assert found[0].startswith("[1] 百炼系列手机产品介绍.docx")
-    assert "百炼 Zephyr Z9" in found[0] and "2499-2799元" in block
+    # Which phone of the handbook comes first is a near tie that differs between CPUs (the
+    # int8 kernels onnxruntime picks for each): the Z9 and its price are among the passages.
+    assert any("百炼 Zephyr Z9" in passage for passage in found) and "2499-2799元" in block
     assert "星河 Nova 3" not in block  # the app's linked base was not searched
 
 
@@ -278,8 +280,10 @@ def test_streamed_rag_thought_and_references_come_before_the_answer(sdk, handboo
     assert rag_at and rag_at[0] < first_text
     assert refs_at and refs_at[0] < first_text and refs_at[-1] == len(responses) - 1
     observation = _rag(responses[rag_at[0]].output.thoughts)
-    # the Zephyr Z9's own passage or the price table after the S9 Pro's: a near tie (cosines 0.8786, 0.8782)
-    assert observation[0]["doc_id"] == handbook["phones"] and "2499-2799元" in observation[0]["content"]
+    # Which of the handbook's passages comes first (the Zephyr Z9's own, the price table, the
+    # Vivid 7's) is a near tie that differs between CPUs: the Z9's price is among them.
+    assert observation[0]["doc_id"] == handbook["phones"]
+    assert any("2499-2799元" in passage["content"] for passage in observation), observation
     final = responses[-1].output
     assert final.finish_reason == "stop"
     assert final.doc_references[0].doc_id == handbook["phones"]
