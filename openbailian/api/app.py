@@ -97,5 +97,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_console(app)
     app.include_router(native_knowledge.router)
     app.include_router(openapi_router)  # /{WorkspaceId}/…: the Bailian OpenAPI face
-    app.router.routes.insert(0, completion_fast_route)  # model calls: no FastAPI routing or dependencies
+    # Model and retrieval calls: no FastAPI routing or dependencies (openbailian.api.fast).
+    app.router.routes[:0] = [completion_fast_route, knowledge_manage.fast_retrieve]
     return app

@@ -14,8 +14,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from openbailian.api.completion.router import read_json_body
 from openbailian.api.errors import error_status_and_code, request_id_of
+from openbailian.api.fast import read_json_body
 from openbailian.api.sse import EventStreamResponse
 from openbailian.console.web import Changing, ConsoleRoute, SignedIn, page, render_markdown, runtime_of
 from openbailian.engine.app_config import AppConfig

@@ -174,3 +174,42 @@ def test_delete_reindex_and_retrieve_endpoint(server, corpus):
     assert server.http.delete(f"/manage/v1/knowledge/bases/{index_id}", headers=auth).status_code == 204
     response = server.http.post("/manage/v1/knowledge/retrieve", json=retrieve, headers=auth)
     assert response.status_code == 404
+
+
+def test_the_retrieve_endpoint_refuses_bad_requests_in_the_manage_shape(server, corpus):
+    index_id = _create(server)
+    (phones,) = _upload(server, index_id, corpus["phones"])
+    _wait(server, phones["file_id"])
+    auth = server.auth()
+    path = "/manage/v1/knowledge/retrieve"
+
+    def refused(expected_status: int, **request) -> tuple[str, str]:
+        response = server.http.post(path, **request)
+        assert response.status_code == expected_status, response.text
+        body = response.json()
+        assert body["request_id"] == response.headers["x-request-id"]
+        return body["code"], body["message"]
+
+    assert refused(401, json={"query": "Zephyr", "index_ids": [index_id]})[0] == "InvalidApiKey"
+    bad_key = {"Authorization": "Bearer sk-not-a-key"}
+    assert refused(401, json={"query": "Zephyr", "index_ids": [index_id]}, headers=bad_key)[0] == "InvalidApiKey"
+    # The key is checked before the body: a bad key with a bad body is still a bad key.
+    assert refused(401, json={"query": ""}, headers=bad_key)[0] == "InvalidApiKey"
+    assert refused(400, json={"index_ids": [index_id]}, headers=auth) == ("InvalidParameter", "query: Field required")
+    code, message = refused(400, json={"query": "", "index_ids": [index_id]}, headers=auth)
+    assert (code, message.split(":")[0]) == ("InvalidParameter", "query") and "at least 1 character" in message
+    code, message = refused(400, json={"query": "Zephyr", "index_ids": [index_id], "top_k": 0}, headers=auth)
+    assert code == "InvalidParameter" and message.startswith("top_k:"), message
+    code, message = refused(400, json={"query": "Zephyr", "index_ids": "kb"}, headers=auth)
+    assert code == "InvalidParameter" and message.startswith("index_ids:"), message
+    code, message = refused(400, json=["Zephyr"], headers=auth)
+    assert code == "InvalidParameter" and "dictionary" in message, message
+    json_header = {**auth, "Content-Type": "application/json"}
+    code, message = refused(400, content=b'{"query": "Zephyr", ', headers=json_header)
+    assert code == "InvalidParameter" and "JSON" in message, message
+    code, message = refused(400, content=b"", headers=json_header)
+    assert code == "InvalidParameter", message
+    assert refused(404, json={"query": "Zephyr", "index_ids": ["no-such-base"]}, headers=auth)[0] == "Index.NotFound"
+    # After all of that the base still answers.
+    chunks = server.http.post(path, json={"query": "Zephyr Z9", "index_ids": [index_id]}, headers=auth).json()["chunks"]
+    assert chunks[0]["file_id"] == phones["file_id"]

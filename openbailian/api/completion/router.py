@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.routing import Route
 
-from openbailian.api.boundary import PARSED_BODY_KEY, ParsedBody, enforce_input_boundary
+from openbailian.api.boundary import enforce_input_boundary
 from openbailian.api.completion.protocol import BizParams, CompletionRequest
 from openbailian.api.completion.render import (
     KEEPALIVE,
@@ -19,34 +19,19 @@ from openbailian.api.completion.render import (
 )
 from openbailian.api.deps import Caller, get_runtime, metered_caller
 from openbailian.api.errors import error_status_and_code, request_id_of
+from openbailian.api.fast import read_json_body
 from openbailian.api.ratelimit import checks_address
 from openbailian.api.sse import EventStreamResponse
 from openbailian.api.usage_meter import counts_usage
 from openbailian.engine.call import AppStamp, Call, SessionAhead, UsageSlip
 from openbailian.engine.run import PreparedRun
-from openbailian.errors import InvalidParameter, RequestTooLarge
-from openbailian.inputs import DEFAULT_MAX_JSON_DEPTH, parse_json
+from openbailian.errors import InvalidParameter
 from openbailian.runtime import Runtime
 
-__all__ = ["router", "fast_route", "read_json_body"]
+__all__ = ["router", "fast_route"]
 
 COMPLETION_PATH = "/api/v1/apps/{app_id}/completion"
 router = APIRouter()
-
-async def read_json_body(request: Request, limit: int, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Any:
-    parsed = request.scope.get("state", {}).get(PARSED_BODY_KEY)
-    if isinstance(parsed, ParsedBody) and parsed.size <= limit and parsed.max_depth <= max_depth:
-        return parsed.value  # read, parsed and checked by the input boundary already
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(f"The request body is larger than the {limit}-byte limit")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise RequestTooLarge(f"The request body is larger than the {limit}-byte limit")
-    return parse_json(bytes(body), max_depth=max_depth)
-
 
 def parse_completion(data: Any) -> CompletionRequest:
     if not isinstance(data, dict):

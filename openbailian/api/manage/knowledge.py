@@ -8,18 +8,22 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from pydantic import BaseModel, Field
+from starlette.routing import Route
 
-from openbailian.api.deps import CurrentCaller, RuntimeDep
+from openbailian.api.boundary import enforce_input_boundary
+from openbailian.api.deps import CurrentCaller, RuntimeDep, get_caller, get_runtime
+from openbailian.api.fast import body_as
 from openbailian.api.manage.views import base_view, document_view
 from openbailian.errors import InvalidParameter
 from openbailian.files.safety import SafetyLimits
 from openbailian.services import knowledge as service
 
-__all__ = ["router", "Retrieved", "RetrievedChunk"]
+__all__ = ["router", "fast_retrieve", "Retrieved", "RetrievedChunk"]
 
 router = APIRouter(prefix="/manage/v1", tags=["knowledge"])
+RETRIEVE_PATH = "/knowledge/retrieve"
 
 
 class BaseCreate(BaseModel):
@@ -165,7 +169,7 @@ async def reindex_file(file_id: str, caller: CurrentCaller, runtime: RuntimeDep)
     return document_view(document)
 
 
-@router.post("/knowledge/retrieve", response_model=Retrieved)
+@router.post(RETRIEVE_PATH, response_model=Retrieved)  # the OpenAPI schema's entry; calls are served by fast_retrieve
 async def retrieve(body: RetrieveRequest, caller: CurrentCaller, runtime: RuntimeDep) -> Response:
     """What a call would retrieve (for debugging a base); same rules as ``rag_options``."""
     retriever = runtime.knowledge.retriever
@@ -183,3 +187,16 @@ async def retrieve(body: RetrieveRequest, caller: CurrentCaller, runtime: Runtim
     ]
     # Serialised once, in pydantic's core, after the search: it is in series with the embedding.
     return Response(Retrieved.model_construct(chunks=chunks).model_dump_json(), media_type="application/json")
+
+
+async def _retrieve_endpoint(request: Request) -> Response:
+    """:func:`retrieve` as a plain Starlette route (``openbailian.api.fast``): the question
+    reaches the model ~0.7 ms sooner."""
+    await enforce_input_boundary(request)
+    runtime = get_runtime(request)
+    caller = await get_caller(request, runtime)
+    body = await body_as(request, RetrieveRequest, runtime.settings.max_body_bytes, runtime.settings.max_json_depth)
+    return await retrieve(body, caller, runtime)
+
+
+fast_retrieve = Route(router.prefix + RETRIEVE_PATH, _retrieve_endpoint, methods=["POST"], include_in_schema=False)
