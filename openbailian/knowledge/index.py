@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from openbailian.knowledge.bm25 import BM25Index
 from openbailian.knowledge.embed import run_for_query
-from openbailian.knowledge.search import BaseHits, ChunkMask
+from openbailian.knowledge.search import BaseHits, ChunkMask, QueryVector, ready_vector, vector_of
 from openbailian.knowledge.vectors import ExactVectorIndex, HnswVectorIndex
 from openbailian.storage.db import Database
 from openbailian.storage.knowledge_models import KnowledgeChunk
@@ -45,7 +45,7 @@ class BaseState:
     vectors: ExactVectorIndex | HnswVectorIndex = field(init=False)
     bm25: BM25Index = field(default_factory=BM25Index)
     dead: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.RLock = field(default_factory=threading.RLock)  # hits() holds it across dense() and keyword()
 
     def __post_init__(self) -> None:
         self.vectors = ExactVectorIndex(self.dim)
@@ -111,16 +111,19 @@ class BaseState:
 
     def hits(self, chunk_mask: ChunkMask, query_vector: np.ndarray, query_terms: list[str], k: int) -> BaseHits:
         with self.lock:
-            mask = self.mask(chunk_mask)
+            return BaseHits(dense=self.dense(chunk_mask, query_vector, k), keyword=self.keyword(chunk_mask, query_terms, k))
+
+    def dense(self, chunk_mask: ChunkMask, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        with self.lock:
             # With a structured filter every matching record (up to ``k``)
             # comes back from the dense side: the ranking only orders them.
-            dense_hits = self.vectors.search(query_vector, k, mask)
-            bm25_hits = self.bm25.search(query_terms, k, mask)
-            ids = self.chunk_ids
-            return BaseHits(
-                dense=[(int(ids[row]), score) for row, score in dense_hits],
-                keyword=[int(ids[row]) for row, _ in bm25_hits],
-            )
+            found = self.vectors.search(query_vector, k, self.mask(chunk_mask))
+            return [(int(self.chunk_ids[row]), score) for row, score in found]
+
+    def keyword(self, chunk_mask: ChunkMask, query_terms: list[str], k: int) -> list[int]:
+        with self.lock:
+            found = self.bm25.search(query_terms, k, self.mask(chunk_mask))
+            return [int(self.chunk_ids[row]) for row, _ in found]
 
 
 class MemoryIndex:
@@ -145,15 +148,20 @@ class MemoryIndex:
         base_id: str,
         version: int,
         mask: ChunkMask,
-        query_vector: np.ndarray,
+        query_vector: QueryVector,
         query_terms: list[str],
         k: int,
     ) -> BaseHits:
         state = await self.state(base_id, version)
-        if state.live_count() <= _SEARCH_IN_LOOP:
-            # Microseconds of numpy: cheaper than the hop to a thread and back.
-            return state.hits(mask, query_vector, query_terms, k)
-        return await run_for_query(state.hits, mask, query_vector, query_terms, k)
+        # Up to _SEARCH_IN_LOOP chunks, microseconds of numpy: cheaper than the hop to a thread.
+        here = state.live_count() <= _SEARCH_IN_LOOP
+        vector = ready_vector(query_vector)
+        if vector is not None:
+            return state.hits(mask, vector, query_terms, k) if here else await run_for_query(state.hits, mask, vector, query_terms, k)
+        keyword = state.keyword(mask, query_terms, k) if here else await run_for_query(state.keyword, mask, query_terms, k)
+        vector = await vector_of(query_vector)
+        dense = state.dense(mask, vector, k) if here else await run_for_query(state.dense, mask, vector, k)
+        return BaseHits(dense=dense, keyword=keyword)
 
     async def headers(self, base_id: str, version: int) -> set[str]:
         state = await self.state(base_id, version)

@@ -23,7 +23,7 @@ from openbailian.knowledge.bm25 import known_query_terms, query_terms, quick_que
 from openbailian.knowledge.embed import Embedder, QueryCache, run_for_query, start_query_vector
 from openbailian.knowledge.index import MemoryIndex
 from openbailian.knowledge.rerank import Ranked, Reranker, RerankError
-from openbailian.knowledge.search import BaseHits, ChunkMask, SearchIndex
+from openbailian.knowledge.search import ChunkMask, QueryVector, SearchIndex, ready_vector
 from openbailian.storage.db import Database
 from openbailian.storage.knowledge_models import (
     KnowledgeBase,
@@ -103,9 +103,11 @@ class QueryAhead:
     vector: asyncio.Future[np.ndarray]  # already on a query thread
     terms: tuple[str, ...] | asyncio.Future[tuple[str, ...]]
 
-    async def result(self) -> tuple[np.ndarray, list[str]]:
+    async def started(self) -> tuple[QueryVector, list[str]]:
+        """Its terms (cut by now, for a short question) and its vector, or the vector's future
+        while the model still computes it (the index searches the keyword half meanwhile)."""
         terms = self.terms if isinstance(self.terms, tuple) else await self.terms
-        return await self.vector, list(terms)
+        return self.vector.result() if self.vector.done() else self.vector, list(terms)
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
@@ -199,7 +201,7 @@ class Retriever:
         if not masks or not query.strip() and not structured:
             return []
         if ahead is not None and ahead.query == query:
-            query_vector, query_terms = await ahead.result()
+            query_vector, query_terms = await ahead.started()
         else:
             query_vector, query_terms = await self._understand(query)
         limit = max_records if structured else top_k
@@ -237,12 +239,13 @@ class Retriever:
         words = known_query_terms(query) if vector is not None else None
         return (vector, list(words)) if vector is not None and words is not None else None
 
-    async def _understand(self, query: str) -> tuple[np.ndarray, list[str]]:
-        """The query's vector and BM25 terms; a new query's two are computed side by side."""
+    async def _understand(self, query: str) -> tuple[QueryVector, list[str]]:
+        """The query's vector and BM25 terms; a new query's two are computed side by side (and
+        its vector may still be in the model's hands: :meth:`QueryAhead.started`)."""
         known = self._known(query)
         if known is not None:
             return known
-        return await self._start(query).result()
+        return await self._start(query).started()
 
     async def _rerank(self, query: str, hits: list[Hit], limit: int, min_score: float | None = None) -> list[Hit]:
         """The reranker's best ``limit`` of ``hits``; the fused order when it fails."""
@@ -269,15 +272,19 @@ class Retriever:
     async def _rank(
         self,
         masks: list[tuple[str, int, ChunkMask]],
-        query_vector: np.ndarray,
+        query_vector: QueryVector,
         query_terms: list[str],
         limit: int,
     ) -> list[tuple[int, float]]:
         candidates = max(limit * 4, 40)
-        per_base: list[BaseHits] = [
-            await self.index.search(base_id, version, mask, query_vector, query_terms, candidates)
+        searches = [
+            self.index.search(base_id, version, mask, query_vector, query_terms, candidates)
             for base_id, version, mask in masks
         ]
+        if len(searches) > 1 and ready_vector(query_vector) is None:
+            per_base = list(await asyncio.gather(*searches))  # every base's keyword half while the model runs
+        else:
+            per_base = [await search for search in searches]
         dense = [(score, chunk) for hits in per_base for chunk, score in hits.dense]
         keyword_rankings = [hits.keyword for hits in per_base]
         dense_ranking = [chunk for _, chunk in sorted(dense, key=lambda pair: -pair[0])]

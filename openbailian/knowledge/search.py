@@ -9,14 +9,32 @@ search, nothing held in the API process). The engine above the port
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["ChunkMask", "BaseHits", "SearchIndex", "SearchRowWriter", "ChunkRow"]
+__all__ = ["ChunkMask", "BaseHits", "QueryVector", "ready_vector", "vector_of", "SearchIndex", "SearchRowWriter", "ChunkRow"]
+
+# A question's vector, or its future while the model still computes it (on a query thread): an
+# index then searches the keyword half first, meanwhile.
+QueryVector: TypeAlias = np.ndarray | asyncio.Future[np.ndarray]
+
+
+def ready_vector(vector: QueryVector) -> np.ndarray | None:
+    """The vector when it is known already, else None."""
+    if isinstance(vector, np.ndarray):
+        return vector
+    return vector.result() if vector.done() else None
+
+
+async def vector_of(vector: QueryVector) -> np.ndarray:
+    """The vector, once the model has it."""
+    return vector if isinstance(vector, np.ndarray) else await vector
+
 
 # A stored chunk as the search rows need it: id, base id, document id, terms, embedding.
 ChunkRow = tuple[int, str, str, str, bytes | None]
@@ -51,11 +69,12 @@ class SearchIndex(Protocol):
         base_id: str,
         version: int,
         mask: ChunkMask,
-        query_vector: np.ndarray,
+        query_vector: QueryVector,
         query_terms: list[str],
         k: int,
     ) -> BaseHits:
-        """Best ``k`` dense and best ``k`` keyword chunks within ``mask``."""
+        """Best ``k`` dense and best ``k`` keyword chunks within ``mask``; the keyword ones
+        first when the vector is still being computed."""
         ...
 
     async def headers(self, base_id: str, version: int) -> set[str]:

@@ -63,7 +63,15 @@ from sqlalchemy.pool import NullPool
 from openbailian.errors import SearchBusy
 from openbailian.knowledge.bm25 import BM25Index
 from openbailian.knowledge.index import MemoryIndex
-from openbailian.knowledge.search import BaseHits, ChunkMask, ChunkRow, SearchIndex
+from openbailian.knowledge.search import (
+    BaseHits,
+    ChunkMask,
+    ChunkRow,
+    QueryVector,
+    SearchIndex,
+    ready_vector,
+    vector_of,
+)
 from openbailian.storage.db import Database, sync_url
 
 __all__ = [
@@ -930,25 +938,26 @@ class PgSearch:
         base_id: str,
         version: int,
         mask: ChunkMask,
-        query_vector: np.ndarray,
+        query_vector: QueryVector,
         query_terms: list[str],
         k: int,
     ) -> BaseHits:
         where, params = filters(base_id, mask)
-        dense: list[tuple[int, float]] = []
+        vector = ready_vector(query_vector)
         try:
-            async with self._db.begin() as connection:
-                vector = np.asarray(query_vector, dtype=np.float32)
-                await connection.execute(
-                    _SEARCH_SETTINGS if self._iterative_scan else _SEARCH_SETTINGS_BEFORE_0_8,
-                    {"ef": str(max(int(k), self._ef_search)), "wait": _LOCK_WAIT},
-                )
-                if len(vector) == self._dim:
-                    rows = await connection.execute(
-                        text(dense_sql(self._dim, where)), {**params, "q": vector_literal(vector), "k": k}
-                    )
-                    dense = [(int(chunk), -float(distance)) for chunk, distance in rows]  # <#> is -inner product
-                keyword = await self._keyword(connection, where, params, query_terms, k)
+            if vector is None:  # the model is still at work: the keyword half meanwhile, in a transaction of its own
+                async with self._db.begin() as connection:
+                    await self._settings(connection, k)
+                    keyword = await self._keyword(connection, where, params, query_terms, k)
+                vector = await vector_of(query_vector)
+                async with self._db.begin() as connection:
+                    await self._settings(connection, k)
+                    dense = await self._dense(connection, where, params, vector, k)
+            else:
+                async with self._db.begin() as connection:
+                    await self._settings(connection, k)
+                    dense = await self._dense(connection, where, params, vector, k)
+                    keyword = await self._keyword(connection, where, params, query_terms, k)
         except DBAPIError as error:
             if getattr(error.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
                 raise SearchBusy(
@@ -957,6 +966,23 @@ class PgSearch:
                 ) from error
             raise
         return BaseHits(dense=dense, keyword=keyword)
+
+    async def _settings(self, connection: AsyncConnection, k: int) -> None:
+        """The search's settings, for the rest of this transaction."""
+        await connection.execute(
+            _SEARCH_SETTINGS if self._iterative_scan else _SEARCH_SETTINGS_BEFORE_0_8,
+            {"ef": str(max(int(k), self._ef_search)), "wait": _LOCK_WAIT},
+        )
+
+    async def _dense(
+        self, connection: AsyncConnection, where: str, params: dict[str, Any], query_vector: np.ndarray, k: int
+    ) -> list[tuple[int, float]]:
+        """The best ``k`` chunks by inner product (the HNSW index's search)."""
+        vector = np.asarray(query_vector, dtype=np.float32)
+        if len(vector) != self._dim:
+            return []
+        rows = await connection.execute(text(dense_sql(self._dim, where)), {**params, "q": vector_literal(vector), "k": k})
+        return [(int(chunk), -float(distance)) for chunk, distance in rows]  # <#> is -inner product
 
     async def _keyword(
         self, connection: AsyncConnection, where: str, params: dict[str, Any], query_terms: list[str], k: int
@@ -1132,7 +1158,7 @@ class AutoSearch:
         base_id: str,
         version: int,
         mask: ChunkMask,
-        query_vector: np.ndarray,
+        query_vector: QueryVector,
         query_terms: list[str],
         k: int,
     ) -> BaseHits:

@@ -508,3 +508,30 @@ async def test_keyword_top_k_on_a_zipf_base_has_exactly_the_in_process_bm25_scor
             expected = sorted(score for _, score in reference.search(query, k))
             assert len(found) == len(expected), query
             assert np.allclose(sorted(every[c] for c in found), expected, rtol=1e-5), (query, k)
+
+
+async def test_a_question_still_in_the_model_gets_the_candidates_of_its_vector(knowledge):
+    """The index searches the keyword half while the vector is still being computed (a future):
+    the same candidates as with the vector known, on either index (SQLite's in-process one, or
+    pgvector in the PostgreSQL run); a model that fails fails the search with its error."""
+    index_id = await _text_base(knowledge, WORDS)
+    async with knowledge.db.session() as session:
+        version = (await session.get(KnowledgeBase, index_id)).version
+    index = knowledge.retriever.index
+    terms = ["apple", "zircon"]
+    vector = knowledge.embedder.embed_query("apple zircon")
+    known = await index.search(index_id, version, ChunkMask(), vector, terms, 5)
+    assert known.dense and known.keyword
+
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future = loop.create_future()
+    search = asyncio.ensure_future(index.search(index_id, version, ChunkMask(), pending, terms, 5))
+    loop.call_later(0.05, pending.set_result, vector)  # the model's answer, later
+    assert await search == known
+
+    failing: asyncio.Future = loop.create_future()
+    search = asyncio.ensure_future(index.search(index_id, version, ChunkMask(), failing, terms, 5))
+    loop.call_later(0.05, failing.set_exception, RuntimeError("the model failed"))
+    with pytest.raises(RuntimeError, match="the model failed"):
+        await search
+    assert await index.search(index_id, version, ChunkMask(), vector, terms, 5) == known  # nothing held
