@@ -244,11 +244,12 @@ class _Tokenizer:
         return ids
 
 
-def build_graph(weights: E5Weights, smoothing: np.ndarray | None = None) -> onnx.ModelProto:
+def build_graph(weights: E5Weights, smoothing: np.ndarray | None = None, *, int8: bool = True) -> onnx.ModelProto:
     """The int8 encoder: embeddings [B, L, H] and mask [B, L] in, mean-pooled [B, H] out.
 
     ``smoothing`` ([layers, ffn], see e5calibrate) puts the feed-forward output projections in
-    int8 too; without it they stay float32.
+    int8 too; without it they stay float32. ``int8=False``: every projection in float32 (the
+    calibration's reference, the same on every CPU; int8 kernels differ between CPUs).
     """
     from onnx import TensorProto, helper, numpy_helper
 
@@ -266,6 +267,8 @@ def build_graph(weights: E5Weights, smoothing: np.ndarray | None = None) -> onnx
 
     def linear(x: str, prefix: str, rows: int) -> str:
         bias = const(prefix + ".b", weights.vector(prefix + ".b"))
+        if not int8:
+            return node("Add", [node("MatMul", [x, const(prefix + ".w", weights.matrix(prefix + ".w", rows).T)]), bias])
         weight, scales = _int8_per_column(weights.matrix(prefix + ".w", rows).T)
         return quantised_matmul(x, prefix, weight, scales, bias)
 
@@ -276,7 +279,7 @@ def build_graph(weights: E5Weights, smoothing: np.ndarray | None = None) -> onnx
         # the same and the activations even enough for int8.
         bias = const(prefix + ".b", weights.vector(prefix + ".b"))
         matrix = weights.matrix(prefix + ".w", weights.hidden).T
-        if smoothing is None:
+        if smoothing is None or not int8:
             return node("Add", [node("MatMul", [x, const(prefix + ".w", matrix)]), bias])
         factors = smoothing[layer].astype(np.float32)
         weight, scales = _int8_per_column(matrix * factors[:, None])
