@@ -98,5 +98,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(native_knowledge.router)
     app.include_router(openapi_router)  # /{WorkspaceId}/…: the Bailian OpenAPI face
     # Model and retrieval calls: no FastAPI routing or dependencies (openbailian.api.fast).
-    app.router.routes[:0] = [completion_fast_route, knowledge_manage.fast_retrieve]
+    app.router.routes[:0] = [completion_fast_route, knowledge_manage.fast_retrieve, native_knowledge.fast_retrieve]
     return app

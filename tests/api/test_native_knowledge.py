@@ -174,6 +174,13 @@ def test_bad_input_is_refused_in_the_dashscope_shape_and_changes_nothing(live: L
         missing = _error(live.http.post(f"/api/v1/indices/pipeline/{own}/retrieve", headers=headers, json=body),
                          400, "InvalidParameter")
         assert missing["message"].startswith("query:"), missing
+    # a body that is not JSON or not an object; a bad key is reported before a bad body
+    retrieve = f"/api/v1/indices/pipeline/{own}/retrieve"
+    broken = _error(live.http.post(retrieve, headers={**headers, "Content-Type": "application/json"}, content=b'{"query": '),
+                    400, "InvalidParameter")
+    assert "not valid JSON" in broken["message"], broken
+    _error(live.http.post(retrieve, headers=headers, json=["x"]), 400, "InvalidParameter")
+    _error(live.http.post(retrieve, headers={"Authorization": "sk-not-a-key"}, json={}), 401, "InvalidApiKey")
     # unknown pipelines, and another workspace's pipeline: the same answer
     _error(live.http.get("/api/v1/indices/pipeline_simple", headers=headers,
                          params={"pipeline_name": "nope"}), 404, "Index.NotFound")

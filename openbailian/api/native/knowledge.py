@@ -17,10 +17,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.routing import Route
 
-from openbailian.api.deps import KeyCaller, get_runtime
+from openbailian.api.boundary import enforce_input_boundary
+from openbailian.api.deps import KeyCaller, get_key_caller, get_runtime
 from openbailian.api.errors import request_id_of
+from openbailian.api.fast import body_as
 from openbailian.errors import InvalidParameter
 from openbailian.files.system import SessionFiles
 from openbailian.knowledge.retrieve import Retriever
@@ -29,9 +33,10 @@ from openbailian.services import files as file_service
 from openbailian.services import indexes as index_service
 from openbailian.services import knowledge as kb
 
-__all__ = ["router"]
+__all__ = ["router", "fast_retrieve"]
 
 router = APIRouter(prefix="/api/v1", tags=["DashScope knowledge API"])
+RETRIEVE_PATH = "/indices/pipeline/{pipeline_id}/retrieve"
 
 
 class _Body(BaseModel):
@@ -226,7 +231,7 @@ async def delete_documents(pipeline_id: str, body: DocumentsBody, caller: KeyCal
     return _ok(request, deleted=deleted)
 
 
-@router.post("/indices/pipeline/{pipeline_id}/retrieve")
+@router.post(RETRIEVE_PATH)  # the OpenAPI schema's entry; calls are served by fast_retrieve
 async def retrieve(pipeline_id: str, body: RetrieveBody, caller: KeyCaller, request: Request) -> dict[str, Any]:
     nodes = await index_service.retrieve(
         _files(request), _retriever(request), caller.workspace_id, pipeline_id,
@@ -254,3 +259,15 @@ async def retrieve(pipeline_id: str, body: RetrieveBody, caller: KeyCaller, requ
             for number, node in enumerate(nodes, start=1)
         ],
     )
+
+
+async def _retrieve_endpoint(request: Request) -> JSONResponse:
+    """:func:`retrieve` as a plain Starlette route (``openbailian.api.fast``), as the manage face's."""
+    await enforce_input_boundary(request)
+    runtime = get_runtime(request)
+    caller = await get_key_caller(request, runtime)
+    body = await body_as(request, RetrieveBody, runtime.settings.max_body_bytes, runtime.settings.max_json_depth)
+    return JSONResponse(await retrieve(request.path_params["pipeline_id"], body, caller, request))
+
+
+fast_retrieve = Route(router.prefix + RETRIEVE_PATH, _retrieve_endpoint, methods=["POST"], include_in_schema=False)
