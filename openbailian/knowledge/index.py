@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy import select
@@ -26,6 +26,8 @@ from openbailian.storage.db import Database
 from openbailian.storage.knowledge_models import KnowledgeChunk
 
 __all__ = ["BaseState", "MemoryIndex", "ChunkMask"]
+
+T = TypeVar("T")
 
 _LOAD_BATCH = 2000
 # Bases up to this many live chunks are searched on the event loop (well under a millisecond);
@@ -153,15 +155,17 @@ class MemoryIndex:
         k: int,
     ) -> BaseHits:
         state = await self.state(base_id, version)
-        # Up to _SEARCH_IN_LOOP chunks, microseconds of numpy: cheaper than the hop to a thread.
         here = state.live_count() <= _SEARCH_IN_LOOP
+
+        async def run(search: Callable[..., T], *args: Any) -> T:
+            # Up to _SEARCH_IN_LOOP chunks, microseconds of numpy: cheaper than the hop to a thread.
+            return search(*args) if here else await run_for_query(search, *args)
+
         vector = ready_vector(query_vector)
         if vector is not None:
-            return state.hits(mask, vector, query_terms, k) if here else await run_for_query(state.hits, mask, vector, query_terms, k)
-        keyword = state.keyword(mask, query_terms, k) if here else await run_for_query(state.keyword, mask, query_terms, k)
-        vector = await vector_of(query_vector)
-        dense = state.dense(mask, vector, k) if here else await run_for_query(state.dense, mask, vector, k)
-        return BaseHits(dense=dense, keyword=keyword)
+            return await run(state.hits, mask, vector, query_terms, k)
+        keyword = await run(state.keyword, mask, query_terms, k)
+        return BaseHits(dense=await run(state.dense, mask, await vector_of(query_vector), k), keyword=keyword)
 
     async def headers(self, base_id: str, version: int) -> set[str]:
         state = await self.state(base_id, version)

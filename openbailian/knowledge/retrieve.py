@@ -23,7 +23,7 @@ from openbailian.knowledge.bm25 import known_query_terms, query_terms, quick_que
 from openbailian.knowledge.embed import Embedder, QueryCache, run_for_query, start_query_vector
 from openbailian.knowledge.index import MemoryIndex
 from openbailian.knowledge.rerank import Ranked, Reranker, RerankError
-from openbailian.knowledge.search import ChunkMask, QueryVector, SearchIndex, ready_vector
+from openbailian.knowledge.search import ChunkMask, QueryVector, SearchIndex
 from openbailian.storage.db import Database
 from openbailian.storage.knowledge_models import (
     KnowledgeBase,
@@ -104,10 +104,10 @@ class QueryAhead:
     terms: tuple[str, ...] | asyncio.Future[tuple[str, ...]]
 
     async def started(self) -> tuple[QueryVector, list[str]]:
-        """Its terms (cut by now, for a short question) and its vector, or the vector's future
-        while the model still computes it (the index searches the keyword half meanwhile)."""
+        """Its terms (cut by now, for a short question) and its vector's future, which the index
+        awaits only for the dense half (the keyword half is searched while the model runs)."""
         terms = self.terms if isinstance(self.terms, tuple) else await self.terms
-        return self.vector.result() if self.vector.done() else self.vector, list(terms)
+        return self.vector, list(terms)
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
@@ -277,11 +277,12 @@ class Retriever:
         limit: int,
     ) -> list[tuple[int, float]]:
         candidates = max(limit * 4, 40)
+        pending = isinstance(query_vector, asyncio.Future) and not query_vector.done()
         searches = [
             self.index.search(base_id, version, mask, query_vector, query_terms, candidates)
             for base_id, version, mask in masks
         ]
-        if len(searches) > 1 and ready_vector(query_vector) is None:
+        if len(searches) > 1 and pending:
             per_base = list(await asyncio.gather(*searches))  # every base's keyword half while the model runs
         else:
             per_base = [await search for search in searches]

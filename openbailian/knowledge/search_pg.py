@@ -49,7 +49,8 @@ import asyncio
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -946,16 +947,13 @@ class PgSearch:
         vector = ready_vector(query_vector)
         try:
             if vector is None:  # the model is still at work: the keyword half meanwhile, in a transaction of its own
-                async with self._db.begin() as connection:
-                    await self._settings(connection, k)
+                async with self._searching(k) as connection:
                     keyword = await self._keyword(connection, where, params, query_terms, k)
                 vector = await vector_of(query_vector)
-                async with self._db.begin() as connection:
-                    await self._settings(connection, k)
+                async with self._searching(k) as connection:
                     dense = await self._dense(connection, where, params, vector, k)
             else:
-                async with self._db.begin() as connection:
-                    await self._settings(connection, k)
+                async with self._searching(k) as connection:
                     dense = await self._dense(connection, where, params, vector, k)
                     keyword = await self._keyword(connection, where, params, query_terms, k)
         except DBAPIError as error:
@@ -967,12 +965,15 @@ class PgSearch:
             raise
         return BaseHits(dense=dense, keyword=keyword)
 
-    async def _settings(self, connection: AsyncConnection, k: int) -> None:
-        """The search's settings, for the rest of this transaction."""
-        await connection.execute(
-            _SEARCH_SETTINGS if self._iterative_scan else _SEARCH_SETTINGS_BEFORE_0_8,
-            {"ef": str(max(int(k), self._ef_search)), "wait": _LOCK_WAIT},
-        )
+    @asynccontextmanager
+    async def _searching(self, k: int) -> AsyncIterator[AsyncConnection]:
+        """A transaction with the search's settings (for ``k`` results) in force."""
+        async with self._db.begin() as connection:
+            await connection.execute(
+                _SEARCH_SETTINGS if self._iterative_scan else _SEARCH_SETTINGS_BEFORE_0_8,
+                {"ef": str(max(int(k), self._ef_search)), "wait": _LOCK_WAIT},
+            )
+            yield connection
 
     async def _dense(
         self, connection: AsyncConnection, where: str, params: dict[str, Any], query_vector: np.ndarray, k: int
