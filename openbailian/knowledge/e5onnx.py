@@ -50,7 +50,10 @@ _QK = 32  # Q4_0 block size
 _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
 _METASPACE = "\u2581"
 _MAX_SCORE_ELEMENTS = 1 << 21  # batch rows x length x length: bounds the attention scratch (~100 MB)
-_MAX_BATCH_TOKENS = 8192
+# A batch's padded tokens. Small batches keep each layer's activations (512 x 1536 floats in
+# the feed-forward: 3 MB) near the core's cache: 512 embedded the same chunks 1.7-1.9x faster
+# than 8192 on 1 and 2 threads, with the same hits (docs/benchmarks.md, session 13).
+_MAX_BATCH_TOKENS = 512
 QUICK_QUERY_CHARS = 128  # a query prepared on the caller's thread up to this length (~1 ms)
 _BUILD_LOCK = threading.Lock()
 _BUILT: dict[str, bytes] = {}  # cache key -> quantised model, so one process converts once

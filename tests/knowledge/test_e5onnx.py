@@ -80,18 +80,21 @@ def test_batching_does_not_change_vectors(onnx_embedder: OnnxE5Embedder) -> None
 @pytest.mark.parametrize("threads", [2, 4])
 @pytest.mark.parametrize("count", [5, 40, 64, 117, 1500])
 def test_a_calls_batches_keep_every_thread_busy_to_the_end(threads: int, count: int) -> None:
-    """The windows of one call reach the threads as a multiple of ``threads`` batches of about
-    the same padded size, so no batch is left to run alone while the other cores stand idle
-    (with 64 chunks of ~190 tokens on 2 cores there were 3 batches: 25, 28, then 11 alone)."""
+    """The windows of one call reach the threads in batches that ``threads`` threads, each taking
+    the next batch when it is free, finish at about the same time: no batch is left to run alone
+    while the other cores stand idle (with 64 chunks of ~190 tokens on 2 cores there were once 3
+    batches: 25, 28, then 11 alone)."""
     rng = random.Random(count)
     windows = [_Window(i, [0] * rng.randint(150, 215)) for i in range(count)]
     batches = _batches(windows, threads)
     assert sorted(w.text for batch in batches for w in batch) == list(range(count))
-    assert len(batches) % threads == 0 or len(batches) == count
     sizes = [len(batch) * max(len(w.ids) for w in batch) for batch in batches]
-    assert max(sizes) <= _MAX_BATCH_TOKENS
+    assert max(sizes) <= max(_MAX_BATCH_TOKENS, 215)
     if count >= 4 * threads:
-        assert max(sizes) <= 1.3 * (sum(sizes) / len(sizes))
+        busy = [0] * threads  # each thread's padded tokens when it takes batches in turn
+        for size in sizes:
+            busy[busy.index(min(busy))] += size
+        assert max(busy) <= 1.15 * (sum(sizes) / threads)
 
 
 def _texts_to_tokenise() -> list[str]:
