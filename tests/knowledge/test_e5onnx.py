@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import stat
 import subprocess
@@ -21,6 +22,7 @@ from openbailian.knowledge.e5onnx import (
     E5Weights,
     OnnxE5Embedder,
     _batches,
+    _pool,
     _Tokenizer,
     _Window,
 )
@@ -95,6 +97,22 @@ def test_a_calls_batches_keep_every_thread_busy_to_the_end(threads: int, count: 
         for size in sizes:
             busy[busy.index(min(busy))] += size
         assert max(busy) <= 1.15 * (sum(sizes) / threads)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a nice value per thread is Linux's")
+def test_document_batches_yield_the_cores_to_questions_and_requests(onnx_embedder: OnnxE5Embedder) -> None:
+    """The threads that run document batches are 10 nice levels below the process, so a question's
+    embedding and the server's requests get the cores first while documents are ingested; the
+    calling thread keeps its own priority."""
+
+    def nice_here() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    before = nice_here()
+    onnx_embedder.embed_passages(SAMPLES)
+    batch_thread = _pool(onnx_embedder._threads).submit(nice_here).result()
+    assert batch_thread == min(19, before + 10)
+    assert nice_here() == before
 
 
 def _texts_to_tokenise() -> list[str]:
