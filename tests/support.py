@@ -106,19 +106,22 @@ class LiveServer:
         self.settings = settings
         self.runtime = Runtime.build(settings)
         self.admin_token = settings.admin_token or ""
-        self.port = free_port()
+        # Bound here and handed to uvicorn: a port only looked up (free_port) can be taken by any
+        # connection's ephemeral port before the server binds it (a CI run failed so).
+        self._socket = socket.socket()
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.base_http_api_url = f"{self.url}/api/v1/"
         config = uvicorn.Config(
             create_app(settings, runtime=self.runtime),
-            host="127.0.0.1",
-            port=self.port,
             log_level="warning",
             lifespan="on",
             http=HTTP_PROTOCOL,  # as `openbailian serve`
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
         self._keys: dict[str, str] = {}
         self.http = httpx.Client(base_url=self.url, timeout=60.0)
 
@@ -140,6 +143,7 @@ class LiveServer:
         self.http.close()
         self._server.should_exit = True
         self._thread.join(timeout=30)  # the app's lifespan closes the runtime
+        self._socket.close()
 
     def key(self, workspace: str = "ws1") -> str:
         """An API key of ``workspace`` (created once per workspace)."""
