@@ -66,14 +66,28 @@ def env(tmp_path: Path, database_url: str | None, request: pytest.FixtureRequest
     }
 
 
-def start_api(env: dict[str, str], log: Path) -> tuple[Process, httpx.Client]:
-    """``serve --no-workers`` on a free port, answering /healthz."""
+def start_api(env: dict[str, str], log: Path, attempts: int = 3) -> tuple[Process, httpx.Client]:
+    """``serve --no-workers`` on a free port, answering /healthz. A port only looked up can be
+    taken before the server binds it: then the server exits, and another port is tried."""
+    for _ in range(attempts):
+        started = _try_api(env, log)
+        if started is not None:
+            return started
+    raise AssertionError(f"no free port held in {attempts} tries: " + log.read_text(errors="replace"))
+
+
+def _try_api(env: dict[str, str], log: Path) -> tuple[Process, httpx.Client] | None:
     port = free_port()
     server = Process(["serve", "--no-workers", "--port", str(port), "--log-level", "warning"], env, log)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     deadline = time.monotonic() + 120
     while True:
-        assert server.popen.poll() is None, server.output()
+        if server.popen.poll() is not None:
+            output = server.output()
+            server.stop()
+            client.close()
+            assert "address already in use" in output, output
+            return None
         assert time.monotonic() < deadline, "the server did not start: " + server.output()
         try:
             if client.get("/healthz").status_code == 200:
