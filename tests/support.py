@@ -39,12 +39,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@contextmanager
-def serve_in_thread(app: Any) -> Iterator[str]:
-    """Serve an ASGI app (a scripted remote service) on a free loopback port; yields its base URL."""
+def loopback_socket() -> socket.socket:
+    """A socket bound to a free loopback port, to hand to uvicorn (``Server.run(sockets=...)``): a
+    port only looked up (:func:`free_port`) can be taken by any connection's ephemeral port before
+    the server binds it (a CI run failed so)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Serve an ASGI app (a scripted remote service) on a free loopback port; yields its base URL."""
+    sock = loopback_socket()
     config = uvicorn.Config(app, http="h11", lifespan="off", log_level="warning", timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -106,11 +114,7 @@ class LiveServer:
         self.settings = settings
         self.runtime = Runtime.build(settings)
         self.admin_token = settings.admin_token or ""
-        # Bound here and handed to uvicorn: a port only looked up (free_port) can be taken by any
-        # connection's ephemeral port before the server binds it (a CI run failed so).
-        self._socket = socket.socket()
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
+        self._socket = loopback_socket()
         self.port = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.base_http_api_url = f"{self.url}/api/v1/"

@@ -91,7 +91,7 @@ def test_a_calls_batches_keep_every_thread_busy_to_the_end(threads: int, count: 
     batches = _batches(windows, threads)
     assert sorted(w.text for batch in batches for w in batch) == list(range(count))
     sizes = [len(batch) * max(len(w.ids) for w in batch) for batch in batches]
-    assert max(sizes) <= max(_MAX_BATCH_TOKENS, 215)
+    assert max(sizes) <= _MAX_BATCH_TOKENS
     if count >= 4 * threads:
         busy = [0] * threads  # each thread's padded tokens when it takes batches in turn
         for size in sizes:
